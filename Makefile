@@ -1,0 +1,63 @@
+# Flask Deploy Lab: `make bench` measures, `make test` tests.
+# Everything a target needs is installed by `make setup`, which the main
+# targets call first; a second run finds it all cached.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+# podman runs with the project's own settings; the host's config is untouched.
+export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# Molecule and testinfra find the project's Python through this.
+export PYTHONDONTWRITEBYTECODE := 1
+
+PY_REQUIREMENTS := requirements.txt app/requirements.txt loadtest/requirements.txt
+
+.PHONY: help setup packages venv image lint lab-up lab-down test test-unit test-lab bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: packages venv image  ## install what everything needs (cached)
+
+packages:
+	@scripts/install-packages.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: $(PY_REQUIREMENTS) | packages
+	@echo "venv: installing pinned requirements"
+	@test -x $(VENV)/bin/python || python3 -m venv $(VENV)
+	@$(BIN)/pip install -q -r requirements.txt -r loadtest/requirements.txt
+	@$(BIN)/pip install -q --no-binary psycopg2 -r app/requirements.txt
+	@touch $@
+
+image: packages
+	@scripts/build-image.sh
+
+lint: venv  ## ruff, yamllint, ansible-lint (production profile)
+	ruff check .
+	ruff format --check .
+	yamllint --strict .
+	ansible-lint
+
+lab-up: setup  ## start the podman lab from inventory/topology.yml
+	ansible-playbook playbooks/lab.yml
+
+lab-down: venv  ## remove the lab's containers and network
+	ansible-playbook playbooks/lab.yml -e lab_state=absent
+
+test-unit: setup
+	pytest tests/app tests/loadtest
+
+test-lab: setup
+	pytest tests/lab
+
+test: setup lint test-unit test-lab  ## the whole test suite (what CI runs)
+
+clean: lab-down  ## lab-down, and drop caches and reports
+	rm -rf .cache reports

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Builds the lab's base image locally: Debian bookworm with systemd, python3
+# and sudo, from debootstrap, imported into podman. Does nothing when the
+# image is already there, so a cached run costs one `podman image exists`.
+#
+# LAB_IMAGE names the image; set it to an image you can pull instead and this
+# script only checks that it exists.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")/.." && pwd)"
+podman="$here/lab/podman"
+image="${LAB_IMAGE:-localhost/flask-deploy-lab/debian:bookworm}"
+suite="${LAB_SUITE:-bookworm}"
+mirror="${LAB_MIRROR:-http://deb.debian.org/debian}"
+
+if "$podman" image exists "$image"; then
+    echo "image $image: present"
+    exit 0
+fi
+if [[ "$image" != localhost/* ]]; then
+    echo "image $image: pulling"
+    exec "$podman" pull "$image"
+fi
+
+command -v debootstrap >/dev/null || {
+    echo "debootstrap is missing: run 'make setup' (or apt-get install debootstrap)" >&2
+    exit 1
+}
+
+rootfs="$(mktemp -d "${TMPDIR:-/tmp}/lab-rootfs.XXXXXX")"
+trap 'rm -rf "$rootfs"' EXIT
+
+echo "image $image: debootstrap $suite (about a minute)"
+# python3-apt and ca-certificates save every converge a bootstrap step;
+# procps and iproute2 are what testinfra and the sampler read.
+debootstrap --variant=minbase \
+    --include=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,procps,ca-certificates \
+    "$suite" "$rootfs" "$mirror" >/dev/null
+
+# Hosts behind a TLS-inspecting proxy trust extra CAs; so must the lab, or
+# pip and apt inside it cannot reach their registries.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
+    chroot "$rootfs" update-ca-certificates >/dev/null 2>&1
+fi
+
+cat > "$rootfs/etc/apt/sources.list" <<SOURCES
+deb $mirror $suite main
+deb $mirror $suite-updates main
+deb http://deb.debian.org/debian-security $suite-security main
+SOURCES
+# A container has no consoles or hardware to wait for.
+chroot "$rootfs" systemctl mask \
+    getty@tty1.service console-getty.service systemd-udevd.service \
+    systemd-remount-fs.service sys-kernel-config.mount >/dev/null 2>&1 || true
+rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+: > "$rootfs/etc/machine-id"
+
+tar -C "$rootfs" -c . | "$podman" import \
+    --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL SIGRTMIN+3' - "$image" >/dev/null 2>&1
+echo "image $image: built"

@@ -1,0 +1,52 @@
+"""Shared helpers for the suites that drive Ansible and the podman lab."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PODMAN = str(ROOT / "lab" / "podman")
+
+
+def ansible(*args, check=True, timeout=900):
+    """Runs an ansible command from the project root; returns the completed process."""
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+        # the venv's ansible, also when pytest is called without activating it
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    proc = subprocess.run(
+        list(args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def recap(output):
+    """Parses PLAY RECAP lines into {host: {"ok": n, "changed": n, ...}}."""
+    hosts = {}
+    for m in re.finditer(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$", output, re.M):
+        hosts[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
+    return hosts
+
+
+def podman(*args, check=True):
+    return subprocess.run([PODMAN, *args], capture_output=True, text=True, check=check, timeout=120)
+
+
+def topology(inventory="inventory/topology.yml"):
+    """The topology as {host: {"vars": {...}, "groups": [...]}} through ansible-inventory."""
+    data = json.loads(ansible("ansible-inventory", "-i", inventory, "--list").stdout)
+    hosts = {h: {"vars": v, "groups": []} for h, v in data["_meta"]["hostvars"].items()}
+    for group, body in data.items():
+        for host in body.get("hosts", []) if isinstance(body, dict) else []:
+            hosts[host]["groups"].append(group)
+    return hosts
