@@ -53,7 +53,11 @@ SOURCES
 chroot "$rootfs" systemctl mask \
     getty@tty1.service console-getty.service systemd-udevd.service \
     systemd-remount-fs.service sys-kernel-config.mount >/dev/null 2>&1 || true
-rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+# Package lists as of the build, so that the roles' apt tasks (cache valid
+# for an hour) start from a complete cache instead of an empty one.
+cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
+chroot "$rootfs" apt-get -o APT::Sandbox::User=root update -qq
+rm -f "$rootfs"/var/cache/apt/archives/*.deb "$rootfs/etc/resolv.conf"
 : > "$rootfs/etc/machine-id"
 
 tar -C "$rootfs" -c . | "$podman" import \
