@@ -1,0 +1,255 @@
+"""sampler.py: a real bounded run on this machine, and its parsers on fixture files."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+SAMPLER = HERE.parents[1] / "loadtest" / "sampler.py"
+FIXTURES = HERE / "fixtures"
+UNIT_PATH = "/system.slice/labapp-uwsgi.service"
+MB = 1024 * 1024
+
+
+def _rows(path):
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        return reader.fieldnames, list(reader)
+
+
+def test_bounded_run_on_this_host(sampler, tmp_path):
+    out = tmp_path / "samples" / "host.csv"
+    # a process to find by name; psql pointed at a closed port and an unknown unit
+    # must leave their columns empty, not stop the sampler
+    with subprocess.Popen(["sleep", "30"]) as decoy:
+        started = time.monotonic()
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(SAMPLER),
+                "--duration",
+                "2",
+                "--interval",
+                "0.5",
+                "--out",
+                str(out),
+                "--unit",
+                "no-such-unit-for-the-sampler-test.service",
+                "--pg-dsn",
+                "postgresql://127.0.0.1:1/none?connect_timeout=1",
+                "--proc-name",
+                "sleep",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        elapsed = time.monotonic() - started
+        decoy.kill()
+    assert result.returncode == 0, result.stderr
+    assert elapsed < 10
+    columns, rows = _rows(out)
+    assert columns == sampler.COLUMNS
+    # a row every 0.5 s for 2 s; a busy machine may skip a tick, never add one
+    assert 2 <= len(rows) <= 4
+    times = [float(r["time"]) for r in rows]
+    assert times == sorted(times)
+    assert 1.9 <= float(rows[-1]["elapsed_s"]) < 5
+    for row in rows:
+        assert float(row["cpu_limit_cores"]) > 0
+        assert float(row["cpu_busy_cores"]) >= 0
+        assert float(row["cpu_percent"]) >= 0
+        assert row["cpu_source"] in ("cgroup", "procstat")
+        assert float(row["procstat_busy_cores"]) >= 0
+        assert float(row["mem_used_mb"]) > 0
+        assert float(row["mem_limit_mb"]) >= float(row["mem_used_mb"])
+        assert int(row["proc_count"]) >= 1
+        assert float(row["proc_max_cores"]) <= float(row["proc_cpu_cores"]) + 1e-9
+        for column in (
+            "unit_cpu_usage_usec",
+            "unit_nr_throttled",
+            "unit_throttled_usec",
+            "pg_connections",
+            "pg_active",
+        ):
+            assert row[column] == "", column
+    assert f"wrote {len(rows)} rows" in result.stderr
+
+
+def test_sigterm_ends_the_run_early_and_keeps_the_rows(tmp_path):
+    out = tmp_path / "host.csv"
+    command = [sys.executable, str(SAMPLER), "--duration", "60", "--interval", "0.3"]
+    with subprocess.Popen([*command, "--out", str(out)], stderr=subprocess.PIPE) as process:
+        time.sleep(1.2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=5) == 0
+    _, rows = _rows(out)
+    assert 1 <= len(rows) <= 5
+
+
+@pytest.mark.parametrize("args", [["--duration", "0"], ["--duration", "1", "--interval", "-1"]])
+def test_bad_arguments_are_refused(tmp_path, args):
+    result = subprocess.run(
+        [sys.executable, str(SAMPLER), *args, "--out", str(tmp_path / "x.csv")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "must be > 0" in result.stderr
+
+
+def test_cgroup_v2_files(sampler):
+    cgroups = sampler.Cgroups(FIXTURES / "cgroup_v2")
+    assert cgroups.version == 2
+    assert cgroups.cpu(UNIT_PATH) == {
+        "usage_usec": 4_500_000,
+        "nr_periods": 1200,
+        "nr_throttled": 300,
+        "throttled_usec": 15_000_000,
+    }
+    assert cgroups.cpu_quota_cores(UNIT_PATH) == 0.2
+    # 200 MiB in use, 20 MiB of it inactive file cache; memory.max "max"
+    assert cgroups.memory(UNIT_PATH) == (180 * MB, None)
+    assert cgroups.cpu("")["usage_usec"] == 123_456_789
+    assert cgroups.cpu_quota_cores("") == 1.0
+    assert cgroups.memory("") == (536_870_912 - 104_857_600, 1_073_741_824)
+
+
+def test_cgroup_v1_files(sampler):
+    cgroups = sampler.Cgroups(FIXTURES / "cgroup_v1")
+    assert cgroups.version == 1
+    # cpuacct.usage and throttled_time are nanoseconds
+    assert cgroups.cpu(UNIT_PATH) == {
+        "usage_usec": 4_500_000,
+        "nr_periods": 1200,
+        "nr_throttled": 300,
+        "throttled_usec": 15_000_000,
+    }
+    assert cgroups.cpu_quota_cores(UNIT_PATH) == 0.2
+    # total_inactive_file (hierarchical) is the one subtracted
+    assert cgroups.memory(UNIT_PATH) == (180 * MB, 200 * MB)
+    assert cgroups.cpu("")["usage_usec"] == 98_765_432
+    # cfs_quota_us -1: no limit; limit_in_bytes near LONG_MAX: no limit
+    assert cgroups.cpu_quota_cores("") is None
+    assert cgroups.memory("") == (1024 * MB, None)
+
+
+def test_cgroup_v1_with_cpu_and_cpuacct_mounted_apart(sampler, tmp_path):
+    unit_acct = tmp_path / "cpuacct" / UNIT_PATH.strip("/")
+    unit_cpu = tmp_path / "cpu" / UNIT_PATH.strip("/")
+    unit_acct.mkdir(parents=True)
+    unit_cpu.mkdir(parents=True)
+    (unit_acct / "cpuacct.usage").write_text("2000000\n")
+    (unit_cpu / "cpu.stat").write_text("nr_periods 10\nnr_throttled 4\nthrottled_time 8000\n")
+    cgroups = sampler.Cgroups(tmp_path)
+    assert cgroups.version == 1
+    assert cgroups.cpu(UNIT_PATH) == {
+        "usage_usec": 2000,
+        "nr_periods": 10,
+        "nr_throttled": 4,
+        "throttled_usec": 8,
+    }
+    # no memory hierarchy at all
+    assert cgroups.memory(UNIT_PATH) == (None, None)
+
+
+@pytest.mark.parametrize("mount", ["cgroup_v1", "cgroup_v2", "no-such-dir"])
+def test_missing_cgroup_files_give_none(sampler, mount):
+    cgroups = sampler.Cgroups(FIXTURES / mount)
+    missing = "/system.slice/not-there.service"
+    assert cgroups.cpu(missing) == dict.fromkeys(
+        ("usage_usec", "nr_periods", "nr_throttled", "throttled_usec")
+    )
+    assert cgroups.cpu_quota_cores(missing) is None
+    assert cgroups.memory(missing) == (None, None)
+
+
+def test_proc_parsers(sampler):
+    stat = "cpu  100 5 50 800 20 3 2 10 7 0\ncpu0 50 2 25 400 10 1 1 5 3 0\n"
+    # busy = user+nice+system+irq+softirq+steal; guest is already inside user
+    assert sampler.parse_proc_stat(stat) == (170, 990)
+    assert sampler.parse_proc_stat("") is None
+    meminfo = "MemTotal:  2048000 kB\nMemFree:  100 kB\nMemAvailable:  1024000 kB\n"
+    assert sampler.parse_meminfo(meminfo) == (1024000 * 1024, 2048000 * 1024)
+    assert sampler.parse_meminfo("MemTotal: 1 kB\n") is None
+    assert sampler.parse_keyed("usage_usec 10\nbad line here\nx y\n") == {"usage_usec": 10}
+
+
+def test_process_parsers(sampler):
+    # the comm field may hold spaces and parentheses
+    stat = "4242 (my (odd) proc) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0"
+    assert sampler.process_cpu_ticks(stat) == 300
+    locust = "/opt/venv/bin/python3\0/opt/venv/bin/locust\0-f\0locustfile.py\0--worker\0"
+    assert "locust" in sampler.process_program_names(locust)
+    shell = "/bin/sh\0-c\0locust -f locustfile.py\0"
+    assert "locust" not in sampler.process_program_names(shell)
+    sampler_itself = "python3\0sampler.py\0--proc-name\0locust\0"
+    assert "locust" not in sampler.process_program_names(sampler_itself)
+
+
+def test_pg_commands_and_output(sampler, monkeypatch):
+    assert sampler.parse_pg_counts("12|3\n") == (12, 3)
+    assert sampler.parse_pg_counts("") == (None, None)
+    assert sampler.parse_pg_counts("psql: error") == (None, None)
+    dsn_command = sampler.psql_command(dsn="host=db1 user=bench")
+    assert dsn_command[:2] == ["psql", "host=db1 user=bench"]
+    assert dsn_command[-1] == sampler.PG_CONNECTIONS_SQL
+    monkeypatch.setattr(sampler.os, "geteuid", lambda: 0)
+    assert sampler.psql_command(psql_user="postgres")[:4] == ["runuser", "-u", "postgres", "--"]
+
+
+def _fake_systemctl(bin_dir, output):
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / "systemctl"
+    script.write_text(f"#!/bin/sh\necho '{output}'\n")
+    script.chmod(0o755)
+
+
+def test_unit_cgroup_path_from_systemctl(sampler, tmp_path, monkeypatch):
+    _fake_systemctl(tmp_path / "bin", UNIT_PATH)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert sampler.unit_cgroup_path("labapp-uwsgi.service") == UNIT_PATH
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert sampler.unit_cgroup_path("labapp-uwsgi.service") is None
+
+
+def test_rows_carry_the_unit_counters_and_rates(sampler, tmp_path, monkeypatch):
+    mount = tmp_path / "cgroup"
+    shutil.copytree(FIXTURES / "cgroup_v2", mount)
+    _fake_systemctl(tmp_path / "bin", UNIT_PATH)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    args = SimpleNamespace(
+        unit="labapp-uwsgi.service", pg_psql_user=None, pg_dsn=None, proc_name=None, interval=1.0
+    )
+    probe = sampler.Sampler(args, cgroups=sampler.Cgroups(mount))
+    first = probe.read()
+    stat = mount / UNIT_PATH.strip("/") / "cpu.stat"
+    stat.write_text(
+        "usage_usec 5000000\nnr_periods 1210\nnr_throttled 305\nthrottled_usec 15250000\n"
+    )
+    second = probe.read()
+    second["mono"] = first["mono"] + 2.0  # as if two seconds had passed
+    row = probe.row(first, second)
+    assert row["unit_cpu_usage_usec"] == "5000000"
+    assert row["unit_cpu_cores"] == "0.250"  # 500,000 us over 2 s
+    assert row["unit_nr_periods"] == "1210"
+    assert row["unit_nr_throttled"] == "305"
+    assert row["unit_throttled_usec"] == "15250000"
+    assert row["unit_mem_mb"] == "180.0"
+    assert row["cpu_limit_cores"] == "1.000"  # the fixture root's cpu.max
+    assert row["cpu_source"] == "cgroup"
+    assert row["pg_connections"] == ""
+    assert set(row) == set(sampler.COLUMNS)
