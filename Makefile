@@ -17,7 +17,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 PY_REQUIREMENTS := requirements.txt app/requirements.txt loadtest/requirements.txt
 
-.PHONY: help setup packages venv image lint lab-up lab-down test test-unit test-lab bench clean
+.PHONY: help setup packages venv image lint lab-up lab-down test test-unit test-vagrant test-lab \
+	molecule clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,13 +52,31 @@ lab-up: setup  ## start the podman lab from inventory/topology.yml
 lab-down: venv  ## remove the lab's containers and network
 	ansible-playbook playbooks/lab.yml -e lab_state=absent
 
-test-unit: setup
-	pytest tests/app tests/loadtest
+test-unit: setup  ## the app on a throwaway PostgreSQL, the report, site.yml's input checks
+	pytest tests/app tests/loadtest tests/playbooks
 
-test-lab: setup
+test-vagrant: setup  ## the Vagrantfile and the inventories, offline
+	pytest tests/vagrant
+
+test-lab: setup  ## a second lab from the topology: up, checked, down
 	pytest tests/lab
 
-test: setup lint test-unit test-lab  ## the whole test suite (what CI runs)
+molecule: setup  ## the roles: converge, idempotence, testinfra, every server switch
+	molecule test
+
+test: setup lint test-unit test-vagrant test-lab molecule  ## the whole suite (what CI runs)
 
 clean: lab-down  ## lab-down, and drop caches and reports
 	rm -rf .cache reports
+
+bench: lab-up  ## converge and load-test each server, then the report (SERVERS= ENDPOINTS= USERS= DURATION= DELAY=)
+	python scripts/bench.py
+
+locust-ui: venv  ## Locust's web UI on the lab (stop it: make locust-ui-stop)
+	ansible-playbook playbooks/loadtest.yml -e locust_ui=true
+
+locust-ui-stop: venv
+	ansible-playbook playbooks/loadtest.yml -e locust_state=stopped
+
+test-e2e: setup
+	pytest tests/e2e

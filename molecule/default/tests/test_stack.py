@@ -1,0 +1,144 @@
+"""Behaviour of the converged stack, through nginx and on each host."""
+
+import json
+import re
+import time
+
+import pytest
+
+SERVER_PROCESS = {
+    "flask": "labapp.wsgi run",
+    "flask-threaded": "labapp.wsgi run",
+    "uwsgi": "uwsgi --ini",
+    "uwsgi-gevent": "uwsgi --ini",
+    "gunicorn": "gunicorn --config",
+    "gunicorn-gthread": "gunicorn --config",
+    "gunicorn-gevent": "gunicorn --config",
+    "gevent": "labapp.gevent_server",
+}
+
+
+def psql(host, sql):
+    return host.check_output("runuser -u postgres -- psql -d labapp -Atc %s", sql)
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "check"),
+    [
+        ("/healthz", 200, lambda b: json.loads(b) == {"status": "ok"}),
+        ("/json", 200, lambda b: json.loads(b) == {"message": "Hello, World!"}),
+        ("/db", 200, lambda b: 1 <= json.loads(b)["id"] <= 10000),
+        ("/queries?n=3", 200, lambda b: len(json.loads(b)) == 3),
+        ("/queries?n=0", 200, lambda b: len(json.loads(b)) == 1),
+        ("/queries?n=900", 200, lambda b: len(json.loads(b)) == 500),
+        (
+            "/fortunes",
+            200,
+            lambda b: "Additional fortune added at request time." in b and "&lt;script&gt;" in b,
+        ),
+        ("/render", 200, lambda b: "<h1" in b or "<p>" in b),
+        ("/slow?delay=0.2", 200, lambda b: json.loads(b)["delay"] == 0.2),
+        ("/sleep?delay=0.1", 200, lambda b: "0.1" in b),
+        ("/queries?n=abc", 400, lambda b: json.loads(b)["parameter"] == "n"),
+        ("/slow?delay=-1", 400, lambda b: json.loads(b)["parameter"] == "delay"),
+        ("/sleep?delay=x", 400, lambda b: json.loads(b)["parameter"] == "delay"),
+        ("/nowhere", 404, lambda b: json.loads(b)["status"] == 404),
+    ],
+)
+def test_endpoint_through_nginx(http, path, status, check):
+    got, headers, body = http(path)
+    assert got == status, body
+    assert check(body), body
+    assert "Server" not in headers or headers["Server"] == "nginx"  # server_tokens off
+
+
+def test_background_task_lifecycle(http):
+    status, headers, _ = http("/tasks?seconds=0.5", method="POST")
+    assert status == 202
+    location = headers["Location"]
+    assert re.search(r"/tasks/\w+", location)
+    path = "/" + location.split("/", 3)[-1] if location.startswith("http") else location
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        status, _, body = http(path)
+        if status == 200:
+            break
+        assert status == 202
+        time.sleep(0.3)
+    assert status == 200, body
+
+
+def test_only_the_chosen_server_runs(group, deployment):
+    app = group("app")[0]
+    units = app.check_output(
+        "systemctl list-units --all --plain --no-legend 'labapp-*.service'"
+    ).splitlines()
+    active = [u.split()[0] for u in units if " active " in f" {u} "]
+    assert active == [deployment["unit"]]
+    main_pid = app.check_output("systemctl show -p MainPID --value %s", deployment["unit"])
+    cmdline = app.file(f"/proc/{main_pid}/cmdline").content_string.replace("\0", " ")
+    assert SERVER_PROCESS[deployment["server"]] in cmdline
+
+
+def test_app_does_not_run_as_root(group, deployment):
+    app = group("app")[0]
+    main_pid = app.check_output("systemctl show -p MainPID --value %s", deployment["unit"])
+    users = app.check_output("ps -o user= --ppid %s -p %s", main_pid, main_pid).split()
+    assert users and set(users) == {"labapp"}
+
+
+def test_unit_limits_are_configured(group, deployment):
+    app = group("app")[0]
+    props = app.check_output(
+        "systemctl show -p CPUQuotaPerSecUSec -p MemoryMax %s", deployment["unit"]
+    )
+    quota_percent = int(deployment["cpu_quota"].rstrip("%"))
+    assert f"CPUQuotaPerSecUSec={quota_percent / 100:g}s" in props
+    memory = int(deployment["memory_max"].rstrip("M")) * 1024 * 1024
+    assert f"MemoryMax={memory}" in props
+
+
+def test_psycopg2_is_built_from_source_against_the_hosts_libpq(group):
+    app = group("app")[0]
+    python = "/opt/labapp/venv/bin/python"
+    libpq = app.check_output("%s -c 'import psycopg2; print(psycopg2.__libpq_version__)'", python)
+    host_libpq = app.check_output("dpkg-query -W -f '${Version}' libpq5")
+    major, minor = re.match(r"(\d+)\.(\d+)", host_libpq).groups()
+    assert int(libpq) == int(major) * 10000 + int(minor)
+    packages = app.check_output("%s -m pip list --format freeze", python).lower()
+    assert "psycopg2-binary" not in packages
+    so = app.check_output("%s -c 'import psycopg2._psycopg as m; print(m.__file__)'", python)
+    # a wheel would bring its own libpq beside it; the source build links the host's
+    linked = app.check_output("ldd %s | grep libpq", so)
+    assert re.search(r"=> /(usr/)?lib/\S+/libpq\.so\.5 ", linked), linked
+
+
+def test_world_has_ten_thousand_rows(group):
+    assert psql(group("db")[0], "SELECT count(*) FROM world") == "10000"
+
+
+def test_postgresql_uses_scram_and_no_trust(group):
+    db = group("db")[0]
+    assert psql(db, "SHOW password_encryption") == "scram-sha-256"
+    rules = psql(db, "SELECT auth_method FROM pg_hba_file_rules").split()
+    assert "trust" not in rules
+
+
+def test_nginx_configuration_is_valid(group):
+    proxy = group("proxy")[0]
+    assert proxy.run("nginx -t").rc == 0
+    assert proxy.file("/etc/nginx/sites-enabled/default").exists is False
+
+
+def test_nginx_status_is_on_loopback_only(group):
+    proxy = group("proxy")[0]
+    listening = proxy.check_output("ss -Hltn")
+    assert "127.0.0.1:8080" in listening
+    assert "0.0.0.0:8080" not in listening
+
+
+def test_slow_api_runs_unprivileged(group):
+    upstream = group("upstream")[0]
+    assert upstream.service("slow-api").is_running
+    pid = upstream.check_output("systemctl show -p MainPID --value slow-api")
+    assert upstream.check_output("ps -o user= -p %s", pid).strip() == "labapp"

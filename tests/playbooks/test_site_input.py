@@ -1,0 +1,69 @@
+"""site.yml refuses bad switches and incomplete inventories before any host
+changes, with a message that says what is valid."""
+
+import textwrap
+
+import pytest
+
+from tests.conftest import ansible, recap
+
+SERVERS = ", ".join(
+    [
+        "flask",
+        "flask-threaded",
+        "uwsgi",
+        "uwsgi-gevent",
+        "gunicorn",
+        "gunicorn-gthread",
+        "gunicorn-gevent",
+        "gevent",
+    ]
+)
+
+
+def site(*args, inventory="inventory/lab"):
+    return ansible("ansible-playbook", "-i", inventory, "playbooks/site.yml", *args, check=False)
+
+
+@pytest.fixture(autouse=True)
+def throwaway_credentials(tmp_path, monkeypatch):
+    monkeypatch.setenv("FDL_CREDENTIALS_DIR", str(tmp_path / "credentials"))
+
+
+def assert_refused_before_hosts(proc, message):
+    assert proc.returncode != 0
+    out = " ".join((proc.stdout + proc.stderr).split())
+    assert message in out, out[-3000:]
+    # only the controller's check ran: no lab host was contacted, let alone changed
+    assert set(recap(proc.stdout)) == {"localhost"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-e", "server=bogus"], f"server=bogus is not known; valid: {SERVERS}"),
+        (["-e", "server=Gunicorn"], "server=Gunicorn is not known"),
+        (["-e", "db_mode=bogus"], "db_mode=bogus is not known; valid: naive, pool"),
+        (
+            ["-e", "server=gunicorn", "-e", "app_protocol=uwsgi"],
+            "app_protocol=uwsgi is not valid with server=gunicorn",
+        ),
+    ],
+)
+def test_bad_switch_is_refused(args, message):
+    assert_refused_before_hosts(site(*args), message)
+
+
+@pytest.mark.parametrize("missing", ["db", "app", "proxy", "upstream"])
+def test_missing_group_is_named(tmp_path, missing):
+    groups = {"db": "db1", "upstream": "db1", "app": "app1", "proxy": "proxy1"}
+    del groups[missing]
+    children = "\n".join(f"    {g}: {{hosts: {{{h}: }}}}" for g, h in groups.items())
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(textwrap.dedent("all:\n  children:\n") + children + "\n")
+    proc = site(inventory=str(inventory))
+    assert_refused_before_hosts(proc, f"the inventory has no host in group '{missing}'")
+
+
+def test_site_passes_syntax_check():
+    ansible("ansible-playbook", "--syntax-check", "playbooks/site.yml")
