@@ -52,8 +52,8 @@ lab-up: setup  ## start the podman lab from inventory/topology.yml
 lab-down: venv  ## remove the lab's containers and network
 	ansible-playbook playbooks/lab.yml -e lab_state=absent
 
-test-unit: setup  ## the app on a throwaway PostgreSQL, the report, site.yml's input checks
-	pytest tests/app tests/loadtest tests/playbooks
+test-unit: setup  ## the app on a throwaway PostgreSQL, the report, input checks, no secrets
+	pytest tests/app tests/loadtest tests/playbooks tests/repo
 
 test-vagrant: setup  ## the Vagrantfile and the inventories, offline
 	pytest tests/vagrant

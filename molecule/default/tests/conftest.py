@@ -64,12 +64,12 @@ def http(inventory, group):
     # the lab's DNS knows each container by its topology name
     proxy = sorted(inventory["proxy"]["hosts"])[0]
 
-    def request(path, method="GET"):
-        body = "b''" if method == "POST" else "None"
+    def request(path, method="GET", body_bytes=0):
+        data = f"b'x' * {body_bytes}" if method == "POST" else "None"
         script = (
             "import json, urllib.request, urllib.error\n"
             f"url = 'http://{proxy}{path}'\n"
-            f"req = urllib.request.Request(url, method='{method}', data={body})\n"
+            f"req = urllib.request.Request(url, method='{method}', data={data})\n"
             "try:\n    r = urllib.request.urlopen(req, timeout=20)\n"
             "except urllib.error.HTTPError as e:\n    r = e\n"
             "print(json.dumps([r.status, dict(r.headers), r.read().decode('utf-8')]))\n"
