@@ -48,6 +48,21 @@ def assert_refused_before_hosts(proc, message):
             ["-e", "server=gunicorn", "-e", "app_protocol=uwsgi"],
             "app_protocol=uwsgi is not valid with server=gunicorn",
         ),
+        (
+            ["-e", "flask_app_workers=abc"],
+            "flask_app_workers=abc is not valid; flask_app_workers must be a whole number >= 1",
+        ),
+        (["-e", "flask_app_threads=0"], "flask_app_threads=0 is not valid"),
+        (
+            ["-e", "flask_app_cpu_quota=50"],
+            "flask_app_cpu_quota=50 is not valid; flask_app_cpu_quota must be a percentage",
+        ),
+        (["-e", "flask_app_memory_max=lots"], "flask_app_memory_max=lots is not valid"),
+        (["-e", "flask_app_db_pool_timeout=-1"], "flask_app_db_pool_timeout=-1 is not valid"),
+        (
+            ["-e", "flask_app_db_pool_min=5", "-e", "flask_app_db_pool_max=2"],
+            "flask_app_db_pool_min=5 is above flask_app_db_pool_max=2",
+        ),
     ],
 )
 def test_bad_switch_is_refused(args, message):
