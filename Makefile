@@ -18,7 +18,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 PY_REQUIREMENTS := requirements.txt app/requirements.txt loadtest/requirements.txt
 
 .PHONY: help setup packages venv image lint lab-up lab-down test test-unit test-vagrant test-lab \
-	molecule clean
+	molecule test-e2e bench locust-ui locust-ui-stop faults clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -64,7 +64,7 @@ test-lab: setup  ## a second lab from the topology: up, checked, down
 molecule: setup  ## the roles: converge, idempotence, testinfra, every server switch
 	molecule test
 
-test: setup lint test-unit test-vagrant test-lab molecule  ## the whole suite (what CI runs)
+test: setup lint test-unit test-vagrant test-lab molecule test-e2e  ## the whole suite (what CI runs)
 
 clean: lab-down  ## lab-down, and drop caches and reports
 	rm -rf .cache reports
@@ -78,5 +78,8 @@ locust-ui: venv  ## Locust's web UI on the lab (stop it: make locust-ui-stop)
 locust-ui-stop: venv
 	ansible-playbook playbooks/loadtest.yml -e locust_state=stopped
 
-test-e2e: setup
+test-e2e: lab-up  ## a distributed Locust run through the lab, the report rendered in Chromium
 	pytest tests/e2e
+
+faults: lab-up  ## faults under load in the lab, one PASS/FAIL line each (FAULTS= FAULTS_ANSIBLE_ARGS=)
+	python scripts/faults.py

@@ -220,8 +220,9 @@ class HealthzUser(_EndpointUser):
 class JsonUser(_EndpointUser):
     endpoint = "json"
 
+    # not `json`: Locust's web UI calls User.json() on every class
     @task
-    def json(self):
+    def get_json(self):
         self.get_checked("/json", _json_object)
 
 

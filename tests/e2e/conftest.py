@@ -1,0 +1,62 @@
+"""Fixtures of the end-to-end suite: the converged lab stack, driven through the playbooks.
+
+The suite expects the default lab (``make lab-up``); if nginx on the proxy does
+not answer /healthz it converges the stack with ``playbooks/site.yml`` first.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.conftest import ansible, podman
+
+LAB_PREFIX = "fdl-"
+LOADGENS = ["loadgen1", "loadgen2"]
+HEALTHZ = (
+    "import sys, urllib.request; "
+    "sys.exit(0 if urllib.request.urlopen('http://proxy1/healthz', timeout=5).status == 200 else 1)"
+)
+
+
+def container(host):
+    return LAB_PREFIX + host
+
+
+def stack_answers():
+    """True when nginx on proxy1 answers /healthz, asked from a load generator."""
+    try:
+        probe = podman("exec", container(LOADGENS[0]), "python3", "-c", HEALTHZ, check=False)
+        return probe.returncode == 0
+    except subprocess.SubprocessError:
+        return False
+
+
+def locust_processes(host):
+    """Command lines on `host` that mention locust (the units or a sampler watching them)."""
+    result = podman("exec", container(host), "pgrep", "-af", "locust", check=False)
+    return result.stdout.splitlines()
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """The lab, up and converged."""
+    running = podman("ps", "--format", "{{.Names}}", check=False).stdout.split()
+    missing = [h for h in ["db1", "app1", "proxy1", *LOADGENS] if container(h) not in running]
+    if missing:
+        names = ", ".join(container(h) for h in missing)
+        pytest.fail(f"the lab is not up (no {names}): run make lab-up")
+    if not stack_answers():
+        ansible("ansible-playbook", "playbooks/site.yml", timeout=1800)
+    assert stack_answers(), "the stack does not answer /healthz through the proxy after site.yml"
+    return LOADGENS
+
+
+def loadtest(*extra, check=True, timeout=900):
+    args = []
+    for item in extra:
+        args += ["-e", item]
+    return ansible(
+        "ansible-playbook", "playbooks/loadtest.yml", *args, check=check, timeout=timeout
+    )

@@ -1,0 +1,220 @@
+"""End to end through the lab: a short distributed Locust run, its files, the report
+and its plots in a real browser; bad input and a worker that never connects.
+
+Every load goes to the lab's own containers and ends by itself within seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.e2e.conftest import LOADGENS, loadtest, locust_processes
+from tests.e2e.png import colour_stats, decode
+
+pytestmark = pytest.mark.lab
+
+CHROMIUM = Path("/usr/bin/chromium")
+# The report's first configuration is drawn in matplotlib's first tab10 colour.
+PLOT_COLOUR = (0x1F, 0x77, 0xB4)
+DURATION = 10
+
+
+@pytest.fixture(scope="module")
+def run(stack, tmp_path_factory):
+    """One distributed cell: 10 users on /slow for 10 s after a 2 s warm-up."""
+    reports = tmp_path_factory.mktemp("reports")
+    run_id = time.strftime("e2e-%Y%m%d-%H%M%S")
+    started = time.monotonic()
+    proc = loadtest(
+        f"reports_dir={reports}",
+        f"run_id={run_id}",
+        "cell_id=smoke",
+        "endpoint=slow",
+        "users=10",
+        "spawn_rate=10",
+        f"duration={DURATION}",
+        "warmup=2",
+        "delay_s=0.1",
+    )
+    run_dir = reports / run_id
+    return {
+        "dir": run_dir,
+        "cell": run_dir / "smoke",
+        "output": proc.stdout,
+        "seconds": time.monotonic() - started,
+    }
+
+
+def aggregated(cell_dir):
+    with (cell_dir / "locust_stats.csv").open(newline="") as handle:
+        return next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")
+
+
+def test_the_run_was_distributed_over_two_workers(run):
+    cell = json.loads((run["cell"] / "cell.json").read_text())
+    assert cell["workers"] == 2
+    assert cell["loadgen_hosts"] == LOADGENS
+    log = (run["cell"] / "locust.log").read_text()
+    assert "2 workers connected" in log
+    assert "to 2 ready workers" in log
+
+
+def test_the_csv_shows_requests_and_no_failures(run):
+    row = aggregated(run["cell"])
+    assert int(row["Request Count"]) > 0
+    assert int(row["Failure Count"]) == 0
+    # 10 users on a 0.1 s delay: the closed loop cannot exceed 100 req/s
+    assert 0 < float(row["Requests/s"]) <= 110
+    history = (run["cell"] / "locust_stats_history.csv").read_text().splitlines()
+    assert len(history) > 2
+
+
+def test_the_locust_html_report_exists(run):
+    report = run["cell"] / "locust_report.html"
+    assert report.stat().st_size > 10_000
+    assert "<html" in report.read_text(errors="replace")[:2000].lower()
+
+
+def test_every_host_was_sampled(run):
+    samples = sorted(p.stem for p in (run["cell"] / "samples").glob("*.csv"))
+    assert samples == sorted(["db1", "app1", "proxy1", *LOADGENS])
+    for path in (run["cell"] / "samples").glob("*.csv"):
+        assert len(path.read_text().splitlines()) >= DURATION // 2, path.name
+
+
+def test_the_environment_is_recorded(run):
+    environment = json.loads((run["dir"] / "environment.json").read_text())
+    assert environment["versions"]["locust"] == "2.47.0"
+    assert {"flask", "gunicorn", "uwsgi", "postgresql", "nginx"} <= set(environment["versions"])
+    assert isinstance(environment["limits"]["unit_limits_enforced"], bool)
+    assert {h["name"] for h in environment["hosts"]} == {"db1", "app1", "proxy1", *LOADGENS}
+
+
+def test_no_locust_process_is_left(run):
+    for host in LOADGENS:
+        assert locust_processes(host) == [], host
+
+
+@pytest.fixture(scope="module")
+def page(run):
+    """The report of the run, generated and then rendered by headless Chromium."""
+    generated = subprocess.run(
+        [sys.executable, str(ROOT / "loadtest" / "report.py"), str(run["dir"])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert generated.returncode == 0, generated.stderr
+    index = run["dir"] / "index.html"
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: make setup installs Debian's chromium")
+    profile = run["dir"].parent / "chromium-profile"
+    screenshot = run["dir"].parent / "index.png"
+    subprocess.run(
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            f"--screenshot={screenshot}",
+            "--window-size=1280,2000",
+            index.as_uri(),
+        ],
+        capture_output=True,
+        timeout=180,
+        check=False,
+    )
+    return {"index": index, "png": screenshot.read_bytes() if screenshot.is_file() else b""}
+
+
+def test_the_report_generator_wrote_the_page(page):
+    text = page["index"].read_text()
+    assert "<svg" in text
+    assert "smoke" in text
+
+
+def test_chromium_renders_the_report_with_its_plots(page):
+    width, height, rows = decode(page["png"])
+    assert (width, height) == (1280, 2000)
+    colours, not_background = colour_stats(page["png"])
+    assert colours > 50, "the screenshot is (nearly) one colour"
+    assert not_background > 0.02, "the screenshot is (nearly) blank"
+    plot_pixels = sum(
+        1
+        for row in rows[::2]
+        for x in range(0, len(row) - 2, 6)
+        if all(abs(row[x + i] - PLOT_COLOUR[i]) <= 8 for i in range(3))
+    )
+    assert plot_pixels > 200, "no bar of the throughput plot in the screenshot"
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ("users=0", "users=0"),
+        ("endpoint=bogus", "endpoint=bogus is not known; valid: healthz, json, slow, db"),
+        ("duration=0", "duration=0"),
+        ("spawn_rate=0", "spawn_rate=0"),
+    ],
+)
+def test_bad_input_stops_before_any_load(setting, named):
+    proc = loadtest(setting, check=False, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert named in " ".join(out.split())
+    assert "is not valid" in out or "is not known" in out
+    # nothing past the checks on the controller ran
+    assert "PLAY [The run]" not in out
+    assert "PLAY [Facts of every host" not in out
+
+
+def test_a_worker_that_never_connects_fails_the_run_and_leaves_nothing(stack, tmp_path):
+    started = time.monotonic()
+    proc = loadtest(
+        f"reports_dir={tmp_path}",
+        "run_id=no-workers",
+        "locust_expect_workers=5",
+        "locust_expect_workers_max_wait=5",
+        "warmup=0",
+        "duration=5",
+        "loadtest_install=false",
+        check=False,
+        timeout=600,
+    )
+    out = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode != 0
+    assert "of 5 Locust workers connected" in out
+    assert "within 5 s" in out
+    assert time.monotonic() - started < 300
+    for host in LOADGENS:
+        assert locust_processes(host) == [], host
+    assert not list(tmp_path.glob("no-workers/*/cell.json"))
+
+
+def test_the_web_ui_starts_and_stops(stack):
+    loadtest("locust_ui=true", "loadtest_install=false", timeout=300)
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:8089/stats/requests", timeout=10) as response:
+            stats = json.loads(response.read())
+        assert stats["state"] == "ready"
+        assert len(stats["workers"]) == 2
+    finally:
+        loadtest("locust_state=stopped", timeout=300)
+    for host in LOADGENS:
+        assert locust_processes(host) == [], host

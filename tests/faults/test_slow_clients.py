@@ -1,0 +1,118 @@
+"""loadtest/slow_clients.py against servers on loopback: it holds its connections,
+dribbles requests that never end, reopens what the server closes, and stops in time."""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+import time
+
+import pytest
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+@pytest.fixture
+def server(request):
+    """A loopback server; `answer_after` seconds (None: never) it sends a 408 and closes."""
+    answer_after = getattr(request, "param", None)
+    received, lock, stop = {}, threading.Lock(), threading.Event()
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self):
+            self.request.settimeout(0.05)
+            opened = time.monotonic()
+            data = b""
+            while not stop.is_set():
+                if answer_after is not None and time.monotonic() - opened > answer_after:
+                    self.request.sendall(b"HTTP/1.1 408 Request Time-out\r\n\r\n")
+                    break
+                try:
+                    chunk = self.request.recv(4096)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            with lock:
+                received[id(self)] = data
+
+    srv = _Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv.server_address[1], received
+    stop.set()
+    srv.shutdown()
+    srv.server_close()
+
+
+def run(slow_clients, port, **options):
+    argv = [f"--url=http://127.0.0.1:{port}/json"]
+    argv += [f"--{key}={value}" for key, value in options.items()]
+    started = time.monotonic()
+    summary = slow_clients.run(slow_clients.parse_args(argv))
+    return summary, time.monotonic() - started
+
+
+def test_it_holds_every_connection_and_never_finishes_a_request(slow_clients, server):
+    port, received = server
+    summary, seconds = run(slow_clients, port, connections=20, interval=0.2, duration=1.5)
+    assert seconds < 3, summary
+    assert summary["open_max"] == 20, summary
+    assert summary["open_at_end"] == 20
+    assert summary["opened"] == 20
+    assert summary["connect_errors"] == 0
+    assert summary["closed_by_server"] == 0
+    time.sleep(0.3)
+    assert len(received) == 20
+    for data in received.values():
+        assert data.startswith(b"GET /json HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        # the head, then about one byte per interval: never the blank line that ends it
+        assert b"\r\n\r\n" not in data
+        assert 2 <= len(data) - len(b"GET /json HTTP/1.1\r\nHost: 127.0.0.1\r\n") <= 10
+
+
+@pytest.mark.parametrize("server", [0.3], indirect=True)
+def test_what_the_server_closes_is_counted_and_opened_again(slow_clients, server):
+    port, _ = server
+    summary, _ = run(slow_clients, port, connections=10, interval=0.1, duration=1.2)
+    assert summary["closed_by_server"] >= 10
+    assert summary["responses"].get("408", 0) >= 10
+    assert summary["opened"] >= 20
+    assert summary["open_max"] == 10
+    assert 0.2 <= summary["lifetime_s_avg"] <= 0.8
+
+
+def test_a_refused_connection_is_retried_once_an_interval_not_in_a_storm(slow_clients):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    summary, seconds = run(slow_clients, port, connections=5, interval=0.25, duration=1)
+    assert seconds < 2
+    assert summary["opened"] == 0
+    # at most one attempt per connection and interval: 5 x (1 / 0.25 + 1)
+    assert 5 <= summary["connect_errors"] <= 25
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--url=https://127.0.0.1/", "--duration=1"],
+        ["--url=http://127.0.0.1/", "--duration=601"],
+        ["--url=http://127.0.0.1/", "--duration=0"],
+        ["--url=http://127.0.0.1/", "--duration=1", "--connections=0"],
+        ["--url=http://127.0.0.1/", "--duration=1", "--connections=5001"],
+        ["--url=http://127.0.0.1/", "--duration=1", "--interval=0"],
+    ],
+)
+def test_it_refuses_unbounded_or_bad_settings(slow_clients, argv, capsys):
+    with pytest.raises(SystemExit):
+        slow_clients.parse_args(argv)
+    assert "must be" in capsys.readouterr().err
