@@ -657,7 +657,9 @@ class Context:
         out = self.lab.run(
             self.db, "runuser", "-u", "postgres", "--", "psql", "-XAtc", PG_CONNECTIONS_SQL
         ).stdout
-        return {state: int(n) for state, _, n in (ln.partition("|") for ln in out.split())}
+        return {
+            state: int(n) for state, _, n in (ln.partition("|") for ln in out.splitlines() if ln)
+        }
 
 
 def kill_worker(ctx):
@@ -705,7 +707,7 @@ def kill_worker(ctx):
     measured = (
         f"{totals['failures']} of {totals['requests']} requests failed ({100 * share:.2f} %, "
         f"limit {100 * MAX_FAILED_SHARE:g} %; {by_status(load.failures())}); nginx logged "
-        f"{cut_off} requests cut off by the kill (it retries those not yet answering); "
+        f"{cut_off} upstream errors from the kill on, retrying what had no answer yet; "
         f"workers {processes} -> {len(after)}"
         + (f", replaced in {replaced_s} s" if replaced_s is not None else ", NOT replaced")
         + ("; master unchanged" if main_after == state["MainPID"] else "; MASTER CHANGED")
@@ -927,7 +929,7 @@ def reload(ctx):
             else f"; workers NOT all replaced ({len(set(after) & set(workers))} old left)"
         )
         + ("; master unchanged" if main_after == state["MainPID"] else "; MASTER CHANGED")
-        + f"; nginx logged {cut_off} upstream errors"
+        + f"; nginx logged {cut_off} upstream errors from the reload on"
     )
     figures = {
         "load": load.what,
