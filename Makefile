@@ -53,7 +53,7 @@ lab-down: venv  ## remove the lab's containers and network
 	ansible-playbook playbooks/lab.yml -e lab_state=absent
 
 test-unit: setup  ## the app on a throwaway PostgreSQL, the report, input checks, no secrets
-	pytest tests/app tests/loadtest tests/playbooks tests/repo
+	pytest tests/app tests/loadtest tests/playbooks tests/repo tests/faults
 
 test-vagrant: setup  ## the Vagrantfile and the inventories, offline
 	pytest tests/vagrant
