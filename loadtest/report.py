@@ -58,6 +58,9 @@ after the inventory host, as cell.json's host lists do.
     db_hosts        [str]           hosts whose samples carry pg_stat_activity counts
     loadgen_hosts   [str]           hosts running Locust
     workers         int             Locust worker processes
+    workers_lost    [str]           workers the master lost before the run time was
+                                    up; Locust then restarted its statistics, so the
+                                    CSVs cover only the rest of the run
     config          str, optional   label for the configuration; default: the server,
                                     plus [db_mode] when the run has that server in both modes
 
@@ -73,9 +76,10 @@ two fall inside).
 Numbers per cell
 ================
 
-- app CPU: cores the app unit used, from the cgroup usage counters of the app
-  hosts (summed); without them, the app hosts' whole CPU (``app_cpu_source``
-  says which).
+- app CPU: cores the app unit used, from the unit's CPU counter on the app
+  hosts (summed): its cgroup's, or where a container cannot see that, the
+  CPU time of the unit's processes (see sampler.py); without either, the app
+  hosts' whole CPU (``app_cpu_source`` says ``unit`` or ``host``).
 - ceiling: for ``slow`` and ``sleep`` Little's law, ``min(users, server_slots,
   pool_size if db_mode is pool and the endpoint holds a connection) / delay_s``;
   for every other endpoint ``app_cpus / cpu_s_per_request`` with
@@ -147,6 +151,7 @@ SUMMARY_COLUMNS = [
     "loadgen_cpu_mean_pct",
     "loadgen_process_cores",
     "generator_saturated",
+    "workers_lost",
     "delay_s",
     "server_slots",
     "pool_size",
@@ -385,6 +390,12 @@ def summarize_cell(cell_dir, cell, samples, mixed_db_modes=False):
     else:
         notes.append("no load-generator samples")
 
+    lost = cell.get("workers_lost") or []
+    if lost:
+        notes.append(
+            f"{len(lost)} Locust worker(s) lost mid-run: the figures cover only the part after it"
+        )
+
     requests, failures = stats["requests"], stats["failures"]
     failure_ratio = failures / requests if requests and failures is not None else None
     db_mode = cell.get("db_mode")
@@ -421,6 +432,7 @@ def summarize_cell(cell_dir, cell, samples, mixed_db_modes=False):
         "loadgen_cpu_mean_pct": _round(max(loadgen_means), 1) if loadgen_means else None,
         "loadgen_process_cores": _round(max(process_cores), 3) if process_cores else None,
         "generator_saturated": saturated,
+        "workers_lost": len(lost),
         "delay_s": cell.get("delay_s"),
         "server_slots": cell.get("server_slots"),
         "pool_size": cell.get("pool_size"),
@@ -618,6 +630,7 @@ TABLE_COLUMNS = [
     ("endpoint", "endpoint"),
     ("users", "users"),
     ("generator_saturated", "generator"),
+    ("workers_lost", "workers lost"),
     ("rps", "req/s"),
     ("p50_ms", "p50 ms"),
     ("p95_ms", "p95 ms"),
@@ -763,6 +776,14 @@ def render_html(run_dir, environment, rows):
             '<div class="warn bad"><strong>Saturated load generator</strong> in '
             f"{esc(names)}: these numbers measure the generator, not the server.</div>"
         )
+    partial = [r for r in rows if r["workers_lost"]]
+    if partial:
+        names = ", ".join(r["cell"] for r in partial)
+        parts.append(
+            '<div class="warn bad"><strong>Load generator worker lost mid-run</strong> in '
+            f"{esc(names)}: Locust restarted its statistics then, so these figures cover "
+            "only the rest of the run.</div>"
+        )
     failing = [r for r in rows if r["failures"]]
     if failing:
         names = ", ".join(f"{r['cell']} ({r['failures']})" for r in failing)
@@ -778,7 +799,7 @@ def render_html(run_dir, environment, rows):
     parts.append('<h2 id="summary">All cells</h2><div class="scroll"><table class="summary">')
     parts.append("<tr>" + "".join(f"<th>{esc(h)}</th>" for _, h in TABLE_COLUMNS) + "</tr>")
     for row in rows:
-        css = ' class="saturated"' if row["generator_saturated"] else ""
+        css = ' class="saturated"' if row["generator_saturated"] or row["workers_lost"] else ""
         cells = []
         for key, _ in TABLE_COLUMNS:
             if key == "cell" and (run_dir / row["cell"] / "locust_report.html").is_file():

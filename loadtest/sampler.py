@@ -18,17 +18,23 @@ Columns (every file has all of them; empty when not measured):
     time                 Unix time of the sample, seconds
     elapsed_s            seconds since the sampler started
     cpu_limit_cores      CPUs this host may use: min(CPUs in its affinity mask,
-                         the CFS quota of its cgroup root) -- a container's limit
+                         the CFS quota of its cgroup root, else --cpus)
     cpu_busy_cores       CPUs busy over the interval; from the cgroup root's usage
-                         counter (in a container: the container), else /proc/stat
+                         counter (in a container: the container); in a container
+                         that cannot read it, the sum over its own processes;
+                         else /proc/stat
     cpu_percent          100 * cpu_busy_cores / cpu_limit_cores
-    cpu_source           "cgroup" or "procstat": where cpu_busy_cores came from
+    cpu_source           "cgroup", "procfs" or "procstat": where cpu_busy_cores
+                         came from
     procstat_busy_cores  CPUs busy by /proc/stat (the kernel's view: inside a
                          container this is the whole machine)
     mem_used_mb          memory in use: cgroup root usage minus inactive file
                          cache, else /proc/meminfo MemTotal - MemAvailable
     mem_limit_mb         min(cgroup root memory limit, MemTotal)
-    unit_cpu_usage_usec  --unit: the unit cgroup's cumulative CPU time
+    unit_cpu_usage_usec  --unit: the unit cgroup's cumulative CPU time; where the
+                         cpu controller does not show the unit, the CPU time of
+                         the unit's processes and their reaped children
+    unit_cpu_source      --unit: "cgroup" or "procfs", where that came from
     unit_cpu_cores       --unit: CPUs the unit used over the interval
     unit_nr_periods      --unit: cumulative CFS periods (cpu.stat)
     unit_nr_throttled    --unit: cumulative throttled periods (cpu.stat)
@@ -47,6 +53,14 @@ reader can take deltas over any window; the *_cores columns are per interval.
 The unit's cgroup comes from `systemctl show -p ControlGroup --value UNIT` and
 is read under cgroup v2 (/sys/fs/cgroup/<path>/cpu.stat, memory.current) or v1
 (the cpu,cpuacct and memory hierarchies).
+
+A systemd container on a cgroup-v1 host (the podman lab on such a machine) sees
+the host's cpu hierarchy read-only and without its own or its units' groups;
+only systemd's named hierarchy has the unit, with its process list. There the
+unit's CPU time is summed from /proc/<pid>/stat of those processes (utime,
+stime and the times of children they reaped, so worker restarts keep the
+counter whole), the container's from all its processes, and its CPU limit is
+--cpus. Throttling is not visible there, and not enforced either.
 """
 
 from __future__ import annotations
@@ -74,6 +88,7 @@ COLUMNS = [
     "mem_limit_mb",
     "unit_cpu_usage_usec",
     "unit_cpu_cores",
+    "unit_cpu_source",
     "unit_nr_periods",
     "unit_nr_throttled",
     "unit_throttled_usec",
@@ -89,7 +104,9 @@ PG_CONNECTIONS_SQL = (
     "SELECT count(*), count(*) FILTER (WHERE state = 'active') FROM pg_stat_activity"
     " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
 )
-# v1 controllers are mounted either co-mounted or apart, depending on the distro
+# v1 controllers are mounted either co-mounted or apart, depending on the distro;
+# systemd's own named hierarchy lists every unit's processes
+V1_PROCS_DIRS = ("systemd", "unified", "cpu,cpuacct", "cpuacct,cpu", "cpuacct", "memory")
 V1_CPUACCT_DIRS = ("cpu,cpuacct", "cpuacct,cpu", "cpuacct")
 V1_CPU_DIRS = ("cpu,cpuacct", "cpuacct,cpu", "cpu")
 # v1 reports "no limit" as a page-aligned LONG_MAX
@@ -168,6 +185,14 @@ class Cgroups:
             throttled_ns = stat.get("throttled_time")
             result["throttled_usec"] = throttled_ns // 1000 if throttled_ns is not None else None
         return result
+
+    def pids(self, path):
+        """Process ids in the cgroup at `path`, or None when no hierarchy has it."""
+        directory = self._dir(path, V1_PROCS_DIRS)
+        text = _read(directory / "cgroup.procs") if directory else None
+        if text is None:
+            return None
+        return [int(line) for line in text.split() if line.isdigit() and line != "0"]
 
     def cpu_quota_cores(self, path=""):
         """The CFS quota as CPUs, or None when unlimited or unreadable."""
@@ -281,10 +306,35 @@ def process_program_names(cmdline):
     return {os.path.basename(a) for a in argv[:2] if not a.startswith("-")}
 
 
-def process_cpu_ticks(stat_text):
-    """utime + stime from /proc/<pid>/stat (the comm field may contain spaces)."""
+def process_cpu_ticks(stat_text, children=False):
+    """utime + stime from /proc/<pid>/stat (the comm field may contain spaces);
+    with children, plus cutime + cstime of the children it has reaped."""
     fields = stat_text.rpartition(")")[2].split()
-    return int(fields[11]) + int(fields[12])
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks + int(fields[13]) + int(fields[14]) if children else ticks
+
+
+def processes_cpu_usec(pids, proc="/proc"):
+    """CPU time of these processes and the children they reaped, in microseconds."""
+    ticks = 0
+    for pid in pids:
+        try:
+            ticks += process_cpu_ticks(_read(Path(proc) / str(pid) / "stat"), children=True)
+        except (AttributeError, IndexError, ValueError):
+            continue  # it exited while we read
+    return ticks * 1_000_000 // CLOCK_TICKS
+
+
+def all_pids(proc="/proc"):
+    return [int(entry.name) for entry in Path(proc).iterdir() if entry.name.isdigit()]
+
+
+def in_container(proc="/proc"):
+    """True in a container (podman, docker, nspawn, lxc), where /proc/stat is the machine's."""
+    if Path("/run/.containerenv").exists() or Path("/.dockerenv").exists():
+        return True
+    environ = _read(Path(proc) / "1" / "environ") or ""
+    return any(item.startswith("container=") for item in environ.split("\0"))
 
 
 def scan_processes(name, proc="/proc"):
@@ -320,10 +370,11 @@ def _fmt(value, digits=3):
 
 
 class Sampler:
-    def __init__(self, args, cgroups=None, proc="/proc"):
+    def __init__(self, args, cgroups=None, proc="/proc", container=None):
         self.args = args
         self.cgroups = cgroups or Cgroups()
         self.proc = Path(proc)
+        self.container = in_container(proc) if container is None else container
         self.unit_path = None
         self.pg_warned = False
         self.started = time.time()
@@ -339,7 +390,7 @@ class Sampler:
             cores = len(os.sched_getaffinity(0))
         except (AttributeError, OSError):
             cores = os.cpu_count() or 1
-        quota = self.cgroups.cpu_quota_cores("")
+        quota = self.cgroups.cpu_quota_cores("") or getattr(self.args, "cpus", None)
         return min(cores, quota) if quota else float(cores)
 
     def _pg_counts(self):
@@ -368,7 +419,19 @@ class Sampler:
         """Raw counters now; rows are made from two of these."""
         unit_path = self._unit_cgroup()
         unit_cpu = self.cgroups.cpu(unit_path) if unit_path else {}
+        if unit_path:
+            unit_cpu["source"] = "cgroup"
+            if unit_cpu["usage_usec"] is None:
+                pids = self.cgroups.pids(unit_path)
+                if pids:
+                    unit_cpu["usage_usec"] = processes_cpu_usec(pids, self.proc)
+                    unit_cpu["source"] = "procfs"
+                else:
+                    unit_cpu["source"] = None
         unit_mem = self.cgroups.memory(unit_path)[0] if unit_path else None
+        node_usage, node_source = self.cgroups.cpu("")["usage_usec"], "cgroup"
+        if node_usage is None and self.container:
+            node_usage, node_source = processes_cpu_usec(all_pids(self.proc), self.proc), "procfs"
         used, limit = self.cgroups.memory("")
         meminfo = parse_meminfo(_read(self.proc / "meminfo"))
         if used is None and meminfo:
@@ -378,7 +441,8 @@ class Sampler:
         return {
             "time": time.time(),
             "mono": time.monotonic(),
-            "node_usage_usec": self.cgroups.cpu("")["usage_usec"],
+            "node_usage_usec": node_usage,
+            "node_source": node_source,
             "proc_stat": parse_proc_stat(_read(self.proc / "stat")),
             "mem_used": used,
             "mem_limit": limit,
@@ -396,7 +460,7 @@ class Sampler:
         if old["proc_stat"] and new["proc_stat"]:
             procstat = _rate(new["proc_stat"][0], old["proc_stat"][0], seconds * CLOCK_TICKS)
         busy = _rate(new["node_usage_usec"], old["node_usage_usec"], seconds * 1e6)
-        source = "cgroup" if busy is not None else "procstat"
+        source = new["node_source"] if busy is not None else "procstat"
         if busy is None:
             busy = procstat
         unit_cpu = new["unit_cpu"]
@@ -428,6 +492,7 @@ class Sampler:
             ),
             "unit_cpu_usage_usec": _fmt(unit_cpu.get("usage_usec")),
             "unit_cpu_cores": _fmt(unit_cores),
+            "unit_cpu_source": unit_cpu.get("source") or "",
             "unit_nr_periods": _fmt(unit_cpu.get("nr_periods")),
             "unit_nr_throttled": _fmt(unit_cpu.get("nr_throttled")),
             "unit_throttled_usec": _fmt(unit_cpu.get("throttled_usec")),
@@ -484,9 +549,16 @@ def parse_args(argv=None):
     parser.add_argument(
         "--proc-name", help="record CPU of processes running this program (e.g. locust)"
     )
+    parser.add_argument(
+        "--cpus",
+        type=float,
+        help="CPUs this host was given (node_cpus); its CPU limit when no cgroup quota is readable",
+    )
     args = parser.parse_args(argv)
     if args.duration <= 0 or args.interval <= 0:
         parser.error("--duration and --interval must be > 0")
+    if args.cpus is not None and args.cpus <= 0:
+        parser.error("--cpus must be > 0")
     return args
 
 

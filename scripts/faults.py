@@ -960,7 +960,7 @@ def slow_clients(ctx):
             "python3",
             SLOW_CLIENTS_PATH,
             *("--url", ctx.url("/json"), "--connections", str(SLOW_CLIENTS)),
-            *("--interval", "1", "--duration", str(w2 - time.time())),
+            *("--interval", "1", "--duration", f"{w2 - time.time():.1f}"),
         )
         sleep_until(w1 + SLOW_WINDOW_S / 2)
         status = ctx.lab.run(
@@ -989,7 +989,7 @@ def slow_clients(ctx):
     without = [rate_between(answered, w0, w1), rate_between(answered, w2 + 1, w3)]
     with_them = rate_between(answered, w1 + 1, w2)
     baseline = sum(without) / 2
-    change = (with_them - baseline) / baseline if baseline else -1.0
+    change = round((with_them - baseline) / baseline, 4) + 0.0 if baseline else -1.0
     held = summary.get("open_max", 0)
     passed = change >= -MAX_THROUGHPUT_DROP and held >= 0.9 * SLOW_CLIENTS
     totals = load.totals()
@@ -1071,7 +1071,11 @@ def loadgen_stop(ctx):
         outcome = "the run finished: " + rebalance(load, victim, figures)
     else:
         outcome = f"the run failed: {why}"
-    passed = clear and not left and host_state in ("running", "degraded")
+    # a run that finished after losing a worker must say so in its cell
+    flagged = figures.get("flagged_in_cell", True) or not (
+        figures.get("worker_quit_logged") or figures.get("respawns")
+    )
+    passed = clear and flagged and not left and host_state in ("running", "degraded")
     did = (
         f"podman stop {container} {stopped - t0:.0f} s into {load.what} "
         f"(stopped in {stop_s:.1f} s), podman start, systemd {host_state} "
@@ -1113,7 +1117,18 @@ def rebalance(load, victim, figures):
         figures["stats_cover_s"] = round(covered)
         text += (
             f" and, with --reset-stats, restarted its statistics then: the CSVs cover only "
-            f"the last {covered:.0f} of {load.duration} s, with no warning"
+            f"the last {covered:.0f} of {load.duration} s"
+        )
+    # loadtest.yml names the workers lost mid-run in cell.json; the report marks the cell
+    cell_path = load.cell_dir / "cell.json"
+    cell = json.loads(cell_path.read_text()) if cell_path.is_file() else {}
+    flagged = any(w.startswith(f"{victim}_") for w in cell.get("workers_lost") or [])
+    figures["flagged_in_cell"] = flagged
+    if quit_seen or len(spawns) > 1:
+        text += (
+            "; cell.json names the lost worker, so the report marks the cell"
+            if flagged
+            else "; NOT flagged in cell.json (workers_lost)"
         )
     return text
 

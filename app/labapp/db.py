@@ -72,10 +72,14 @@ class PooledDatabase:
 
     @contextmanager
     def connection(self):
+        # The pool first, then a slot: a new worker's first requests wait for
+        # the pool being created without holding slots, so the requests
+        # queued behind them (after a reload) are not refused as "exhausted"
+        # while its connections are still being opened.
+        pool = self._get_pool()
         if not self._slots.acquire(timeout=self.wait_timeout):
             raise Unavailable("database connection pool exhausted")
         try:
-            pool = self._get_pool()
             try:
                 conn = pool.getconn()
             except CONNECTION_ERRORS as exc:
@@ -93,7 +97,11 @@ class PooledDatabase:
     def _get_pool(self):
         if self._pool is not None:
             return self._pool
-        with self._pool_lock:
+        # Another request is creating the pool; it gives up after about
+        # connect_timeout per connection, so wait at most that long here.
+        if not self._pool_lock.acquire(timeout=self.connect_timeout * max(self.minconn, 1)):
+            raise Unavailable("database connection pool starting")
+        try:
             if self._pool is None:
                 try:
                     self._pool = psycopg2.pool.ThreadedConnectionPool(
@@ -106,6 +114,8 @@ class PooledDatabase:
                     raise Unavailable("database unreachable") from exc
                 log.info("connection pool ready (min=%d, max=%d)", self.minconn, self.maxconn)
             return self._pool
+        finally:
+            self._pool_lock.release()
 
     def close(self):
         with self._pool_lock:

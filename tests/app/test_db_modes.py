@@ -4,6 +4,7 @@ import threading
 import time
 import urllib.parse
 
+import psycopg2.pool
 import pytest
 from labapp import create_app
 from labapp_support import client_backends, connect
@@ -138,6 +139,23 @@ def test_pool_waits_a_bounded_time_for_a_slot(make_app, database_url):
     assert app.test_client().get("/db").status_code == 200
     holder.join(timeout=10)
     assert result == [200]
+
+
+def test_requests_waiting_for_a_new_pool_do_not_hold_its_slots(make_app, monkeypatch):
+    # A new worker (after a reload) gets a burst of queued requests while its
+    # pool is still opening connections. They wait for the pool, not for a
+    # slot, so none is refused as "exhausted" for the pool being slow to open.
+    class SlowPool(psycopg2.pool.ThreadedConnectionPool):
+        def __init__(self, *args, **kwargs):
+            time.sleep(0.6)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(psycopg2.pool, "ThreadedConnectionPool", SlowPool)
+    app = make_app(DB_MODE="pool", DB_POOL_MIN=2, DB_POOL_MAX=2, DB_POOL_TIMEOUT=0.3)
+    burst = [in_thread(lambda: app.test_client().get("/db").status_code) for _ in range(6)]
+    for thread, _ in burst:
+        thread.join(timeout=10)
+    assert [result for _, result in burst] == [[200]] * 6
 
 
 @pytest.mark.parametrize("mode", ["naive", "pool"])

@@ -109,6 +109,7 @@ def test_a_worker_lost_mid_run_is_described_from_the_master_log(faults, tmp_path
     body = "\n".join(f"{t},{u},,Aggregated,0,0{',0' * 11},{n},0,0,0,0,0,0" for t, u, n in rows)
     (cell / "locust_stats_history.csv").write_text(HISTORY_HEADER + "\n" + body + "\n")
     (cell / "locust_stats.csv").write_text(STATS)
+    (cell / "cell.json").write_text('{"workers_lost": ["loadgen2_87546e32"]}')
     load = object.__new__(faults.Load)
     load.cell_dir, load.duration, load.users = cell, 25, 20
     figures = {}
@@ -116,9 +117,13 @@ def test_a_worker_lost_mid_run_is_described_from_the_master_log(faults, tmp_path
     assert text.startswith(
         "2580 requests, 0 failed; Locust sent all 20 users to the 1 worker(s) left"
     )
-    assert "cover only the last 18 of 25 s" in text
+    assert "cover only the last 18 of 25 s; cell.json names the lost worker" in text
+    assert figures["flagged_in_cell"] is True
     assert figures["worker_quit_logged"] is True
     assert figures["stats_reset_at"] == [107.0]
+
+    (cell / "cell.json").write_text('{"workers_lost": []}')
+    assert "NOT flagged in cell.json" in faults.rebalance(load, "loadgen2", {})
 
 
 def test_a_result_is_one_line(faults):

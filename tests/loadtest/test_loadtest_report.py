@@ -284,6 +284,21 @@ def test_named_hosts_without_samples_are_noted(report, tmp_path):
     assert row["app_cpu_cores"] is None
 
 
+def test_a_cell_that_lost_a_worker_is_flagged_as_partial(report, tmp_path):
+    cell = {"server": "uwsgi", "endpoint": "json", "users": 20, "workers_lost": ["loadgen2_ab12"]}
+    _minimal_cell(tmp_path, "uwsgi--json--u20", cell)
+    _minimal_cell(
+        tmp_path, "gevent--json--u20", {"server": "gevent", "endpoint": "json", "users": 20}
+    )
+    environment, rows = report.summarize_run(tmp_path)
+    by_cell = {row["cell"]: row for row in rows}
+    assert by_cell["uwsgi--json--u20"]["workers_lost"] == 1
+    assert "1 Locust worker(s) lost mid-run" in by_cell["uwsgi--json--u20"]["note"]
+    assert by_cell["gevent--json--u20"]["workers_lost"] == 0
+    page = report.render_html(tmp_path, environment, rows)
+    assert "worker lost mid-run</strong> in uwsgi--json--u20:" in page
+
+
 def test_counter_restart_does_not_go_negative(report):
     # the unit restarted between the 2nd and 3rd sample
     assert report.counter_increase([(0, 100), (1, 300), (2, 50), (3, 150)]) == 300

@@ -253,3 +253,73 @@ def test_rows_carry_the_unit_counters_and_rates(sampler, tmp_path, monkeypatch):
     assert row["cpu_source"] == "cgroup"
     assert row["pg_connections"] == ""
     assert set(row) == set(sampler.COLUMNS)
+
+
+def _proc_stat(pid, utime, stime, cutime=0, cstime=0):
+    # fields after "(comm)": state ppid pgrp session tty tpgid flags minflt cminflt
+    # majflt cmajflt utime stime cutime cstime ...
+    return f"{pid} (gunicorn: worker) S 1 1 1 0 -1 0 0 0 0 0 {utime} {stime} {cutime} {cstime} 20 0"
+
+
+def test_a_v1_container_sums_the_units_processes_and_its_own(sampler, tmp_path):
+    # A systemd container on a cgroup-v1 host: the cpu hierarchy is the host's,
+    # read-only, without the container's or its units' groups; systemd's named
+    # hierarchy has the unit and its processes.
+    mount, proc = tmp_path / "cgroup", tmp_path / "proc"
+    (mount / "cpu,cpuacct").mkdir(parents=True)
+    unit = mount / "systemd" / "libpod_parent" / "libpod-1" / UNIT_PATH.strip("/")
+    unit.mkdir(parents=True)
+    (unit / "cgroup.procs").write_text("20\n21\n")
+    ticks = sampler.CLOCK_TICKS
+    stats = {1: (ticks, 0, ticks, 0), 20: (ticks, ticks, 2 * ticks, 0), 21: (ticks, 0, 0, 0)}
+
+    def write_proc(stats):
+        for pid, times in stats.items():
+            (proc / str(pid)).mkdir(parents=True, exist_ok=True)
+            (proc / str(pid) / "stat").write_text(_proc_stat(pid, *times))
+        (proc / "stat").write_text("cpu  100 0 100 800 0 0 0 0 0 0\n")
+
+    write_proc(stats)
+    args = SimpleNamespace(
+        unit="labapp-uwsgi.service",
+        pg_psql_user=None,
+        pg_dsn=None,
+        proc_name=None,
+        interval=1.0,
+        cpus=1.0,
+    )
+    probe = sampler.Sampler(args, cgroups=sampler.Cgroups(mount), proc=proc, container=True)
+    probe.unit_path = "/libpod_parent/libpod-1" + UNIT_PATH
+    first = probe.read()
+    # unit: 4 s of its two processes (with 2 s reaped by 20) = 5 s in all
+    assert first["unit_cpu"]["usage_usec"] == 5_000_000
+    # the worker 21 exited and was reaped by 20: its second moves into cutime
+    stats[20] = (2 * ticks, ticks, 3 * ticks + ticks, 0)
+    del stats[21]
+    (proc / "21" / "stat").unlink()
+    (proc / "21").rmdir()
+    (unit / "cgroup.procs").write_text("20\n")
+    write_proc(stats)
+    second = probe.read()
+    second["mono"] = first["mono"] + 2.0
+    row = probe.row(first, second)
+    assert row["unit_cpu_usage_usec"] == "7000000"
+    assert row["unit_cpu_cores"] == "1.000"  # 2 s over 2 s; nothing lost with the worker
+    assert row["unit_cpu_source"] == "procfs"
+    assert row["unit_nr_throttled"] == ""
+    # the container: its own processes, against the CPUs it was given
+    assert row["cpu_source"] == "procfs"
+    assert row["cpu_limit_cores"] == "1.000"
+    assert row["cpu_busy_cores"] == "1.000"
+    assert row["cpu_percent"] == "100.0"
+
+
+def test_outside_a_container_the_machine_counts(sampler, tmp_path):
+    proc = tmp_path / "proc"
+    (proc / "1").mkdir(parents=True)
+    (proc / "1" / "environ").write_text("HOME=/\0TERM=linux\0")
+    assert sampler.in_container(proc) is (
+        Path("/run/.containerenv").exists() or Path("/.dockerenv").exists()
+    )
+    (proc / "1" / "environ").write_text("container=podman\0HOME=/\0")
+    assert sampler.in_container(proc) is True

@@ -25,6 +25,9 @@ from pathlib import Path
 CONFIG = Path("/etc/locust/locustctl.json")
 GAVE_UP = "Gave up waiting for workers to connect"
 CONNECTED = re.compile(r"ready, (\d+) of \d+ connected")
+# A worker the master lost: it quit, or stopped sending heartbeats.
+WORKER_LOST = re.compile(r"Worker '?([^' ]+)'? (?:\(index \d+\) quit|failed to send heartbeat)")
+RUN_TIME_REACHED = "--run-time limit reached"
 STOP_GRACE_SECONDS = 15
 ANY_UNIT = ("locust-master.service", "locust-worker@*.service")
 
@@ -65,6 +68,18 @@ def start(config):
     return {"started": ([master] if master else []) + workers}
 
 
+def lost_workers(log):
+    """Workers that left before the run time was up, in the order they went.
+
+    The master hands their users to the workers left and, as it runs with
+    --reset-stats, restarts its statistics then: the CSVs cover only the part
+    of the run after the loss. Workers quitting after the run time are the
+    normal end of a run.
+    """
+    during_run = log.split(RUN_TIME_REACHED, 1)[0]
+    return list(dict.fromkeys(WORKER_LOST.findall(during_run)))
+
+
 def wait(config, timeout):
     master, run_dir = config["master_unit"], Path(config["run_dir"])
     if not master:
@@ -90,6 +105,7 @@ def wait(config, timeout):
         "exit_status": status.stdout.strip(),
         "workers_gave_up": GAVE_UP in log,
         "workers_connected": int(counts[-1]) if counts else None,
+        "workers_lost": lost_workers(log),
         "stats": stats,
         "archive": str(archive) if archive.is_file() else None,
         "log_tail": log.splitlines()[-15:],
