@@ -209,37 +209,38 @@ class _EndpointUser(FastHttpUser):
             _judge(resp, 200, check)
 
 
-class HealthzUser(_EndpointUser):
-    endpoint = "healthz"
+class _GetUser(_EndpointUser):
+    """GET /<endpoint> in a loop: the class says how to check the answer and
+    which of the run's options become query parameters."""
 
-    @task
-    def healthz(self):
-        self.get_checked("/healthz")
-
-
-class JsonUser(_EndpointUser):
-    endpoint = "json"
+    abstract = True
+    check = None  # a function(response) -> a failure message or None
+    params = ()  # (query parameter, option name) pairs
 
     # not `json`: Locust's web UI calls User.json() on every class
     @task
-    def get_json(self):
-        self.get_checked("/json", _json_object)
+    def get_endpoint(self):
+        params = {name: self.option(option) for name, option in self.params}
+        self.get_checked(f"/{self.endpoint}", self.check, **params)
 
 
-class SlowUser(_EndpointUser):
+class HealthzUser(_GetUser):
+    endpoint = "healthz"
+
+
+class JsonUser(_GetUser):
+    endpoint = "json"
+    check = staticmethod(_json_object)
+
+
+class SlowUser(_GetUser):
     endpoint = "slow"
-
-    @task
-    def slow(self):
-        self.get_checked("/slow", delay=self.option("loadtest_delay"))
+    params = (("delay", "loadtest_delay"),)
 
 
-class DbUser(_EndpointUser):
+class DbUser(_GetUser):
     endpoint = "db"
-
-    @task
-    def db(self):
-        self.get_checked("/db", _world_row)
+    check = staticmethod(_world_row)
 
 
 class QueriesUser(_EndpointUser):
@@ -261,28 +262,19 @@ class QueriesUser(_EndpointUser):
         self.get_checked("/queries", rows, n=n)
 
 
-class FortunesUser(_EndpointUser):
+class FortunesUser(_GetUser):
     endpoint = "fortunes"
-
-    @task
-    def fortunes(self):
-        self.get_checked("/fortunes", _html)
+    check = staticmethod(_html)
 
 
-class SleepUser(_EndpointUser):
+class SleepUser(_GetUser):
     endpoint = "sleep"
-
-    @task
-    def sleep(self):
-        self.get_checked("/sleep", delay=self.option("loadtest_delay"))
+    params = (("delay", "loadtest_delay"),)
 
 
-class RenderUser(_EndpointUser):
+class RenderUser(_GetUser):
     endpoint = "render"
-
-    @task
-    def render(self):
-        self.get_checked("/render", _non_empty)
+    check = staticmethod(_non_empty)
 
 
 class TasksUser(_EndpointUser):

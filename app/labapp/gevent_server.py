@@ -14,10 +14,9 @@ import argparse
 import logging
 
 from gevent.pool import Pool
-from gevent.pywsgi import WSGIServer
 from psycogreen.gevent import patch_psycopg
 
-from labapp.serving import bind_address, positive_int, stop_on_signals
+from labapp.serving import NoDelayWSGIServer, bind_address, positive_int, stop_on_signals
 
 log = logging.getLogger("labapp.gevent_server")
 
@@ -44,7 +43,7 @@ def main(argv=None):
 
     app = create_app()
     # No access log, like the other servers' defaults; errors still go to stderr.
-    server = WSGIServer(args.bind, app, spawn=Pool(args.greenlets), log=None, backlog=1024)
+    server = NoDelayWSGIServer(args.bind, app, spawn=Pool(args.greenlets), log=None, backlog=1024)
     stop_on_signals(server, args.graceful_timeout)
     log.info("serving on %s:%d with up to %d greenlets", *args.bind, args.greenlets)
     server.serve_forever()

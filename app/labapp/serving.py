@@ -1,12 +1,29 @@
-"""What the two gevent.pywsgi servers share: --bind parsing and a graceful stop."""
+"""What the two gevent.pywsgi servers share: the server, --bind parsing and a graceful stop."""
 
 import argparse
 import logging
 import signal
+import socket
 
 import gevent
+from gevent.pywsgi import WSGIServer
 
 log = logging.getLogger(__name__)
+
+
+class NoDelayWSGIServer(WSGIServer):
+    """gevent.pywsgi with TCP_NODELAY on every connection it accepts.
+
+    pywsgi sends a response in more than one write. On a connection kept
+    alive (nginx's upstream pool) Nagle's algorithm holds back the last write
+    until the client acknowledges the first, and the client delays that ACK:
+    every request after a connection's first took 40 ms longer.
+    """
+
+    def handle(self, sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().handle(sock, address)
 
 
 def bind_address(value):

@@ -13,10 +13,9 @@ from http import HTTPStatus
 from urllib.parse import parse_qsl
 
 import gevent
-from gevent.pywsgi import WSGIServer
 
 from labapp.params import BadParameter, seconds
-from labapp.serving import bind_address, stop_on_signals
+from labapp.serving import NoDelayWSGIServer, bind_address, stop_on_signals
 
 log = logging.getLogger("labapp.slow_api")
 
@@ -66,7 +65,7 @@ def main(argv=None):
 
     # A deep accept backlog so that a burst of thousands of connects is not
     # dropped and retried by the clients' TCP stacks a second later.
-    server = WSGIServer(args.bind, app, log=None, backlog=4096)
+    server = NoDelayWSGIServer(args.bind, app, log=None, backlog=4096)
     stop_on_signals(server, args.graceful_timeout)
     log.info("slow API serving on %s:%d", *args.bind)
     server.serve_forever()

@@ -1,7 +1,9 @@
 """The entry points under every server in DESIGN.md's server switch, as real subprocesses."""
 
+import http.client
 import shutil
 import signal
+import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,16 +16,19 @@ PYTHON = sys.executable
 UWSGI = shutil.which("uwsgi", path=str(Path(sys.executable).parent)) or shutil.which("uwsgi")
 FLASK = [PYTHON, "-m", "flask", "--app", "labapp.wsgi", "run", "--port", "{port}"]
 GUNICORN = [PYTHON, "-m", "gunicorn", "--bind", "127.0.0.1:{port}", "--graceful-timeout", "5"]
-UWSGI_COMMON = ["--http-socket", "127.0.0.1:{port}", "--home", sys.prefix, "--master",
-                "--die-on-term", "--need-app", "--disable-logging"]  # fmt: skip
+UWSGI_COMMON = ["--home", sys.prefix, "--master", "--die-on-term", "--need-app",
+                "--disable-logging"]  # fmt: skip
 
 # One command line per server name of DESIGN.md; {port} is filled in per run.
 SERVERS = {
     "flask": [*FLASK, "--without-threads"],
     "flask-threaded": [*FLASK, "--with-threads"],
-    "uwsgi": [UWSGI, *UWSGI_COMMON, "--processes", "2", "--threads", "2",
-              "--module", "labapp.wsgi:app"],
-    "uwsgi-gevent": [UWSGI, *UWSGI_COMMON, "--processes", "1", "--gevent", "50",
+    # sockets as the flask_app role sets them up: HTTP/1.1 keep-alive where
+    # uWSGI can do it, "Connection: close" under its gevent loop
+    "uwsgi": [UWSGI, "--http11-socket", "127.0.0.1:{port}", *UWSGI_COMMON,
+              "--processes", "2", "--threads", "2", "--module", "labapp.wsgi:app"],
+    "uwsgi-gevent": [UWSGI, "--http-socket", "127.0.0.1:{port}", "--add-header",
+                     "Connection: close", *UWSGI_COMMON, "--processes", "1", "--gevent", "50",
                      "--gevent-monkey-patch", "--module", "labapp.green:app"],
     "gunicorn": [*GUNICORN, "--workers", "2", "labapp.wsgi:app"],
     "gunicorn-gthread": [*GUNICORN, "--workers", "1", "-k", "gthread", "--threads", "4",
@@ -75,6 +80,25 @@ def test_serves_every_kind_of_endpoint(server):
     status, _, body = http_json(f"{server.url}/sleep?delay=x")
     assert (status, body["parameter"]) == (400, "delay")
     assert http_json(f"{server.url}/nowhere")[0] == 404
+
+
+def test_kept_alive_connections_do_not_stall(server):
+    # nginx keeps its upstream connections open. A server that sends a
+    # response in two writes without TCP_NODELAY makes every request after the
+    # first on a connection wait for the peer's delayed ACK (40 ms on Linux).
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    seconds = []
+    try:
+        for _ in range(7):
+            started = time.perf_counter()
+            connection.request("GET", "/json")
+            response = connection.getresponse()
+            response.read()
+            seconds.append(time.perf_counter() - started)
+            assert response.status == 200
+    finally:
+        connection.close()
+    assert statistics.median(seconds[1:]) < 0.03, f"{server.name}: {seconds}"
 
 
 @pytest.mark.parametrize("server", sorted(GREEN), indirect=True)
