@@ -661,6 +661,21 @@ TABLE_COLUMNS = [
     ("note", "note"),
 ]
 
+# Cells whose numbers do not measure the server as they should: the flag, what
+# the page calls it, what it means.
+CELL_WARNINGS = [
+    (
+        "generator_saturated",
+        "Saturated load generator",
+        "these numbers measure the generator, not the server.",
+    ),
+    (
+        "workers_lost",
+        "Load generator worker lost mid-run",
+        "Locust restarted its statistics then, so these figures cover only the rest of the run.",
+    ),
+]
+
 MODEL_TEXT = {
     "littles_law": "Delay-bound: ceiling = min(users, server slots, pool size when the "
     "request holds a pooled connection) / delay (Little's law).",
@@ -769,21 +784,13 @@ def render_html(run_dir, environment, rows):
         "<h2>Environment</h2>",
         environment_html(environment),
     ]
-    saturated = [r for r in rows if r["generator_saturated"]]
-    if saturated:
-        names = ", ".join(r["cell"] for r in saturated)
-        parts.append(
-            '<div class="warn bad"><strong>Saturated load generator</strong> in '
-            f"{esc(names)}: these numbers measure the generator, not the server.</div>"
-        )
-    partial = [r for r in rows if r["workers_lost"]]
-    if partial:
-        names = ", ".join(r["cell"] for r in partial)
-        parts.append(
-            '<div class="warn bad"><strong>Load generator worker lost mid-run</strong> in '
-            f"{esc(names)}: Locust restarted its statistics then, so these figures cover "
-            "only the rest of the run.</div>"
-        )
+    for key, title, meaning in CELL_WARNINGS:
+        flagged = [r["cell"] for r in rows if r[key]]
+        if flagged:
+            parts.append(
+                f'<div class="warn bad"><strong>{esc(title)}</strong> in '
+                f"{esc(', '.join(flagged))}: {esc(meaning)}</div>"
+            )
     failing = [r for r in rows if r["failures"]]
     if failing:
         names = ", ".join(f"{r['cell']} ({r['failures']})" for r in failing)
