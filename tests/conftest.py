@@ -1,5 +1,6 @@
 """Shared helpers for the suites that drive Ansible and the podman lab."""
 
+import importlib.util
 import json
 import os
 import re
@@ -11,6 +12,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PODMAN = str(ROOT / "lab" / "podman")
+
+
+def load_script(path, module_name):
+    """A script of the project (not a package module), loaded from its path under
+    a name of its own, so that nothing else called `report` or `bench` shadows it."""
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def ansible(*args, check=True, timeout=900):

@@ -8,26 +8,17 @@ importing Locust here would monkey-patch this pytest process with gevent.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-LOADTEST = ROOT / "loadtest"
+from tests.conftest import load_script as load_project_script
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def load_script(name):
-    module_name = f"loadtest_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, LOADTEST / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_project_script(f"loadtest/{name}.py", f"loadtest_{name}")
 
 
 @pytest.fixture(scope="session")

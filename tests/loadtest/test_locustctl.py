@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import load_script
+
 MASTER_LOGS = Path(__file__).resolve().parent / "fixtures" / "master-logs"
 
 
 @pytest.fixture(scope="module")
 def locustctl():
-    path = ROOT / "roles" / "locust" / "files" / "locustctl.py"
-    spec = importlib.util.spec_from_file_location("locust_role_locustctl", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("roles/locust/files/locustctl.py", "locust_role_locustctl")
 
 
 def test_workers_quitting_at_the_end_of_the_run_are_not_lost(locustctl):
