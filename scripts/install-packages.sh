@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the project needs on the controller, and only
-# those missing: a machine that has them all costs one dpkg-query.
+# Installs the Debian packages the controller needs, and only those missing:
+# a machine that has them all costs one dpkg-query. Without root, or without
+# apt, it installs nothing and doctor.sh says what is missing, one line per
+# program, with the package that provides it.
+#
+# scripts/prerequisites.txt lists the programs the project calls;
+# tests/repo/test_prerequisites.py proves that each comes from a package in
+# the Depends closure of this list (`install-packages.sh --list` prints it).
 set -euo pipefail
 
+here="$(cd "$(dirname "$0")" && pwd)"
 packages=(
-    # the local lab: containers running systemd, a base image made here
-    podman runc debootstrap netavark aardvark-dns
+    make git
+    # the local lab: containers running systemd, a base image made here;
+    # netavark needs iptables, which podman only suggests
+    podman runc netavark aardvark-dns iptables debootstrap
     # the controller's virtualenv; uWSGI and psycopg2 compile from source
     python3-venv python3-dev gcc libpq-dev
     # the app's tests start a throwaway PostgreSQL
     postgresql
-    # the Vagrantfile is validated offline
-    vagrant
+    # the Vagrantfile is validated offline; Ansible reaches VMs over SSH
+    vagrant openssh-client
     # the report is rendered in a headless browser by the end-to-end test
     chromium fonts-dejavu-core
 )
+if [[ "${1:-}" == --list ]]; then
+    printf '%s\n' "${packages[@]}"
+    exit 0
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -24,16 +37,14 @@ if ((${#missing[@]} == 0)); then
     echo "packages: present"
     exit 0
 fi
-if ! command -v apt-get >/dev/null; then
-    echo "missing packages: ${missing[*]}; this script knows apt-get only (Debian 12)" >&2
-    exit 1
-fi
-if ((EUID != 0)); then
-    echo "missing packages: ${missing[*]}; run 'sudo make setup' or install them" >&2
+if ! command -v apt-get >/dev/null || ((EUID != 0)); then
+    why="this needs root and apt-get (Debian 12): run 'sudo make setup'"
+    command -v apt-get >/dev/null || why="this script knows apt-get only (Debian 12)"
+    "$here/doctor.sh" --programs-only | grep -v '^ok ' || true
+    echo "packages: missing ${missing[*]}; $why" >&2
     exit 1
 fi
 echo "packages: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Debian starts the packaged PostgreSQL cluster; the tests bring their own.

@@ -31,7 +31,7 @@ class Unavailable(Exception):
 
 
 class NaiveDatabase:
-    """One connection per request, closed afterwards: the seed's "worst way"."""
+    """One connection per request, closed afterwards: the common "worst way" this lab compares."""
 
     def __init__(self, dsn, connect_timeout):
         self.dsn = dsn

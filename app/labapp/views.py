@@ -1,4 +1,4 @@
-"""The benchmark endpoints (see the endpoint table in DESIGN.md)."""
+"""The benchmark endpoints (the endpoint table in app/README.md)."""
 
 import json
 import random

@@ -1,4 +1,4 @@
-"""The entry points under every server in DESIGN.md's server switch, as real subprocesses."""
+"""The entry points under every server of the switch (README "Servers"), as real subprocesses."""
 
 import http.client
 import shutil
@@ -19,7 +19,7 @@ GUNICORN = [PYTHON, "-m", "gunicorn", "--bind", "127.0.0.1:{port}", "--graceful-
 UWSGI_COMMON = ["--home", sys.prefix, "--master", "--die-on-term", "--need-app",
                 "--disable-logging"]  # fmt: skip
 
-# One command line per server name of DESIGN.md; {port} is filled in per run.
+# One command line per server name of the switch; {port} is filled in per run.
 SERVERS = {
     "flask": [*FLASK, "--without-threads"],
     "flask-threaded": [*FLASK, "--with-threads"],

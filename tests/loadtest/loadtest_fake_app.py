@@ -4,7 +4,7 @@
 
 Listens on a free port of 127.0.0.1 only, prints its URL as the first line of
 stdout, appends one JSON line per request ([path, query]) to the log, and runs
-until SIGTERM. It answers the way DESIGN.md describes the real app, with canned
+until SIGTERM. It answers the way app/README.md describes the real app, with canned
 bodies and no database; `--broken` serves bodies that break each endpoint's
 contract, to check that the locustfile marks them failed. Each instance is its
 own process so that several Locust runs at once do not queue behind one GIL.
