@@ -17,7 +17,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Under make a skipped test fails: a skip for a missing program hides a gap.
 export FDL_NO_SKIP ?= 1
 
-PY_REQUIREMENTS := requirements.txt app/requirements.txt loadtest/requirements.txt
+PY_REQUIREMENTS := requirements.txt app/requirements.txt loadtest/requirements.txt pyproject.toml
 
 .PHONY: help setup doctor packages venv image lint lab-up lab-down test test-unit test-vagrant test-lab \
 	molecule test-e2e test-fresh bench locust-ui locust-ui-stop faults clean
@@ -41,6 +41,7 @@ $(VENV)/.installed: $(PY_REQUIREMENTS) | packages
 	@test -x $(VENV)/bin/python || python3 -m venv $(VENV)
 	@$(BIN)/pip install -q -r requirements.txt -r loadtest/requirements.txt
 	@$(BIN)/pip install -q --no-binary psycopg2 -r app/requirements.txt
+	@$(BIN)/pip install -q --no-deps -e .
 	@touch $@
 
 image: packages

@@ -5,20 +5,10 @@ import textwrap
 
 import pytest
 
+from flask_deploy_lab import catalogue
 from tests.conftest import ansible, recap
 
-SERVERS = ", ".join(
-    [
-        "flask",
-        "flask-threaded",
-        "uwsgi",
-        "uwsgi-gevent",
-        "gunicorn",
-        "gunicorn-gthread",
-        "gunicorn-gevent",
-        "gevent",
-    ]
-)
+SERVERS = ", ".join(catalogue.load().servers)
 
 
 def site(*args, inventory="inventory/lab"):
@@ -41,16 +31,21 @@ def assert_refused_before_hosts(proc, message):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-e", "server=bogus"], f"server=bogus is not known; valid: {SERVERS}"),
-        (["-e", "server=Gunicorn"], "server=Gunicorn is not known"),
-        (["-e", "db_mode=bogus"], "db_mode=bogus is not known; valid: naive, pool"),
+        (["-e", "server=bogus"], f"value of server must be one of: {SERVERS}, got: bogus"),
+        (["-e", "server=Gunicorn"], "value of server must be one of"),
+        (["-e", "db_mode=bogus"], "value of db_mode must be one of: naive, pool, got: bogus"),
+        (["-e", "app_port=http"], "argument 'app_port' is of type str and we were unable"),
         (
             ["-e", "server=gunicorn", "-e", "app_protocol=uwsgi"],
             "app_protocol=uwsgi is not valid with server=gunicorn",
         ),
         (
             ["-e", "flask_app_workers=abc"],
-            "flask_app_workers=abc is not valid; flask_app_workers must be a whole number >= 1",
+            "argument 'flask_app_workers' is of type str and we were unable to convert to int",
+        ),
+        (
+            ["-e", "flask_app_workers=0"],
+            "flask_app_workers=0 is not valid; flask_app_workers must be a whole number >= 1",
         ),
         (["-e", "flask_app_threads=0"], "flask_app_threads=0 is not valid"),
         (
