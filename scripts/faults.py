@@ -61,6 +61,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from flask_deploy_lab import catalogue
+
 ROOT = Path(__file__).resolve().parent.parent
 FAULTS = ["kill-worker", "pg-restart", "pool-exhaustion", "reload", "slow-clients", "loadgen-stop"]
 
@@ -127,9 +129,9 @@ PG_CONNECTIONS_SQL = (
     "SELECT coalesce(state, 'none'), count(*) FROM pg_stat_activity "
     "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() GROUP BY 1"
 )
+# Why a server family of the catalogue has no graceful reload (reload: null).
 NO_RELOAD_WHY = {
-    "flask": "Werkzeug's development server has no reload signal; a restart drops requests",
-    "flask-threaded": "Werkzeug's development server has no reload signal",
+    "werkzeug": "Werkzeug's development server has no reload signal; a restart drops requests",
     "gevent": "gevent.pywsgi is one process, no master starts new workers: a reload is a restart",
 }
 
@@ -899,7 +901,8 @@ def pool_exhaustion(ctx):
 def reload(ctx):
     state, workers = ctx.workers()
     if state.get("CanReload") != "yes":
-        why = NO_RELOAD_WHY.get(ctx.server, "its unit has no ExecReload")
+        family = catalogue.load().server(ctx.server).family
+        why = NO_RELOAD_WHY.get(family, "the catalogue gives it no reload signal")
         return "SKIP", (
             f"systemctl reload {ctx.unit}: {ctx.server} cannot reload gracefully",
             why,

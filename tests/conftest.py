@@ -3,12 +3,13 @@
 import importlib.util
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from flask_deploy_lab.ansible import run_playbook
 
 ROOT = Path(__file__).resolve().parent.parent
 PODMAN = str(ROOT / "lab" / "podman")
@@ -43,12 +44,14 @@ def ansible(*args, check=True, timeout=900):
     return proc
 
 
-def recap(output):
-    """Parses PLAY RECAP lines into {host: {"ok": n, "changed": n, ...}}."""
-    hosts = {}
-    for m in re.finditer(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$", output, re.M):
-        hosts[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
-    return hosts
+def playbook(name, *args, check=True, timeout=900, **options):
+    """Runs playbooks/<name> through the controller package's runner; `args` are
+    extra vars as "key=value" strings. Returns its PlaybookResult."""
+    extra = dict(arg.split("=", 1) for arg in args)
+    result = run_playbook(name, extra_vars=extra or None, timeout=timeout, **options)
+    if check and not result.ok:
+        pytest.fail(f"{name} {' '.join(args)} failed: {result.reason}\n{result.stderr[-2000:]}")
+    return result
 
 
 def podman(*args, check=True):

@@ -6,13 +6,18 @@ import textwrap
 
 import pytest
 
-from tests.conftest import ansible, podman, recap, topology
+from tests.conftest import ansible, playbook, podman, topology
 
 PREFIX = "fdl-test-"
 NETWORK = "fdl-test"
 NAMES = ["-e", f"lab_name_prefix={PREFIX}", "-e", f"lab_network={NETWORK}"]
 # No published UI port: it would clash with a lab the user keeps running.
+LAB_VARS = [f"lab_name_prefix={PREFIX}", f"lab_network={NETWORK}", "lab_locust_ui_port="]
 LAB = ["ansible-playbook", "playbooks/lab.yml", *NAMES, "-e", "lab_locust_ui_port="]
+
+
+def lab_playbook(*extra, check=True):
+    return playbook("lab.yml", *LAB_VARS, *extra, check=check)
 
 
 def lab_containers():
@@ -30,8 +35,8 @@ def lab():
 
 
 def test_lab_up_twice_changes_nothing(lab):
-    again = ansible(*LAB)
-    assert recap(again.stdout)["localhost"]["changed"] == 0
+    again = lab_playbook()
+    assert again.stats["localhost"].changed == 0
 
 
 def test_one_container_per_topology_host(lab):
@@ -127,18 +132,18 @@ def test_host_in_an_unknown_group_is_refused(tmp_path):
 
 
 def test_missing_podman_is_one_clear_line():
-    proc = ansible(*LAB, "-e", "lab_podman=/nonexistent/podman", check=False)
-    assert proc.returncode != 0
-    assert "podman is not usable here" in proc.stdout
-    assert "apt-get install podman runc" in proc.stdout
-    assert "Traceback" not in proc.stdout + proc.stderr
+    result = lab_playbook("lab_podman=/nonexistent/podman", check=False)
+    assert not result.ok
+    assert "podman is not usable here" in result.reason
+    assert "apt-get install podman runc" in result.reason
+    assert "Traceback" not in result.reason + result.stderr
 
 
 def test_lab_down_removes_everything_and_is_repeatable(lab):
-    first = ansible(*LAB, "-e", "lab_state=absent")
-    assert recap(first.stdout)["localhost"]["changed"] > 0
+    first = lab_playbook("lab_state=absent")
+    assert first.stats["localhost"].changed > 0
     assert lab_containers() == []
     networks = podman("network", "ls", "--format", "{{.Name}}").stdout.split()
     assert NETWORK not in networks
-    second = ansible(*LAB, "-e", "lab_state=absent")
-    assert recap(second.stdout)["localhost"]["failed"] == 0
+    second = lab_playbook("lab_state=absent")
+    assert second.ok and second.stats["localhost"].failures == 0

@@ -8,22 +8,34 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import inventory_dir
 
+from flask_deploy_lab import catalogue
+
 ROOT = Path(__file__).resolve().parents[3]
-SPEC = ROOT / "roles" / "flask_app" / "meta" / "argument_specs.yml"
-# The order visits every server and every family change; the stack's own
-# server (gunicorn-gthread) comes last, leaving the lab as converged.
-ORDER = [
-    "flask",
-    "uwsgi",
-    "gunicorn",
-    "gevent",
-    "uwsgi-gevent",
-    "flask-threaded",
-    "gunicorn-gevent",
-    "gunicorn-gthread",
+STACK_SERVER = yaml.safe_load((ROOT / "playbooks" / "group_vars" / "all" / "main.yml").read_text())[
+    "server"
 ]
+
+
+def switch_order():
+    """Every server of the catalogue once, families taking turns so that most
+    switches change the program; the stack's own server last, leaving the lab
+    as converged."""
+    families = {}
+    for name, server in catalogue.load().servers.items():
+        if name != STACK_SERVER:
+            families.setdefault(server.family, []).append(name)
+    order = []
+    while any(families.values()):
+        for names in families.values():
+            if names:
+                order.append(names.pop(0))
+    return [*order, STACK_SERVER]
+
+
+ORDER = switch_order()
 
 
 def converge(server):
@@ -51,11 +63,7 @@ def converge(server):
 
 
 def test_order_covers_every_server():
-    import yaml
-
-    spec = yaml.safe_load(SPEC.read_text())
-    choices = spec["argument_specs"]["main"]["options"]["flask_app_server"]["choices"]
-    assert sorted(ORDER) == sorted(choices)
+    assert sorted(ORDER) == sorted(catalogue.load().servers)
 
 
 @pytest.mark.parametrize("server", ORDER)
