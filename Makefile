@@ -80,7 +80,7 @@ clean: lab-down  ## lab-down, and drop caches and reports
 	rm -rf .cache reports
 
 bench: lab-up  ## converge and load-test each server, then the report (SERVERS= ENDPOINTS= USERS= DURATION= DELAY=)
-	python scripts/bench.py
+	fdl-bench
 
 locust-ui: venv  ## Locust's web UI on the lab (stop it: make locust-ui-stop)
 	ansible-playbook playbooks/loadtest.yml -e locust_ui=true

@@ -38,12 +38,12 @@ Parameters
 Measured runs
     Add ``--reset-stats`` (master and workers) so the CSVs leave out the
     ramp-up, and ``--csv <cell>/locust --csv-full-history --html
-    <cell>/locust_report.html``: the layout ``report.py`` reads.
+    <cell>/locust_report.html``: the layout the report (``flask_deploy_lab.report``) reads.
 
 Measurement rules
     Every user waits 0 s between requests: the load is a closed loop of
     ``users`` clients, so throughput = users / latency, which is what the
-    Little's-law ceiling in ``report.py`` assumes. Requests are named by
+    Little's-law ceiling of the report assumes. Requests are named by
     endpoint (``/slow``, ``/tasks/[id]``), never by query string, so Locust's
     statistics hold one row per endpoint. Failure messages carry no ids, so
     ``locust_failures.csv`` groups them.

@@ -133,6 +133,7 @@ PG_CONNECTIONS_SQL = (
 NO_RELOAD_WHY = {
     "werkzeug": "Werkzeug's development server has no reload signal; a restart drops requests",
     "gevent": "gevent.pywsgi is one process, no master starts new workers: a reload is a restart",
+    "waitress": "Waitress is one process with no reload signal and no graceful stop",
 }
 
 

@@ -1,44 +1,87 @@
-"""The entry points under every server of the switch (README "Servers"), as real subprocesses."""
+"""Every server of the catalogue (catalogue.yml) serving the app, as a real subprocess.
+
+Each one runs its catalogue command line, with the placeholders filled in as
+the flask_app role fills them; where its family has a config file, the file is
+the role's own template rendered into a temporary directory.
+"""
 
 import http.client
-import shutil
+import shlex
 import signal
 import statistics
+import string
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import jinja2
 import pytest
-from labapp_support import ServerProcess, app_env, free_port, http_get, http_json
+from labapp_support import APP_DIR, ServerProcess, app_env, free_port, http_get, http_json
 
-PYTHON = sys.executable
-UWSGI = shutil.which("uwsgi", path=str(Path(sys.executable).parent)) or shutil.which("uwsgi")
-FLASK = [PYTHON, "-m", "flask", "--app", "labapp.wsgi", "run", "--port", "{port}"]
-GUNICORN = [PYTHON, "-m", "gunicorn", "--bind", "127.0.0.1:{port}", "--graceful-timeout", "5"]
-UWSGI_COMMON = ["--home", sys.prefix, "--master", "--die-on-term", "--need-app",
-                "--disable-logging"]  # fmt: skip
+from flask_deploy_lab import catalogue
 
-# One command line per server name of the switch; {port} is filled in per run.
-SERVERS = {
-    "flask": [*FLASK, "--without-threads"],
-    "flask-threaded": [*FLASK, "--with-threads"],
-    # sockets as the flask_app role sets them up: HTTP/1.1 keep-alive where
-    # uWSGI can do it, "Connection: close" under its gevent loop
-    "uwsgi": [UWSGI, "--http11-socket", "127.0.0.1:{port}", *UWSGI_COMMON,
-              "--processes", "2", "--threads", "2", "--module", "labapp.wsgi:app"],
-    "uwsgi-gevent": [UWSGI, "--http-socket", "127.0.0.1:{port}", "--add-header",
-                     "Connection: close", *UWSGI_COMMON, "--processes", "1", "--gevent", "50",
-                     "--gevent-monkey-patch", "--module", "labapp.green:app"],
-    "gunicorn": [*GUNICORN, "--workers", "2", "labapp.wsgi:app"],
-    "gunicorn-gthread": [*GUNICORN, "--workers", "1", "-k", "gthread", "--threads", "4",
-                         "labapp.wsgi:app"],
-    "gunicorn-gevent": [*GUNICORN, "--workers", "1", "-k", "gevent", "--worker-connections", "50",
-                        "labapp.green:app"],
-    "gevent": [PYTHON, "-m", "labapp.gevent_server", "--bind", "127.0.0.1:{port}",
-               "--greenlets", "50"],
-}  # fmt: skip
-GREEN = {"uwsgi-gevent", "gunicorn-gevent", "gevent"}
+SERVERS = catalogue.load().servers
+TEMPLATES = Path(__file__).resolve().parents[2] / "roles" / "flask_app" / "templates"
+# A small sizing, the same for every server; the role's defaults are bigger.
+WORKERS, THREADS, GREENLETS, GRACEFUL_TIMEOUT = 2, 10, 50, 5
+# Requests a test sends at once, each waiting 0.5 s.
+AT_ONCE = 10
+
+
+def placeholders(server):
+    """The placeholders its command line uses."""
+    return {field for _, field, _, _ in string.Formatter().parse(server.command) if field}
+
+
+def slots(server):
+    return server.slots(WORKERS, THREADS, GREENLETS)
+
+
+def render_config(server, values, config_dir):
+    """The family's config file, from the role's template, with the role's variable names."""
+    templates = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,  # as Ansible's template module renders
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 -- config files, not HTML
+    )
+    context = {
+        "ansible_managed": "rendered by tests/app/test_wsgi_servers.py",
+        "labapp_home": APP_DIR.parent,  # its app/ is the code
+        "flask_app_server": server.name,
+        "flask_app_protocol": "http",
+        "flask_app_workers": values["workers"],
+        "flask_app_threads": values["threads"],
+        "flask_app_greenlets": values["greenlets"],
+        "flask_app_graceful_timeout": values["graceful_timeout"],
+        "__flask_app_this": server,
+        "__flask_app_venv": values["venv"],
+        "__flask_app_bind": values["bind"],
+        "__flask_app_health_port": values["port"],
+    }
+    text = templates.get_template(f"{server.config}.j2").render(context)
+    (config_dir / server.config).write_text(text)
+
+
+def command(server, port, config_dir):
+    """Its ExecStart on 127.0.0.1:port, with this interpreter's environment as the venv."""
+    values = {
+        "venv": sys.prefix,
+        "host": "127.0.0.1",
+        "port": port,
+        "bind": f"127.0.0.1:{port}",
+        "config_dir": config_dir,
+        "workers": WORKERS,
+        "threads": THREADS,
+        "greenlets": GREENLETS,
+        "app": server.app,
+        "graceful_timeout": GRACEFUL_TIMEOUT,
+    }
+    if server.config:
+        render_config(server, values, config_dir)
+    return shlex.split(server.command_line(**values))
 
 
 def concurrently(urls, timeout=10.0):
@@ -49,24 +92,26 @@ def concurrently(urls, timeout=10.0):
     return statuses, time.monotonic() - started
 
 
-def start_server(name, database_url, upstream_url, **settings):
-    if name.startswith("uwsgi") and UWSGI is None:
-        pytest.skip("uwsgi is not installed")
-    port = free_port()
-    argv = [str(arg).format(port=port) for arg in SERVERS[name]]
-    env = app_env(database_url, upstream_url, **settings)
-    return ServerProcess(argv, port, env).start(timeout=30)
+@pytest.fixture(scope="module")
+def start_server(database_url, upstream, tmp_path_factory):
+    def start(name, **settings):
+        server = SERVERS[name]
+        port = free_port()
+        argv = command(server, port, tmp_path_factory.mktemp(name))
+        env = app_env(database_url, upstream.url, **settings)
+        process = ServerProcess(argv, port, env).start(timeout=30)
+        process.name = name
+        return process
+
+    return start
 
 
 @pytest.fixture(scope="module", params=list(SERVERS))
-def server(request, database_url, upstream):
-    process = start_server(
-        request.param, database_url, upstream.url, db_mode="pool", db_pool_min=5, db_pool_max=20
-    )
-    process.name = request.param
+def server(request, start_server):
+    process = start_server(request.param, db_mode="pool", db_pool_min=5, db_pool_max=20)
     yield process
     # systemd stops the unit with SIGTERM: every server must exit on it, promptly.
-    # (The Werkzeug dev server simply dies of it.)
+    # (The Werkzeug dev server and Waitress simply die of it.)
     assert process.stop() in (0, -signal.SIGTERM), process.output()
 
 
@@ -101,23 +146,38 @@ def test_kept_alive_connections_do_not_stall(server):
     assert statistics.median(seconds[1:]) < 0.03, f"{server.name}: {seconds}"
 
 
-@pytest.mark.parametrize("server", sorted(GREEN), indirect=True)
-def test_gevent_servers_overlap_waits(server):
+# The catalogue's slots (processes x per_process) are what Little's law counts
+# on: a server with room for AT_ONCE requests holds them all at once.
+@pytest.mark.parametrize(
+    "server",
+    [name for name, entry in SERVERS.items() if slots(entry) is None or slots(entry) >= AT_ONCE],
+    indirect=True,
+)
+def test_servers_with_the_slots_overlap_waits(server):
     for path in ["/sleep?delay=0.5", "/slow?delay=0.5"]:
-        statuses, elapsed = concurrently([f"{server.url}{path}"] * 10)
-        assert statuses == [200] * 10
-        assert elapsed < 2.5, f"10 x {path} took {elapsed:.2f} s on {server.name}"
+        statuses, elapsed = concurrently([f"{server.url}{path}"] * AT_ONCE)
+        assert statuses == [200] * AT_ONCE
+        assert elapsed < 2.5, f"{AT_ONCE} x {path} took {elapsed:.2f} s on {server.name}"
 
 
-def test_gevent_server_overlaps_waits_in_naive_mode(database_url, upstream):
-    with start_server("gevent", database_url, upstream.url, db_mode="naive") as process:
-        statuses, elapsed = concurrently([f"{process.url}/sleep?delay=0.5"] * 10)
-    assert statuses == [200] * 10
+# A naive connect per request must not block the other greenlets either.
+@pytest.mark.parametrize(
+    "name", [name for name, entry in SERVERS.items() if entry.concurrency == "green"]
+)
+def test_green_servers_overlap_waits_in_naive_mode(start_server, name):
+    with start_server(name, db_mode="naive") as process:
+        statuses, elapsed = concurrently([f"{process.url}/sleep?delay=0.5"] * AT_ONCE)
+    assert statuses == [200] * AT_ONCE
     assert elapsed < 2.5
 
 
-def test_gevent_server_finishes_requests_in_flight_on_sigterm(database_url, upstream):
-    process = start_server("gevent", database_url, upstream.url, db_mode="pool")
+# A server whose command line is given the graceful timeout promises to let
+# the requests in flight finish when systemd stops it.
+@pytest.mark.parametrize(
+    "name", [name for name, entry in SERVERS.items() if "graceful_timeout" in placeholders(entry)]
+)
+def test_servers_finish_requests_in_flight_on_sigterm(start_server, name):
+    process = start_server(name, db_mode="pool")
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:
             in_flight = pool.submit(http_get, f"{process.url}/sleep?delay=1", timeout=10)
@@ -125,6 +185,5 @@ def test_gevent_server_finishes_requests_in_flight_on_sigterm(database_url, upst
             process.proc.send_signal(signal.SIGTERM)
             assert in_flight.result(timeout=10)[0] == 200
         assert process.proc.wait(timeout=10) == 0
-        assert "stopping" in process.output()
     finally:
         process.stop()

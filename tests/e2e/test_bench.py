@@ -1,4 +1,4 @@
-"""scripts/bench.py without the lab: its settings, the failure it reports, the targets it checks."""
+"""The bench without the lab: its settings, the targets it checks, a failed cell's row."""
 
 from __future__ import annotations
 
@@ -6,27 +6,22 @@ import json
 
 import pytest
 
-from tests.conftest import load_script
+from flask_deploy_lab import bench as bench_module
+from flask_deploy_lab import catalogue
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_script("scripts/bench.py", "bench_script")
+    return bench_module
 
 
 def test_defaults_are_the_issue_matrix(bench, monkeypatch):
     for name in ("SERVERS", "ENDPOINTS", "USERS", "DURATION", "WARMUP", "DELAY", "RUN_ID"):
         monkeypatch.delenv(name, raising=False)
     args = bench.parse_args([])
-    assert args.servers == [
-        "flask",
-        "uwsgi",
-        "gunicorn-gthread",
-        "gunicorn-gevent",
-        "uwsgi-gevent",
-        "gevent",
-    ]
-    assert args.endpoints == ["slow", "db"]
+    known = catalogue.load()
+    assert args.servers == known.bench_servers()
+    assert args.endpoints == known.bench_endpoints()
     assert (args.users, args.delay) == (100, 0.5)
     assert args.duration + args.warmup <= 35
     assert args.run_id.startswith("bench-")
@@ -50,29 +45,13 @@ def test_bad_numbers_are_refused(bench, monkeypatch):
         bench.parse_args([])
 
 
-def test_the_reason_of_a_failed_playbook_is_its_last_message(bench):
-    output = """
-TASK [Check the numbers and names] *****
-fatal: [localhost]: FAILED! =>
-    assertion: item.valid
-    changed: false
-    msg: 'users=0 is not valid: users must be a whole
-        number > 0'
-
-TASK [Fail with what failed] ****
-fatal: [db1]: FAILED! =>
-    changed: false
-    msg: only 2 of 5 Locust workers connected to the master on loadgen1
-        within 5 s, so no load was started
-
-PLAY RECAP ****
-"""
-    assert bench.failure_reason(output) == (
-        "only 2 of 5 Locust workers connected to the master on loadgen1 "
-        "within 5 s, so no load was started"
-    )
-    assert bench.failure_reason('fatal: [a]: FAILED! => {"msg": "boom"}') == "boom"
-    assert "see the log" in bench.failure_reason("no failure here")
+def test_unknown_names_are_refused_with_the_valid_ones(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--servers", "uwsgi", "Gunicorn"])
+    assert "server 'Gunicorn' is not known; valid: flask, " in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--endpoints", "/nope"])
+    assert "endpoint 'nope' is not known" in capsys.readouterr().err
 
 
 def test_targets_are_checked_on_slow_cells(bench, tmp_path):
@@ -95,7 +74,7 @@ def test_targets_are_checked_on_slow_cells(bench, tmp_path):
     assert "p99 0.900s > 1.2 x delay" in lines[1]
     assert "3 failures" in lines[1]
     assert "saturated" in lines[1]
-    assert "flask single-threaded: 1.98 req/s, 1/delay = 2" in lines[2]
+    assert "flask one request at a time: 1.98 req/s, 1/delay = 2" in lines[2]
 
 
 def test_a_failed_cell_keeps_a_row_in_the_report(bench, tmp_path):

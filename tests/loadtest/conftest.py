@@ -1,9 +1,10 @@
 """Shared helpers for the load-test tooling tests.
 
 The modules under loadtest/ are scripts, not a package; they are loaded from
-their paths under names of their own so nothing else called `report` shadows
-them. The locustfile is only ever run by Locust in a subprocess, because
-importing Locust here would monkey-patch this pytest process with gevent.
+their paths under names of their own so nothing else called `sampler` shadows
+them. The report is the package flask_deploy_lab.report, which its tests
+import as users do. The locustfile is only ever run by Locust in a subprocess,
+because importing Locust here would monkey-patch this pytest process with gevent.
 """
 
 from __future__ import annotations
@@ -19,11 +20,6 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 def load_script(name):
     return load_project_script(f"loadtest/{name}.py", f"loadtest_{name}")
-
-
-@pytest.fixture(scope="session")
-def report():
-    return load_script("report")
 
 
 @pytest.fixture(scope="session")

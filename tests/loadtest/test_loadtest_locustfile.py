@@ -18,12 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from flask_deploy_lab import catalogue
+
 HERE = Path(__file__).resolve().parent
 LOCUSTFILE = HERE.parents[1] / "loadtest" / "locustfile.py"
 FAKE_APP = HERE / "loadtest_fake_app.py"
-ENDPOINTS = ["healthz", "json", "slow", "db", "queries", "fortunes", "sleep", "render", "tasks"]
+ENDPOINTS = list(catalogue.load().endpoints)
 ALL_NAMES = {f"/{e}" for e in ENDPOINTS} | {"/tasks/[id]"}
-# the columns report.py reads; Locust 2.47 writes exactly these
+# the columns the report reads; Locust 2.47 writes exactly these
 STATS_COLUMNS = [
     "Type",
     "Name",
@@ -248,7 +250,7 @@ def test_every_endpoint_is_requested_checked_and_grouped(runs):
     assert set(run.queries("/tasks")) == {(("seconds", 0.2),)}
     # polls follow the absolute Location header's path on --host, not its own host
     assert any(path.startswith("/tasks/") for path, _ in run.app.requests)
-    # the files report.py reads are there, in Locust 2.47's format
+    # the files the report reads are there, in Locust 2.47's format
     columns, csv_stats = run.csv_stats()
     assert columns == STATS_COLUMNS
     assert "Aggregated" in csv_stats

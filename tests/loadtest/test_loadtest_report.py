@@ -1,14 +1,21 @@
-"""report.py: fixture run in, hand-computed table, ceilings and page out."""
+"""flask_deploy_lab.report: fixture run in, hand-computed table, ceilings and page out."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 import shutil
+import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+
+from flask_deploy_lab import catalogue
+from flask_deploy_lab.report import cli, html, model, samples, summary
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -139,12 +146,33 @@ EXPECTED = {
 }
 
 
+# The files' columns and the page's table, pinned: the schema (summary.Row)
+# generates all three, and readers (bench.py, spreadsheets) rely on them.
+SUMMARY_CSV_COLUMNS = [
+    "cell", "config", "server", "db_mode", "endpoint", "users", "requests", "failures",
+    "failure_ratio", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms", "ceiling_model",
+    "ceiling_rps", "efficiency", "cpu_s_per_request", "app_cpu_cores", "app_cpu_source",
+    "app_cpus", "throttled_periods", "throttled_ratio", "throttled_s", "peak_db_connections",
+    "loadgen_cpu_peak_pct", "loadgen_cpu_mean_pct", "loadgen_process_cores",
+    "generator_saturated", "workers_lost", "delay_s", "server_slots", "pool_size",
+    "top_failure", "note",
+]  # fmt: skip
+TABLE_HEADERS = [
+    "cell", "configuration", "endpoint", "users", "generator", "workers lost", "req/s",
+    "p50 ms", "p95 ms", "p99 ms", "max ms", "requests", "failures", "fail ratio",
+    "ceiling model", "ceiling req/s", "efficiency", "CPU s/req", "app CPU cores",
+    "app CPU from", "app CPUs", "throttled periods", "throttled ratio", "throttled s",
+    "peak DB conns", "loadgen CPU peak %", "loadgen CPU mean %", "busiest Locust proc cores",
+    "db mode", "delay s", "server slots", "pool size", "top failure", "note",
+]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
-def written(report, tmp_path_factory):
+def written(tmp_path_factory):
     """The fixture run, copied and reported on once for the tests that only read the output."""
     run_dir = tmp_path_factory.mktemp("reports") / "20261121-140000"
     shutil.copytree(FIXTURES / "run", run_dir)
-    assert report.main([str(run_dir)]) == 0
+    assert cli.main([str(run_dir)]) == 0
     return run_dir
 
 
@@ -158,15 +186,30 @@ def test_summary_json_holds_the_hand_computed_numbers(written):
     assert document["environment"]["git_commit"] == "0123abc"
 
 
-def test_cells_are_ordered_by_endpoint_as_in_the_design(written):
+def test_cells_are_ordered_by_endpoint_as_in_the_catalogue(written, monkeypatch):
+    # (the order is catalogue.yml's: json, db, sleep, render for this run; no list of
+    # endpoint names here, tests/repo/test_catalogue.py allows none outside it)
+    order = list(catalogue.load().endpoints)
+    fixture_endpoints = {cell["endpoint"] for cell in EXPECTED.values()}
     document = json.loads((written / "summary.json").read_text())
-    assert [row["endpoint"] for row in document["cells"]] == ["json", "db", "sleep", "render"]
+    endpoints = [row["endpoint"] for row in document["cells"]]
+    assert len(endpoints) == len(fixture_endpoints) == 4
+    assert endpoints == sorted(fixture_endpoints, key=order.index)
+    # reverse the catalogue and the rows follow it
+    real = catalogue.load()
+    reversed_endpoints = dict(reversed(real.endpoints.items()))
+    monkeypatch.setattr(
+        catalogue, "load", lambda: dataclasses.replace(real, endpoints=reversed_endpoints)
+    )
+    rows = model.summarize_run(written)[1]
+    assert [row.endpoint for row in rows] == endpoints[::-1]
 
 
-def test_summary_csv_has_every_column_and_matches_json(report, written):
+def test_summary_csv_has_every_column_and_matches_json(written):
     with (written / "summary.csv").open(newline="") as handle:
         reader = csv.DictReader(handle)
-        assert reader.fieldnames == report.SUMMARY_COLUMNS
+        assert reader.fieldnames == [column.name for column in summary.COLUMNS]
+        assert reader.fieldnames == SUMMARY_CSV_COLUMNS
         rows = {row["cell"]: row for row in reader}
     assert rows["gunicorn--json--u20"]["efficiency"] == "0.8"
     assert rows["gunicorn--json--u20"]["ceiling_rps"] == "1000.0"
@@ -198,6 +241,41 @@ def test_page_is_self_contained_with_plots_table_and_flags(written):
     assert "2.47.0" in page
 
 
+def test_the_pages_table_is_the_schemas(written):
+    page = (written / "index.html").read_text()
+    table = page[page.index('<table class="summary">') :]
+    headers = re.findall(r"<th[^>]*>([^<]*)</th>", table)
+    assert headers == [column.header for column in summary.TABLE_COLUMNS] == TABLE_HEADERS
+    # the positions run 0..n-1: each used once, none skipped
+    assert [c.table for c in summary.TABLE_COLUMNS] == list(range(len(TABLE_HEADERS)))
+    # each heading explains its column
+    for column in summary.TABLE_COLUMNS:
+        assert f'title="{column.title}"' in table.replace("&#39;", "'"), column.name
+    # one <td> per column in every row
+    for row in re.findall(r"<tr[^>]*>(<td.*?)</tr>", table, re.S):
+        assert row.count("<td") == len(TABLE_HEADERS)
+
+
+def test_the_page_escapes_what_the_run_says(tmp_path):
+    _minimal_cell(
+        tmp_path,
+        "c",
+        {"server": "uwsgi", "endpoint": "json", "users": 1, "config": "<b>uwsgi</b> & co"},
+    )
+    (tmp_path / "environment.json").write_text(json.dumps({"run_id": "<script>x</script>"}))
+    environment, rows = model.summarize_run(tmp_path)
+    page = html.render_html(tmp_path, environment, rows)
+    assert "&lt;b&gt;uwsgi&lt;/b&gt; &amp; co" in page
+    assert "<b>uwsgi" not in page
+    assert "<script" not in page
+
+
+def test_rows_are_rounded_by_the_schema():
+    row = summary.Row(**{**dict.fromkeys(SUMMARY_CSV_COLUMNS), "rps": 95.2049, "p50_ms": 24.55})
+    assert row.rps == 95.2  # digits=2
+    assert row.p50_ms == 24.55  # as Locust wrote it
+
+
 @pytest.mark.parametrize(
     ("cell", "expected"),
     [
@@ -211,12 +289,49 @@ def test_page_is_self_contained_with_plots_table_and_flags(written):
         ({"endpoint": "sleep", "users": 50, "server_slots": 16, "delay_s": 0}, None),
     ],
 )
-def test_littles_law_ceiling(report, cell, expected):
-    result = report.littles_law_ceiling({"db_mode": "pool", "delay_s": 0.1, **cell})
+def test_littles_law_ceiling(cell, expected):
+    result = model.littles_law_ceiling(_cell({"db_mode": "pool", "delay_s": 0.1, **cell}))
     if expected is None:
         assert result is None
     else:
         assert result == pytest.approx(expected)
+
+
+def _cell(values):
+    """A cell as cell.json would give it, for the ceiling functions."""
+    return model.Cell(**{"directory": Path("c"), "server": "uwsgi", **values})
+
+
+def test_endpoint_facts_come_from_the_catalogue(monkeypatch):
+    """The report keeps no endpoint list: change the catalogue and the ceiling follows."""
+    real = catalogue.load()
+    delay = catalogue.Param(name="delay", type="float")
+    endpoints = {
+        **real.endpoints,
+        # /slow now holding a pooled connection: the pool bounds it
+        "slow": dataclasses.replace(real.endpoints["slow"], holds_db_connection=True),
+        # /json now delay-bound: Little's law
+        "json": dataclasses.replace(
+            real.endpoints["json"], params={"delay": delay}, delay_param="delay"
+        ),
+    }
+    monkeypatch.setattr(catalogue, "load", lambda: dataclasses.replace(real, endpoints=endpoints))
+    cell = {"db_mode": "pool", "delay_s": 0.1, "users": 50, "server_slots": 16, "pool_size": 10}
+    assert model.littles_law_ceiling(_cell({"endpoint": "slow", **cell})) == pytest.approx(100.0)
+    row = model.summarize_cell(
+        _cell({"endpoint": "json", **cell, "directory": FIXTURES / "run" / "gunicorn--json--u20"})
+    )
+    assert row.ceiling_model == "littles_law"
+    # min(50 users, 16 slots) / 0.1 s: /json holds no connection, so the pool does not count
+    assert row.ceiling_rps == 160.0
+
+
+def test_cells_of_endpoints_the_catalogue_does_not_know_come_last(tmp_path):
+    for name, endpoint in (("a", "no-such-endpoint"), ("b", "tasks"), ("c", "healthz")):
+        _minimal_cell(tmp_path, name, {"server": "uwsgi", "endpoint": endpoint, "users": 1})
+    rows = model.summarize_run(tmp_path)[1]
+    assert [row.endpoint for row in rows] == ["healthz", "tasks", "no-such-endpoint"]
+    assert rows[-1].ceiling_model == "cpu"
 
 
 def _minimal_cell(run_dir, name, cell, stats=True):
@@ -229,26 +344,26 @@ def _minimal_cell(run_dir, name, cell, stats=True):
     return cell_dir
 
 
-def test_cell_without_samples_reports_na_not_numbers(report, tmp_path):
+def test_cell_without_samples_reports_na_not_numbers(tmp_path):
     _minimal_cell(
         tmp_path,
         "gunicorn--json--u20",
         {"server": "gunicorn", "endpoint": "json", "users": 20, "app_cpus": 1},
     )
-    environment, rows = report.summarize_run(tmp_path)
+    environment, rows = model.summarize_run(tmp_path)
     assert environment is None
     (row,) = rows
-    assert row["rps"] == 800.0
-    assert row["ceiling_rps"] is None
-    assert row["efficiency"] is None
-    assert row["generator_saturated"] is None
-    assert "no cgroup CPU accounting" in row["note"]
-    assert "no load-generator samples" in row["note"]
-    page = report.render_html(tmp_path, environment, rows)
+    assert row.rps == 800.0
+    assert row.ceiling_rps is None
+    assert row.efficiency is None
+    assert row.generator_saturated is None
+    assert "no cgroup CPU accounting" in row.note
+    assert "no load-generator samples" in row.note
+    page = html.render_html(tmp_path, environment, rows)
     assert "environment.json is missing" in page
 
 
-def test_a_busy_locust_process_alone_flags_the_generator(report, tmp_path):
+def test_a_busy_locust_process_alone_flags_the_generator(tmp_path):
     cell_dir = _minimal_cell(
         tmp_path, "c", {"server": "gevent", "endpoint": "json", "users": 1, "loadgen_hosts": ["lg"]}
     )
@@ -257,13 +372,13 @@ def test_a_busy_locust_process_alone_flags_the_generator(report, tmp_path):
     (cell_dir / "samples" / "lg.csv").write_text(
         "time,cpu_percent,proc_count,proc_max_cores\n1,25.0,1,0.97\n2,25.0,1,0.99\n"
     )
-    (row,) = report.summarize_run(tmp_path)[1]
-    assert row["loadgen_cpu_mean_pct"] == 25.0
-    assert row["loadgen_process_cores"] == 0.98
-    assert row["generator_saturated"] is True
+    (row,) = model.summarize_run(tmp_path)[1]
+    assert row.loadgen_cpu_mean_pct == 25.0
+    assert row.loadgen_process_cores == 0.98
+    assert row.generator_saturated is True
 
 
-def test_a_server_run_in_both_db_modes_is_labelled_by_mode(report, tmp_path):
+def test_a_server_run_in_both_db_modes_is_labelled_by_mode(tmp_path):
     for mode in ("pool", "naive"):
         cell = {"server": "uwsgi", "endpoint": "db", "users": 10, "db_mode": mode}
         _minimal_cell(tmp_path, f"uwsgi--db--u10--{mode}", cell)
@@ -272,36 +387,36 @@ def test_a_server_run_in_both_db_modes_is_labelled_by_mode(report, tmp_path):
         "flask--db--u10",
         {"server": "flask", "endpoint": "db", "users": 10, "db_mode": "pool"},
     )
-    rows = report.summarize_run(tmp_path)[1]
-    assert [row["config"] for row in rows] == ["flask", "uwsgi [naive]", "uwsgi [pool]"]
+    rows = model.summarize_run(tmp_path)[1]
+    assert [row.config for row in rows] == ["flask", "uwsgi [naive]", "uwsgi [pool]"]
 
 
-def test_named_hosts_without_samples_are_noted(report, tmp_path):
+def test_named_hosts_without_samples_are_noted(tmp_path):
     cell = {"server": "uwsgi", "endpoint": "json", "users": 1, "app_hosts": ["app1", "app2"]}
     _minimal_cell(tmp_path, "c", cell)
-    (row,) = report.summarize_run(tmp_path)[1]
-    assert "no samples from app host app1, app2" in row["note"]
-    assert row["app_cpu_cores"] is None
+    (row,) = model.summarize_run(tmp_path)[1]
+    assert "no samples from app host app1, app2" in row.note
+    assert row.app_cpu_cores is None
 
 
-def test_a_cell_that_lost_a_worker_is_flagged_as_partial(report, tmp_path):
+def test_a_cell_that_lost_a_worker_is_flagged_as_partial(tmp_path):
     cell = {"server": "uwsgi", "endpoint": "json", "users": 20, "workers_lost": ["loadgen2_ab12"]}
     _minimal_cell(tmp_path, "uwsgi--json--u20", cell)
     _minimal_cell(
         tmp_path, "gevent--json--u20", {"server": "gevent", "endpoint": "json", "users": 20}
     )
-    environment, rows = report.summarize_run(tmp_path)
-    by_cell = {row["cell"]: row for row in rows}
-    assert by_cell["uwsgi--json--u20"]["workers_lost"] == 1
-    assert "1 Locust worker(s) lost mid-run" in by_cell["uwsgi--json--u20"]["note"]
-    assert by_cell["gevent--json--u20"]["workers_lost"] == 0
-    page = report.render_html(tmp_path, environment, rows)
+    environment, rows = model.summarize_run(tmp_path)
+    by_cell = {row.cell: row for row in rows}
+    assert by_cell["uwsgi--json--u20"].workers_lost == 1
+    assert "1 Locust worker(s) lost mid-run" in by_cell["uwsgi--json--u20"].note
+    assert by_cell["gevent--json--u20"].workers_lost == 0
+    page = html.render_html(tmp_path, environment, rows)
     assert "worker lost mid-run</strong> in uwsgi--json--u20:" in page
 
 
-def test_counter_restart_does_not_go_negative(report):
+def test_counter_restart_does_not_go_negative():
     # the unit restarted between the 2nd and 3rd sample
-    assert report.counter_increase([(0, 100), (1, 300), (2, 50), (3, 150)]) == 300
+    assert samples.counter_increase([(0, 100), (1, 300), (2, 50), (3, 150)]) == 300
 
 
 @pytest.mark.parametrize(
@@ -319,20 +434,44 @@ def test_counter_restart_does_not_go_negative(report):
         ),
     ],
 )
-def test_bad_run_dir_fails_with_a_clear_message(report, tmp_path, capsys, setup, message):
+def test_bad_run_dir_fails_with_a_clear_message(tmp_path, capsys, setup, message):
     setup(tmp_path)
-    assert report.main([str(tmp_path)]) == 2
+    assert cli.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("report: ")
     assert message in err
     assert not (tmp_path / "index.html").exists()
 
 
-def test_missing_run_dir(report, tmp_path, capsys):
-    assert report.main([str(tmp_path / "nope")]) == 2
+def test_missing_run_dir(tmp_path, capsys):
+    assert cli.main([str(tmp_path / "nope")]) == 2
     assert "is not a directory" in capsys.readouterr().err
 
 
 def _write(path, text):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def test_python_m_and_the_console_script(tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(FIXTURES / "run", run_dir)
+    done = subprocess.run(
+        [sys.executable, "-m", "flask_deploy_lab.report", str(run_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"report: 4 cells -> {run_dir / 'index.html'}\n"
+    assert (run_dir / "index.html").is_file()
+    failed = subprocess.run(
+        [sys.executable, "-m", "flask_deploy_lab.report", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert failed.returncode == 2
+    assert failed.stderr.startswith("report: ") and "is not a directory" in failed.stderr
+    (script,) = metadata.entry_points(group="console_scripts", name="fdl-report")
+    assert script.value == "flask_deploy_lab.report.cli:main"

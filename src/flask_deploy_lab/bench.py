@@ -1,21 +1,22 @@
-#!/usr/bin/env python3
 """Measure every server of a matrix on every endpoint, then write the comparison report.
 
     make bench                                   # the default matrix
     make bench SERVERS="uwsgi gevent" ENDPOINTS=slow USERS=200 DURATION=60
-    python scripts/bench.py --servers uwsgi --endpoints slow db --duration 20
+    fdl-bench --servers uwsgi --endpoints slow db --duration 20
 
 For each server: converge the app hosts to it (``playbooks/site.yml -e
 server=...``; the first converge is a full one, later ones only ``--tags
 app``), then one ``playbooks/loadtest.yml`` cell per endpoint into
 ``reports/<run-id>/``. A cell that fails is recorded and the bench goes on;
-at the end ``loadtest/report.py`` writes ``reports/<run-id>/index.html``, the
-targets are checked, and the exit status is 1 if any cell failed.
+at the end the report (``flask_deploy_lab.report``) writes
+``reports/<run-id>/index.html``, the targets are checked, and the exit status
+is 1 if any cell failed. Server and endpoint names are the catalogue's
+(catalogue.yml); an unknown one stops the bench before anything runs.
 
 Every option has an environment variable (the make variables of the same name):
 
-    SERVERS    servers, space- or comma-separated (default: the concurrent ones and flask)
-    ENDPOINTS  endpoints (default: slow db)
+    SERVERS    servers, space- or comma-separated (default: the catalogue's bench: true)
+    ENDPOINTS  endpoints (default: the catalogue's bench: true)
     USERS      concurrent Locust users (default 100)
     DURATION   seconds of each measured run (default 20)
     WARMUP     seconds of the discarded warm-up before each (default 5)
@@ -24,36 +25,25 @@ Every option has an environment variable (the make variables of the same name):
     RUN_ID     the directory under reports/ (default: bench-<UTC timestamp>)
     INVENTORY  an inventory other than ansible.cfg's (the lab)
 
-Each playbook's output goes to ``reports/<run-id>/logs/``; the terminal gets
-one line per step with the elapsed and the estimated remaining time.
+Each playbook's event stream goes to ``reports/<run-id>/logs/``; the terminal
+gets one line per step with the elapsed and the estimated remaining time.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SERVERS = [
-    "flask",
-    "uwsgi",
-    "gunicorn-gthread",
-    "gunicorn-gevent",
-    "uwsgi-gevent",
-    "gevent",
-]
-DEFAULT_ENDPOINTS = ["slow", "db"]
-# Servers that hold more than one request at a time: the /slow target applies to them.
-SINGLE_THREADED = {"flask"}
+from flask_deploy_lab import PROJECT_DIR, catalogue
+from flask_deploy_lab.ansible import run_playbook
+from flask_deploy_lab.report import locust
+
 TARGET_EFFICIENCY = 0.95
 TARGET_P99_FACTOR = 1.2
 # A first guess at how long a converge and a cell take, until one has been timed.
@@ -65,14 +55,24 @@ def _words(text):
     return [w for w in re.split(r"[\s,]+", text or "") if w]
 
 
+def serves_one_at_a_time(server):
+    """One process holding one request (flask): /slow's ceiling is 1/delay whatever
+    the users, so the efficiency target does not apply; its rate is checked instead."""
+    entry = catalogue.load().server(server)
+    return entry.processes == "one" and entry.per_process == "one"
+
+
 def parse_args(argv=None):
     env = os.environ.get
+    known = catalogue.load()
     parser = argparse.ArgumentParser(
         description="Converge, load-test and compare servers; writes reports/<run-id>/index.html."
     )
-    parser.add_argument("--servers", nargs="+", default=_words(env("SERVERS")) or DEFAULT_SERVERS)
     parser.add_argument(
-        "--endpoints", nargs="+", default=_words(env("ENDPOINTS")) or DEFAULT_ENDPOINTS
+        "--servers", nargs="+", default=_words(env("SERVERS")) or known.bench_servers()
+    )
+    parser.add_argument(
+        "--endpoints", nargs="+", default=_words(env("ENDPOINTS")) or known.bench_endpoints()
     )
     parser.add_argument("--users", type=int, default=int(env("USERS") or 100))
     parser.add_argument("--duration", type=int, default=int(env("DURATION") or 20))
@@ -86,6 +86,13 @@ def parse_args(argv=None):
     args.endpoints = [w.lstrip("/") for s in args.endpoints for w in _words(s)]
     if args.users < 1 or args.duration < 1 or args.warmup < 0 or args.delay < 0:
         parser.error("USERS and DURATION must be > 0, WARMUP and DELAY >= 0")
+    try:
+        for name in args.servers:
+            known.server(name)
+        for name in args.endpoints:
+            known.endpoint(name)
+    except catalogue.CatalogueError as error:
+        parser.error(str(error))
     args.run_id = args.run_id or "bench-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return args
 
@@ -96,57 +103,11 @@ def clock(seconds):
 
 
 def ansible_playbook(args, playbook, extra, log_path, tags=None):
-    """Runs one playbook, its output into log_path; returns (ok, the reason it failed)."""
-    bin_dir = Path(sys.executable).parent
-    command = [str(bin_dir / "ansible-playbook"), f"playbooks/{playbook}"]
-    if args.inventory:
-        command += ["-i", args.inventory]
-    if tags:
-        command += ["--tags", tags]
-    for key, value in extra.items():
-        command += ["-e", f"{key}={value}"]
-    environment = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_NOCOLOR="1",
-        PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    """Runs one playbook, its event stream into log_path; returns (ok, the reason it failed)."""
+    result = run_playbook(
+        playbook, extra_vars=extra, inventory=args.inventory, tags=tags, log_path=log_path
     )
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w") as log:
-        log.write("$ " + shlex.join(command) + "\n\n")
-        log.flush()
-        result = subprocess.run(
-            command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, check=False
-        )
-    if result.returncode == 0:
-        return True, None
-    return False, failure_reason(log_path.read_text(errors="replace"))
-
-
-def failure_reason(output):
-    """The msg of the last failed task in an ansible-playbook output, on one line."""
-    lines = output.splitlines()
-    starts = [i for i, line in enumerate(lines) if re.match(r"^(fatal|failed): \[", line)]
-    if not starts:
-        return "ansible-playbook failed (see the log)"
-    first = starts[-1]
-    inline = re.search(r'"msg": "((?:[^"\\]|\\.)*)"', lines[first])
-    if inline:
-        return inline.group(1)[:500]
-    message = []
-    for line in lines[first + 1 :]:
-        if not line.startswith("    "):
-            break
-        key = re.match(r"^    (\w+): ?(.*)$", line)
-        if key:
-            if message:
-                break
-            if key.group(1) == "msg":
-                message.append(key.group(2))
-        elif message:
-            message.append(line.strip())
-    text = " ".join(" ".join(message).split()).strip("'\"").replace("''", "'")
-    return text[:500] or "ansible-playbook failed (see the log)"
+    return result.ok, (None if result.ok else result.reason)
 
 
 def write_placeholder_cell(cell_dir, server, endpoint, args):
@@ -161,7 +122,7 @@ def write_placeholder_cell(cell_dir, server, endpoint, args):
         "users": args.users,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
-        "delay_s": args.delay if endpoint in ("slow", "sleep") else None,
+        "delay_s": args.delay if catalogue.load().endpoint(endpoint).delay_bound else None,
         "config": f"{server} (FAILED)",
     }
     path.write_text(json.dumps(cell, indent=2) + "\n")
@@ -188,9 +149,11 @@ def check_targets(summary_path, delay):
         if row["endpoint"] != "slow" or row.get("rps") is None:
             continue
         p99_s = (row.get("p99_ms") or 0) / 1000
-        if row["server"] in SINGLE_THREADED:
+        if serves_one_at_a_time(row["server"]):
             expected = 1 / delay if delay else None
-            verdict = f"flask single-threaded: {row['rps']} req/s, 1/delay = {expected:g}"
+            verdict = (
+                f"{row['server']} one request at a time: {row['rps']} req/s, 1/delay = {expected:g}"
+            )
         else:
             misses = []
             efficiency = row.get("efficiency")
@@ -213,7 +176,7 @@ def check_targets(summary_path, delay):
 
 def main(argv=None):
     args = parse_args(argv)
-    run_dir = ROOT / "reports" / args.run_id
+    run_dir = PROJECT_DIR / "reports" / args.run_id
     logs = run_dir / "logs"
     cells = [(s, e) for s in args.servers for e in args.endpoints]
     total = len(cells)
@@ -280,15 +243,17 @@ def main(argv=None):
                     "duration": args.duration,
                     "warmup": args.warmup,
                     "delay_s": args.delay,
-                    "loadtest_install": str(not locust_installed).lower(),
+                    "loadtest_install": not locust_installed,
                 },
                 logs / f"{cell_id}.log",
             )
             cell_times.append(time.monotonic() - step)
             if ok:
                 locust_installed = True
-                summary = run_dir / cell_id / "locust_stats.csv"
-                print(f"  done in {clock(cell_times[-1])}: {aggregated(summary)}", flush=True)
+                print(
+                    f"  done in {clock(cell_times[-1])}: {aggregated(run_dir / cell_id)}",
+                    flush=True,
+                )
             else:
                 print(f"  FAILED: {why}", flush=True)
                 failures.append((cell_id, why))
@@ -296,7 +261,7 @@ def main(argv=None):
 
     record_failures(run_dir, failures)
     report = subprocess.run(
-        [sys.executable, str(ROOT / "loadtest" / "report.py"), str(run_dir)],
+        [sys.executable, "-m", "flask_deploy_lab.report", str(run_dir)],
         capture_output=True,
         text=True,
         check=False,
@@ -319,21 +284,15 @@ def main(argv=None):
     return 1 if failures or report.returncode else 0
 
 
-def aggregated(stats_path):
-    """'N req/s, p99 M ms, F failures of R' from a cell's locust_stats.csv."""
-    try:
-        with stats_path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError:
+def aggregated(cell_dir):
+    """'N req/s, p99 M ms, F failures of R' from a cell's Locust statistics."""
+    stats = locust.read_stats(cell_dir)
+    if stats is None:
         return "no statistics"
-    for row in rows:
-        if row.get("Name") == "Aggregated":
-            rps = float(row.get("Requests/s") or 0)
-            return (
-                f"{rps:.1f} req/s, p99 {row.get('99%')} ms, "
-                f"{row.get('Failure Count')} failures of {row.get('Request Count')}"
-            )
-    return "no Aggregated row"
+    return (
+        f"{stats.rps or 0:.1f} req/s, p99 {stats.p99_ms:g} ms, "
+        f"{stats.failures} failures of {stats.requests}"
+    )
 
 
 if __name__ == "__main__":

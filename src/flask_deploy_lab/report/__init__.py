@@ -1,0 +1,122 @@
+"""The report: compare the cells of one load-test run against their ceilings.
+
+    fdl-report reports/<run-id>
+    python -m flask_deploy_lab.report reports/<run-id>
+
+writes ``index.html``, ``summary.csv`` and ``summary.json`` into that directory
+and exits non-zero, saying why, when the directory holds no cells or a cell
+breaks the layout below.
+
+Input layout (written by the load-test playbook)
+================================================
+
+::
+
+    reports/<run-id>/
+      environment.json
+      <cell-id>/                      one per measured cell, e.g. uwsgi--slow--u100
+        cell.json
+        locust_stats.csv              Locust --csv=<cell-id>/locust --csv-full-history
+        locust_stats_history.csv
+        locust_failures.csv
+        locust_exceptions.csv
+        locust_report.html            Locust --html (linked from the page)
+        samples/<host>.csv            loadtest/sampler.py, one file per host
+
+Run ``sampler.py`` on every host from just before the measured run to a few
+seconds after it (``--duration`` = duration_s + slack, ``--interval 1``): on app
+hosts with ``--unit <the app's unit>``, on db hosts with ``--pg-psql-user
+postgres``, on load generators with ``--proc-name locust``. Name each file
+after the inventory host, as cell.json's host lists do.
+
+``environment.json`` (every key optional; shown at the top of the page)::
+
+    {"run_id": "20260101-120000", "started": "<ISO 8601>", "finished": "<ISO 8601>",
+     "git_commit": "abc1234", "git_dirty": false, "substrate": "lab",
+     "versions": {"locust": "2.47.0", "postgresql": "15.10", ...},  # name -> version
+     "limits": {"unit_cpu_quota": "20%", "unit_memory_max": "200M",
+                "unit_limits_enforced": false, "cgroup_version": 1},
+     "hosts": [{"name": "app1", "groups": ["app"], "node_cpus": 1, "node_memory_mb": 512}]}
+
+``cell.json``::
+
+    server          str, required   the `server` switch value, e.g. "gunicorn-gthread"
+    endpoint        str, required   an endpoint of catalogue.yml, e.g. "slow"
+    users           int, required   concurrent Locust users (closed loop, wait 0)
+    spawn_rate      number          users started per second
+    duration_s      number          length of the measured run
+    warmup_s        number          length of the separate, unrecorded warm-up run
+    delay_s         number | null   ?delay= of /slow and /sleep; null for other endpoints
+    queries         int | null      ?n= of /queries
+    server_slots    int | null      requests all app hosts can hold at once:
+                                    workers * threads, workers * greenlets, 1 for flask
+    pool_size       int | null      connections the app's pools can hold in total
+                                    (db_pool_max * pools); null in naive mode
+    db_mode         "naive" | "pool"
+    app_cpus        number | null   CPUs the app may use, summed over app hosts:
+                                    min(node_cpus, CPUQuota if unit limits are enforced)
+    app_hosts       [str]           hosts whose samples carry the app unit's cgroup
+    db_hosts        [str]           hosts whose samples carry pg_stat_activity counts
+    loadgen_hosts   [str]           hosts running Locust
+    workers         int             Locust worker processes
+    workers_lost    [str]           workers the master lost before the run time was
+                                    up; Locust then restarted its statistics, so the
+                                    CSVs cover only the rest of the run
+    config          str, optional   label for the configuration; default: the server,
+                                    plus [db_mode] when the run has that server in both modes
+
+The measured run is the one Locust writes the CSVs for. Warm-up is a separate
+short run before it whose output is discarded, and the measured run should be
+started with ``--reset-stats`` so its numbers exclude its own ramp-up. The
+report then takes throughput (``Requests/s``) and latency percentiles from the
+``Aggregated`` row of ``locust_stats.csv`` as they are. The stats history only
+fixes the measured window -- from the first second with all users running to
+the last row -- and only sampler rows inside it count (all rows if fewer than
+two fall inside).
+
+Numbers per cell
+================
+
+- app CPU: cores the app unit used, from the unit's CPU counter on the app
+  hosts (summed): its cgroup's, or where a container cannot see that, the
+  CPU time of the unit's processes (see sampler.py); without either, the app
+  hosts' whole CPU (``app_cpu_source`` says ``unit`` or ``host``).
+- ceiling: for the delay-bound endpoints (those with a ``delay_param`` in
+  catalogue.yml: ``slow`` and ``sleep``) Little's law, ``min(users,
+  server_slots, pool_size if db_mode is pool and the endpoint holds a
+  connection (``holds_db_connection``)) / delay_s``; for every other endpoint
+  ``app_cpus / cpu_s_per_request`` with
+  ``cpu_s_per_request = unit CPU cores / requests per second``. Without the
+  inputs (no unit cgroup accounting, no delay, no app_cpus) it is null and the
+  page says n/a -- never an estimate.
+- efficiency: requests per second / ceiling.
+- throttling: increase of ``nr_throttled`` (and ``nr_periods``, throttled
+  seconds) over the window, summed over app hosts.
+- generator_saturated: a load generator whose mean CPU over the window was
+  above 90 % of what it may use, or whose busiest Locust process used more
+  than 0.9 of a core (one Locust process cannot use more than one).
+
+Output
+======
+
+``summary.csv`` has one row per cell with the columns of ``summary.Row``
+(empty = not measured); ``summary.json`` is ``{"run", "environment", "cells":
+[the same rows]}``; ``index.html`` shows them, with a figure per endpoint.
+Units (each column's is declared in summary.py): ``rps`` and ``ceiling_rps``
+requests/s, ``*_ms`` milliseconds, ``*_cores`` CPUs, ``throttled_s`` seconds,
+``*_pct`` percent of what the host may use.
+
+Modules
+=======
+
+::
+
+    cli        main(argv): the command line, writes the three files
+    model      a run directory -> summary rows: cells, ceilings, cell warnings
+    locust     Locust's CSVs (stats, history, failures)
+    samples    the sampler's CSVs, and counters over the measured window
+    csvfile    CSV rows and their fields as numbers
+    summary    the row schema (one declaration) and summary.csv / summary.json
+    plots      matplotlib figures as inline SVG
+    html       index.html from templates/report.html.j2 (Jinja2, autoescaped)
+"""

@@ -1,0 +1,378 @@
+"""A run directory read into summary rows: each cell's numbers against its
+ceiling, the warnings a cell can carry, and the errors of a run that breaks
+the layout (see the package's docstring for both)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from flask_deploy_lab import catalogue
+from flask_deploy_lab.report import locust
+from flask_deploy_lab.report.samples import (
+    HostSamples,
+    counter_increase,
+    counter_rate,
+    in_window,
+    read_samples,
+)
+from flask_deploy_lab.report.summary import Row
+
+# A load generator above either is measuring itself rather than the server.
+SATURATED_CPU_PERCENT = 90.0
+SATURATED_PROCESS_CORES = 0.9  # one Locust process cannot use more than one core
+
+REQUIRED_CELL_KEYS = ("server", "endpoint", "users")
+
+# What the page says about each ceiling model (Row.ceiling_model).
+CEILING_MODELS = {
+    "littles_law": "Delay-bound: ceiling = min(users, server slots, pool size when the "
+    "request holds a pooled connection) / delay (Little's law).",
+    "cpu": "CPU-bound: ceiling = app CPUs / CPU-seconds per request, CPU-seconds from the "
+    "app unit's cgroup accounting.",
+}
+
+
+class ReportError(Exception):
+    """The run directory does not follow the layout; the message says how."""
+
+
+@dataclass(frozen=True)
+class CellWarning:
+    """A flag of Row that means the cell's numbers do not measure the server as
+    they should: what the page calls it, and what it means."""
+
+    flag: str
+    title: str
+    meaning: str
+
+    def cells(self, rows: list[Row]) -> list[str]:
+        """The cells that raise the flag."""
+        return [row.cell for row in rows if getattr(row, self.flag)]
+
+
+CELL_WARNINGS = (
+    CellWarning(
+        "generator_saturated",
+        "Saturated load generator",
+        "these numbers measure the generator, not the server.",
+    ),
+    CellWarning(
+        "workers_lost",
+        "Load generator worker lost mid-run",
+        "Locust restarted its statistics then, so these figures cover only the rest of the run.",
+    ),
+)
+
+
+def flagged(row: Row) -> bool:
+    """Whether any cell warning holds for the row."""
+    return any(getattr(row, warning.flag) for warning in CELL_WARNINGS)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A cell's cell.json (the keys the report uses), with its directory and samples."""
+
+    directory: Path
+    server: str
+    endpoint: str
+    users: int
+    config: str | None = None
+    db_mode: str | None = None
+    delay_s: float | None = None
+    server_slots: int | None = None
+    pool_size: int | None = None
+    app_cpus: float | None = None
+    app_hosts: list[str] = field(default_factory=list)
+    db_hosts: list[str] = field(default_factory=list)
+    loadgen_hosts: list[str] = field(default_factory=list)
+    workers_lost: list[str] = field(default_factory=list)
+    samples: dict[str, HostSamples] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, cell_dir: Path) -> Cell:
+        """The cell in cell_dir; ReportError when its cell.json breaks the layout."""
+        path = cell_dir / "cell.json"
+        data = read_json(path)
+        if not isinstance(data, dict):
+            raise ReportError(f"{path}: expected a JSON object")
+        missing = [k for k in REQUIRED_CELL_KEYS if data.get(k) in (None, "")]
+        if missing:
+            raise ReportError(f"{path}: missing {', '.join(missing)}")
+        if not isinstance(data["users"], int) or data["users"] < 1:
+            raise ReportError(f"{path}: users must be a positive integer")
+        # cell.json holds more (spawn_rate, duration_s, ...) than the report uses;
+        # a key that is null reads as absent (an empty host list, no config)
+        optional = {f.name for f in fields(cls)} - {"directory", "samples", *REQUIRED_CELL_KEYS}
+        return cls(
+            directory=cell_dir,
+            server=data["server"],
+            endpoint=data["endpoint"],
+            users=data["users"],
+            samples=read_samples(cell_dir),
+            **{k: data[k] for k in optional if data.get(k) is not None},
+        )
+
+    @property
+    def name(self) -> str:
+        return self.directory.name
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{path}: not valid JSON ({exc})") from exc
+
+
+# --------------------------------------------------------------------------- ceilings
+
+
+def _endpoint(name: str) -> catalogue.Endpoint | None:
+    # an endpoint the catalogue does not know is reported on as CPU-bound
+    return catalogue.load().endpoints.get(name)
+
+
+def littles_law_ceiling(cell: Cell) -> float | None:
+    """min(users, server_slots, pool) / delay for delay-bound endpoints; None if unknown.
+
+    The pool bounds it only when the endpoint holds a pooled connection for the
+    whole delay (the catalogue's holds_db_connection) and db_mode is pool.
+    """
+    if not cell.delay_s or cell.delay_s <= 0 or not cell.server_slots:
+        return None
+    concurrency = [cell.users, cell.server_slots]
+    endpoint = _endpoint(cell.endpoint)
+    holds_connection = endpoint is not None and endpoint.holds_db_connection
+    if cell.db_mode == "pool" and holds_connection and cell.pool_size:
+        concurrency.append(cell.pool_size)
+    return min(concurrency) / cell.delay_s
+
+
+def cpu_ceiling(app_cpus: float | None, cpu_s_per_request: float | None) -> float | None:
+    """app_cpus / CPU-seconds per request; None if either is unknown."""
+    if not app_cpus or not cpu_s_per_request:
+        return None
+    return app_cpus / cpu_s_per_request
+
+
+# --------------------------------------------------------------------------- one cell
+
+
+def _mean(values):
+    return sum(values) / len(values) if values else None
+
+
+class _CellReader:
+    """Works out one cell's row, collecting notes on what is missing as it goes
+    (the note column lists them in that order)."""
+
+    def __init__(self, cell: Cell, mixed_db_modes: bool):
+        self.cell = cell
+        self.mixed_db_modes = mixed_db_modes
+        self.notes: list[str] = []
+        self.window = locust.measured_window(locust.read_history(cell.directory), cell.users)
+
+    def hosts(self, role: str, column: str) -> list[HostSamples]:
+        """The samples of the role's hosts, cut to the measured window.
+
+        cell.json names the hosts; without it, any host whose samples carry the column.
+        """
+        names = getattr(self.cell, f"{role}_hosts")
+        samples = self.cell.samples
+        if names:
+            chosen = [samples[h] for h in names if h in samples]
+            missing = [h for h in names if h not in samples]
+            if missing:
+                self.notes.append(f"no samples from {role} host {', '.join(missing)}")
+        else:
+            chosen = [s for s in samples.values() if s.has(column)]
+        return [in_window(s, self.window) for s in chosen]
+
+    def row(self) -> Row:
+        cell = self.cell
+        stats = locust.read_stats(cell.directory)
+        if stats is None:
+            self.notes.append(f"no Aggregated row in {locust.STATS}")
+            stats = locust.Stats()
+        rps = stats.rps
+
+        app = self.hosts("app", "unit_cpu_usage_usec")
+        app_cpu_cores, app_cpu_source = self.app_cpu(app)
+        throttled_periods, throttled_ratio, throttled_s = self.throttling(app)
+
+        cpu_s_per_request = None
+        if app_cpu_source == "unit" and rps:
+            cpu_s_per_request = app_cpu_cores / rps
+        endpoint = _endpoint(cell.endpoint)
+        if endpoint is not None and endpoint.delay_bound:
+            ceiling_model, ceiling = "littles_law", littles_law_ceiling(cell)
+            if ceiling is None:
+                self.notes.append("no ceiling: delay_s or server_slots missing")
+        else:
+            ceiling_model = "cpu"
+            ceiling = cpu_ceiling(cell.app_cpus, cpu_s_per_request)
+            if ceiling is None:
+                self.notes.append(self.why_no_cpu_ceiling(app_cpu_source))
+
+        db_points = [
+            v for s in self.hosts("db", "pg_connections") for v in s.values("pg_connections")
+        ]
+        peak_pct, mean_pct, process_cores, saturated = self.generator_load()
+
+        if cell.workers_lost:
+            self.notes.append(
+                f"{len(cell.workers_lost)} Locust worker(s) lost mid-run: "
+                "the figures cover only the part after it"
+            )
+
+        requests, failures = stats.requests, stats.failures
+        return Row(
+            cell=cell.name,
+            config=self.config(),
+            server=cell.server,
+            db_mode=cell.db_mode,
+            endpoint=cell.endpoint,
+            users=cell.users,
+            requests=requests,
+            failures=failures,
+            failure_ratio=failures / requests if requests and failures is not None else None,
+            rps=rps,
+            p50_ms=stats.p50_ms,
+            p95_ms=stats.p95_ms,
+            p99_ms=stats.p99_ms,
+            max_ms=stats.max_ms,
+            ceiling_model=ceiling_model,
+            ceiling_rps=ceiling,
+            efficiency=rps / ceiling if ceiling and rps is not None else None,
+            cpu_s_per_request=cpu_s_per_request,
+            app_cpu_cores=app_cpu_cores,
+            app_cpu_source=app_cpu_source,
+            app_cpus=cell.app_cpus,
+            throttled_periods=throttled_periods,
+            throttled_ratio=throttled_ratio,
+            throttled_s=throttled_s,
+            peak_db_connections=max(db_points) if db_points else None,
+            loadgen_cpu_peak_pct=peak_pct,
+            loadgen_cpu_mean_pct=mean_pct,
+            loadgen_process_cores=process_cores,
+            generator_saturated=saturated,
+            workers_lost=len(cell.workers_lost),
+            delay_s=cell.delay_s,
+            server_slots=cell.server_slots,
+            pool_size=cell.pool_size,
+            top_failure=locust.read_top_failure(cell.directory),
+            note="; ".join(self.notes) or None,
+        )
+
+    def config(self) -> str:
+        cell = self.cell
+        if cell.config:
+            return cell.config
+        if self.mixed_db_modes and cell.db_mode:
+            return f"{cell.server} [{cell.db_mode}]"
+        return cell.server
+
+    @staticmethod
+    def app_cpu(app: list[HostSamples]) -> tuple[float | None, str | None]:
+        """(cores the app used, "unit" or "host"): the unit's CPU counter on every
+        app host if each has one, else the hosts' whole CPU; (None, None) without."""
+        unit_rates = [counter_rate(s.column("unit_cpu_usage_usec")) for s in app]
+        if app and all(r is not None for r in unit_rates):
+            return sum(unit_rates) / 1e6, "unit"
+        host_means = [_mean(s.values("cpu_busy_cores")) for s in app]
+        if app and all(m is not None for m in host_means):
+            return sum(host_means), "host"
+        return None, None
+
+    @staticmethod
+    def throttling(app: list[HostSamples]) -> tuple[int | None, float | None, float | None]:
+        """(throttled periods, their share of all CFS periods, throttled seconds)
+        over the window, summed over the app hosts; None where not sampled."""
+        throttled = [s.column("unit_nr_throttled") for s in app]
+        if not app or not all(len(p) >= 2 for p in throttled):
+            return None, None, None
+        periods = [s.column("unit_nr_periods") for s in app]
+        throttled_usec = [s.column("unit_throttled_usec") for s in app]
+        throttled_periods = sum(counter_increase(p) for p in throttled)
+        total_periods = sum(counter_increase(p) for p in periods if len(p) >= 2)
+        ratio = throttled_periods / total_periods if total_periods else None
+        seconds = None
+        if all(len(p) >= 2 for p in throttled_usec):
+            seconds = sum(counter_increase(p) for p in throttled_usec) / 1e6
+        return throttled_periods, ratio, seconds
+
+    def why_no_cpu_ceiling(self, app_cpu_source: str | None) -> str:
+        if app_cpu_source != "unit":
+            return "no ceiling: no cgroup CPU accounting for the app unit"
+        if not self.cell.app_cpus:
+            return "no ceiling: app_cpus unknown"
+        return "no ceiling: no requests served"
+
+    def generator_load(self):
+        """(peak CPU %, mean CPU %, busiest Locust process cores, saturated) of the
+        busiest load generator; saturated is None without load-generator samples."""
+        peaks, means, process_cores = [], [], []
+        for s in self.hosts("loadgen", "proc_count"):
+            percent = s.values("cpu_percent")
+            if percent:
+                peaks.append(max(percent))
+                means.append(_mean(percent))
+            busiest = s.values("proc_max_cores")
+            if busiest:
+                process_cores.append(_mean(busiest))
+        saturated = None
+        if means or process_cores:
+            saturated = any(m > SATURATED_CPU_PERCENT for m in means) or any(
+                c > SATURATED_PROCESS_CORES for c in process_cores
+            )
+        else:
+            self.notes.append("no load-generator samples")
+        return (
+            max(peaks) if peaks else None,
+            max(means) if means else None,
+            max(process_cores) if process_cores else None,
+            saturated,
+        )
+
+
+def summarize_cell(cell: Cell, mixed_db_modes: bool = False) -> Row:
+    """The summary row of one cell; see the package's docstring for the rules."""
+    return _CellReader(cell, mixed_db_modes).row()
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _sort_key(row: Row):
+    # endpoints in the catalogue's order, unknown ones last
+    order = list(catalogue.load().endpoints)
+    rank = order.index(row.endpoint) if row.endpoint in order else len(order)
+    return (rank, row.endpoint, row.config, row.users, row.cell)
+
+
+def summarize_run(run_dir: Path) -> tuple[dict | None, list[Row]]:
+    """(environment.json or None, the rows of every cell) of a run directory.
+
+    Every cell.json is checked before any cell is read, so a broken one fails
+    the whole report with its message.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ReportError(f"{run_dir} is not a directory")
+    cell_dirs = sorted(p.parent for p in run_dir.glob("*/cell.json"))
+    if not cell_dirs:
+        raise ReportError(
+            f"{run_dir} holds no cells: expected <cell-id>/cell.json beside the Locust CSVs "
+            "(see the docstring of flask_deploy_lab.report)"
+        )
+    env_path = run_dir / "environment.json"
+    environment = read_json(env_path) if env_path.is_file() else None
+    cells = [Cell.load(d) for d in cell_dirs]
+    modes: dict[str, set] = {}
+    for cell in cells:
+        modes.setdefault(cell.server, set()).add(cell.db_mode)
+    rows = [summarize_cell(c, mixed_db_modes=len(modes[c.server]) > 1) for c in cells]
+    return environment, sorted(rows, key=_sort_key)

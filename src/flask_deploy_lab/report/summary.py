@@ -1,0 +1,209 @@
+"""The summary row of a cell, declared once.
+
+Each field of `Row` is one column: of summary.csv (in field order), of
+summary.json's rows (the same keys, in the same order) and, where the field
+says `table=`, of the page's table. `column()` describes it:
+
+    header   the heading of the page's table
+    tooltip  what the number is, shown when hovering the heading
+    unit     what it counts in (None: a name, a count or a ratio)
+    digits   decimals kept, in every output (None: as measured)
+    table    position in the page's table, which leads with the cell, its
+             flags and throughput and ends with the cell's parameters (None:
+             only in the files)
+    badge    for a flag: the word shown, in red, when it is raised ("ok" when
+             it is not)
+
+None anywhere means not measured: an empty CSV field, JSON null, "n/a".
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+_COLUMN = "column"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    header: str
+    tooltip: str
+    unit: str | None = None
+    digits: int | None = None
+    table: int | None = None
+    badge: str | None = None
+
+    @property
+    def title(self) -> str:
+        """The tooltip with its unit, as the heading's title attribute."""
+        return f"{self.tooltip} [{self.unit}]" if self.unit else self.tooltip
+
+
+def column(header, tooltip, *, unit=None, digits=None, table=None, badge=None):
+    """A Row field, described as a column (its name is the field's)."""
+    description = {
+        "header": header, "tooltip": tooltip, "unit": unit, "digits": digits,
+        "table": table, "badge": badge,
+    }  # fmt: skip
+    return field(metadata={_COLUMN: description})
+
+
+@dataclass(frozen=True)
+class Row:
+    # what was measured
+    cell: str = column(
+        "cell", "the cell's directory in the run (links to Locust's report)", table=0
+    )
+    config: str = column(
+        "configuration",
+        "cell.json's config, else the server, with [db_mode] when the run has it in both modes",
+        table=1,
+    )
+    server: str = column("server", "the `server` switch value")
+    db_mode: str | None = column("db mode", "naive (a connection per request) or pool", table=28)
+    endpoint: str = column("endpoint", "the endpoint under load", table=2)
+    users: int = column("users", "concurrent Locust users (closed loop, wait 0)", table=3)
+    # Locust: the Aggregated row of locust_stats.csv
+    requests: int | None = column("requests", "requests in the measured run", table=11)
+    failures: int | None = column("failures", "failed requests in the measured run", table=12)
+    failure_ratio: float | None = column("fail ratio", "failures / requests", digits=4, table=13)
+    rps: float | None = column(
+        "req/s", "throughput: Locust's Requests/s", unit="requests/s", digits=2, table=6
+    )
+    p50_ms: float | None = column("p50 ms", "median latency", unit="ms", table=7)
+    p95_ms: float | None = column("p95 ms", "95th percentile latency", unit="ms", table=8)
+    p99_ms: float | None = column("p99 ms", "99th percentile latency", unit="ms", table=9)
+    max_ms: float | None = column("max ms", "slowest request", unit="ms", digits=1, table=10)
+    # the ceiling
+    ceiling_model: str = column(
+        "ceiling model",
+        "littles_law for delay-bound endpoints, cpu for the others",
+        table=14,
+    )
+    ceiling_rps: float | None = column(
+        "ceiling req/s",
+        "the most the configuration could serve: min(users, slots, pool) / delay, "
+        "or app CPUs / CPU-seconds per request",
+        unit="requests/s",
+        digits=2,
+        table=15,
+    )
+    efficiency: float | None = column("efficiency", "throughput / ceiling", digits=3, table=16)
+    cpu_s_per_request: float | None = column(
+        "CPU s/req",
+        "app CPU cores / requests per second, from the unit's CPU counter",
+        unit="CPU-seconds",
+        digits=6,
+        table=17,
+    )
+    # the app hosts' samples
+    app_cpu_cores: float | None = column(
+        "app CPU cores",
+        "CPUs the app used, summed over the app hosts",
+        unit="CPUs",
+        digits=3,
+        table=18,
+    )
+    app_cpu_source: str | None = column(
+        "app CPU from",
+        "unit: the app unit's CPU counter; host: the app hosts' whole CPU",
+        table=19,
+    )
+    app_cpus: float | None = column(
+        "app CPUs", "CPUs the app may use, summed over the app hosts", unit="CPUs", table=20
+    )
+    throttled_periods: int | None = column(
+        "throttled periods", "increase of the unit's nr_throttled over the window", table=21
+    )
+    throttled_ratio: float | None = column(
+        "throttled ratio", "throttled periods / CFS periods", digits=3, table=22
+    )
+    throttled_s: float | None = column(
+        "throttled s",
+        "time the unit was throttled over the window",
+        unit="s",
+        digits=3,
+        table=23,
+    )
+    # the db and load-generator hosts' samples
+    peak_db_connections: int | None = column(
+        "peak DB conns", "most client backends in pg_stat_activity over the window", table=24
+    )
+    loadgen_cpu_peak_pct: float | None = column(
+        "loadgen CPU peak %",
+        "busiest sample of the busiest load generator",
+        unit="% of what the host may use",
+        digits=1,
+        table=25,
+    )
+    loadgen_cpu_mean_pct: float | None = column(
+        "loadgen CPU mean %",
+        "mean over the window of the busiest load generator",
+        unit="% of what the host may use",
+        digits=1,
+        table=26,
+    )
+    loadgen_process_cores: float | None = column(
+        "busiest Locust proc cores",
+        "mean CPU of the busiest Locust process (one process cannot use more than 1)",
+        unit="CPUs",
+        digits=3,
+        table=27,
+    )
+    generator_saturated: bool | None = column(
+        "generator",
+        "a load generator above 90 % of its CPU, or a Locust process above 0.9 of a core",
+        table=4,
+        badge="SATURATED",
+    )
+    workers_lost: int = column(
+        "workers lost",
+        "Locust workers lost mid-run: the figures cover only the rest of the run",
+        table=5,
+    )
+    # the cell's parameters
+    delay_s: float | None = column("delay s", "?delay= of /slow and /sleep", unit="s", table=29)
+    server_slots: int | None = column(
+        "server slots", "requests all app hosts can hold at once", table=30
+    )
+    pool_size: int | None = column(
+        "pool size", "connections the app's pools can hold in total", table=31
+    )
+    top_failure: str | None = column(
+        "top failure", "the most frequent failure: METHOD name: error", table=32
+    )
+    note: str | None = column("note", "why a number is missing or partial", table=33)
+
+    def __post_init__(self):
+        # Rounded here, once, so the files and the page show the same figure.
+        # (A frozen dataclass is set through object.__setattr__ in __post_init__.)
+        for col in COLUMNS:
+            value = getattr(self, col.name)
+            if col.digits is not None and value is not None:
+                object.__setattr__(self, col.name, round(value, col.digits))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+COLUMNS = tuple(Column(name=f.name, **f.metadata[_COLUMN]) for f in fields(Row))
+TABLE_COLUMNS = tuple(sorted((c for c in COLUMNS if c.table is not None), key=lambda c: c.table))
+
+
+def write_csv(rows: list[Row], path: Path) -> None:
+    """summary.csv: a header of the column names, then one line per row; empty = None."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(c.name for c in COLUMNS)
+        for row in rows:
+            writer.writerow("" if value is None else value for value in row.as_dict().values())
+
+
+def write_json(run: str, environment: dict | None, rows: list[Row], path: Path) -> None:
+    """summary.json: {"run", "environment", "cells": [the rows, keyed by column name]}."""
+    document = {"run": run, "environment": environment, "cells": [r.as_dict() for r in rows]}
+    path.write_text(json.dumps(document, indent=2) + "\n")
