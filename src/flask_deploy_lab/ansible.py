@@ -20,7 +20,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,42 +161,63 @@ def ansible_environment(extra=None) -> dict[str, str]:
     return env
 
 
+class RunningPlaybook:
+    """A playbook started in the background (start_playbook); wait() gives its result.
+
+    Its event stream goes to ``log_path`` as it arrives (or to a temporary file)."""
+
+    def __init__(self, command, log_path=None, timeout=None, env=None):
+        self.command = command
+        self.timeout = timeout
+        self._stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in wait()
+        if log_path:
+            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(log_path, "w+")  # noqa: SIM115 - closed in wait()
+        else:
+            self._log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in wait()
+        self._log.write(json.dumps({"_command": shlex.join(command)}) + "\n")
+        self._log.flush()
+        self.proc = subprocess.Popen(
+            command, cwd=PROJECT_DIR, env=ansible_environment(env), stdout=self._log,
+            stderr=self._stderr, text=True,
+        )  # fmt: skip
+        self._deadline = time.monotonic() + timeout if timeout else None
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait(self) -> PlaybookResult:
+        """Waits for the end (killing the run past its timeout) and reads the events."""
+        left = None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
+        stopped = False
+        try:
+            self.proc.wait(timeout=left)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            stopped = True
+        self._stderr.seek(0)
+        stderr = self._stderr.read()
+        self._stderr.close()
+        if stopped:
+            stderr += f"\nansible-playbook was stopped after {self.timeout} s"
+        if stderr:
+            self._log.write(json.dumps({"_stderr": stderr}) + "\n")
+        self._log.seek(0)
+        lines = self._log.read().splitlines()
+        self._log.close()
+        return read_events(lines, self.command, self.proc.returncode, stderr)
+
+
+def start_playbook(
+    playbook, *, log_path=None, timeout=None, env=None, **options
+) -> RunningPlaybook:
+    """Starts one playbook in the background; the same options as run_playbook."""
+    return RunningPlaybook(playbook_command(playbook, **options), log_path, timeout, env)
+
+
 def run_playbook(playbook, *, log_path=None, timeout=None, env=None, **options) -> PlaybookResult:
     """Runs one playbook from the project directory; never raises for a failed play.
 
     A run past ``timeout`` seconds is killed and reported as failed."""
-    command = playbook_command(playbook, **options)
-    if log_path:
-        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "w") if log_path else None  # noqa: SIM115 - closed below
-    lines = []
-    with tempfile.TemporaryFile("w+") as stderr_file:
-        try:
-            if log:
-                log.write(json.dumps({"_command": shlex.join(command)}) + "\n")
-                log.flush()
-            with subprocess.Popen(
-                command, cwd=PROJECT_DIR, env=ansible_environment(env), stdout=subprocess.PIPE,
-                stderr=stderr_file, text=True,
-            ) as proc:  # fmt: skip
-                watchdog = threading.Timer(timeout, proc.kill) if timeout else None
-                if watchdog:
-                    watchdog.start()
-                for line in proc.stdout:
-                    lines.append(line)
-                    if log:
-                        log.write(line)
-                        log.flush()
-                proc.wait()
-                if watchdog:
-                    watchdog.cancel()
-            stderr_file.seek(0)
-            stderr = stderr_file.read()
-            if proc.returncode < 0 and timeout:
-                stderr += f"\nansible-playbook was stopped after {timeout} s"
-            if log and stderr:
-                log.write(json.dumps({"_stderr": stderr}) + "\n")
-        finally:
-            if log:
-                log.close()
-    return read_events(lines, command, proc.returncode, stderr)
+    return start_playbook(playbook, log_path=log_path, timeout=timeout, env=env, **options).wait()

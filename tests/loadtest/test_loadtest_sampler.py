@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 HERE = Path(__file__).resolve().parent
-SAMPLER = HERE.parents[1] / "loadtest" / "sampler.py"
+SAMPLER = HERE.parents[1] / "roles" / "sampler" / "files" / "sampler.py"
 FIXTURES = HERE / "fixtures"
 UNIT_PATH = "/system.slice/labapp-uwsgi.service"
 MB = 1024 * 1024

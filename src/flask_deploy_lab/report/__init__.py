@@ -21,13 +21,16 @@ Input layout (written by the load-test playbook)
         locust_failures.csv
         locust_exceptions.csv
         locust_report.html            Locust --html (linked from the page)
-        samples/<host>.csv            loadtest/sampler.py, one file per host
+        samples/<host>.csv            the sampler role, one file per host
 
-Run ``sampler.py`` on every host from just before the measured run to a few
+The sampler role runs ``sampler.py`` on every host from just before the measured run to a few
 seconds after it (``--duration`` = duration_s + slack, ``--interval 1``): on app
 hosts with ``--unit <the app's unit>``, on db hosts with ``--pg-psql-user
 postgres``, on load generators with ``--proc-name locust``. Name each file
 after the inventory host, as cell.json's host lists do.
+
+``cell.json`` and ``environment.json`` are written by flask_deploy_lab.cell from
+the facts the playbook gathers (``<cell>/facts.json``).
 
 ``environment.json`` (every key optional; shown at the top of the page)::
 

@@ -1,5 +1,5 @@
 """The sampler's output for one cell: ``samples/<host>.csv``, one file per host,
-one row per interval (columns: see loadtest/sampler.py)."""
+one row per interval (columns: see roles/sampler/files/sampler.py)."""
 
 from __future__ import annotations
 
