@@ -59,8 +59,8 @@ lab-up: setup  ## start the podman lab from inventory/topology.yml
 lab-down: venv  ## remove the lab's containers and network
 	ansible-playbook playbooks/lab.yml -e lab_state=absent
 
-test-unit: setup  ## the app on a throwaway PostgreSQL, the report, input checks, no secrets
-	pytest tests/app tests/loadtest tests/playbooks tests/repo tests/faults
+test-unit: setup  ## the app on a throwaway PostgreSQL, the controller package, input and repository checks
+	pytest tests/app tests/controller tests/loadtest tests/playbooks tests/repo tests/faults
 
 test-vagrant: setup  ## the Vagrantfile and the inventories, offline
 	pytest tests/vagrant
@@ -68,13 +68,13 @@ test-vagrant: setup  ## the Vagrantfile and the inventories, offline
 test-lab: setup  ## a second lab from the topology: up, checked, down
 	pytest tests/lab
 
-molecule: setup  ## the roles: converge, idempotence, testinfra, every server switch
-	molecule test
+molecule: setup  ## every scenario: the stack (every server switch) and each role alone; converge, idempotence, testinfra
+	molecule test --all
 
 test-fresh: setup  ## make setup's package step on a new container of the base image (pristine Debian 12)
 	pytest -s tests/fresh
 
-test: setup lint test-unit test-vagrant test-lab molecule test-e2e  ## the whole suite (what CI runs)
+test: setup lint test-unit test-vagrant test-lab molecule test-fresh test-e2e  ## the whole suite (what CI runs)
 
 clean: lab-down  ## lab-down, and drop caches and reports
 	rm -rf .cache reports
@@ -92,4 +92,4 @@ test-e2e: lab-up  ## a distributed Locust run through the lab, the report render
 	pytest tests/e2e
 
 faults: lab-up  ## faults under load in the lab, one PASS/FAIL line each (FAULTS= FAULTS_ANSIBLE_ARGS=)
-	python scripts/faults.py
+	fdl-faults

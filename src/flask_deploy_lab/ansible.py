@@ -1,10 +1,12 @@
-"""The one way the controller runs Ansible: ansible-playbook with the
-``ansible.posix.jsonl`` callback, read as events, never as text.
+"""The one way the controller runs Ansible: ansible-playbook, and ad-hoc
+ansible, with the ``ansible.posix.jsonl`` callback, read as events, never as text.
 
     result = run_playbook("site.yml", extra_vars={"server": "uwsgi"}, log_path=...)
     if not result.ok:
         print(result.reason)
     result.stats["app1"].changed
+    uptime = run_module("app", "ansible.builtin.command", {"argv": ["uptime"]})
+    uptime.results["ansible.builtin.command"]["app1"]["stdout"]
 
 The event stream (one JSON object per line) is also the log: written to
 ``log_path`` as it arrives, so a long run can be followed with ``tail -f``.
@@ -221,3 +223,47 @@ def run_playbook(playbook, *, log_path=None, timeout=None, env=None, **options) 
 
     A run past ``timeout`` seconds is killed and reported as failed."""
     return start_playbook(playbook, log_path=log_path, timeout=timeout, env=env, **options).wait()
+
+
+def module_command(host_pattern, module, args=None, *, inventory=None, extra_vars=None,
+                   playbook_dir=PLAYBOOK_DIR) -> list[str]:  # fmt: skip
+    """An ad-hoc ``ansible`` command: one module on the hosts of a pattern.
+
+    ``args`` as a dict goes as one JSON object (ansible parses an argument
+    string that is one), so values keep their types and need no quoting; they
+    are still templated, like a task's. ``playbook_dir`` gives the run the
+    variables the playbooks see (playbooks/group_vars), as if it were a play.
+    """
+    command = [str(Path(sys.executable).parent / "ansible"), host_pattern, "-m", module]
+    if args is not None:
+        command += ["-a", args if isinstance(args, str) else json.dumps(args)]
+    if inventory:
+        command += ["-i", str(inventory)]
+    if playbook_dir:
+        command += ["--playbook-dir", str(playbook_dir)]
+    if extra_vars:
+        command += ["-e", json.dumps(extra_vars)]
+    return command
+
+
+def start_module(
+    host_pattern, module, args=None, *, log_path=None, timeout=None, env=None, **options
+) -> RunningPlaybook:
+    """Starts one ad-hoc module run in the background; the same options as run_module."""
+    # ad-hoc runs use the stdout callback only when told to load callbacks
+    env = {"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", **(env or {})}
+    command = module_command(host_pattern, module, args, **options)
+    return RunningPlaybook(command, log_path, timeout, env)
+
+
+def run_module(
+    host_pattern, module, args=None, *, log_path=None, timeout=None, env=None, **options
+) -> PlaybookResult:
+    """Runs one module on the hosts of a pattern (ad-hoc), read from the same event
+    stream as a playbook: each host's result is ``result.results[module][host]``
+    (the ad-hoc task is named after the module as given), an unreachable host is
+    in ``result.failures``. Never raises for a failed host; a run past ``timeout``
+    seconds is killed and reported as failed."""
+    return start_module(
+        host_pattern, module, args, log_path=log_path, timeout=timeout, env=env, **options
+    ).wait()

@@ -49,7 +49,7 @@ def render_config(server, values, config_dir):
     )
     context = {
         "ansible_managed": "rendered by tests/app/test_wsgi_servers.py",
-        "labapp_home": APP_DIR.parent,  # its app/ is the code
+        "flask_app_home": APP_DIR.parent,  # its app/ is the code
         "flask_app_server": server.name,
         "flask_app_protocol": "http",
         "flask_app_workers": values["workers"],

@@ -1,5 +1,6 @@
-"""loadtest/slow_clients.py against servers on loopback: it holds its connections,
-dribbles requests that never end, reopens what the server closes, and stops in time."""
+"""The slow-client generator (flask_deploy_lab.faults.hostside.slow_clients) against
+servers on loopback: it holds its connections, dribbles requests that never end,
+reopens what the server closes, starts when asked and stops in time."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import threading
 import time
 
 import pytest
+
+from flask_deploy_lab.faults.hostside import slow_clients
 
 
 class _Server(socketserver.ThreadingTCPServer):
@@ -53,7 +56,7 @@ def server(request):
     srv.server_close()
 
 
-def run(slow_clients, port, **options):
+def run(port, **options):
     argv = [f"--url=http://127.0.0.1:{port}/json"]
     argv += [f"--{key}={value}" for key, value in options.items()]
     started = time.monotonic()
@@ -61,9 +64,9 @@ def run(slow_clients, port, **options):
     return summary, time.monotonic() - started
 
 
-def test_it_holds_every_connection_and_never_finishes_a_request(slow_clients, server):
+def test_it_holds_every_connection_and_never_finishes_a_request(server):
     port, received = server
-    summary, seconds = run(slow_clients, port, connections=20, interval=0.2, duration=1.5)
+    summary, seconds = run(port, connections=20, interval=0.2, duration=1.5)
     assert seconds < 3, summary
     assert summary["open_max"] == 20, summary
     assert summary["open_at_end"] == 20
@@ -80,9 +83,9 @@ def test_it_holds_every_connection_and_never_finishes_a_request(slow_clients, se
 
 
 @pytest.mark.parametrize("server", [0.3], indirect=True)
-def test_what_the_server_closes_is_counted_and_opened_again(slow_clients, server):
+def test_what_the_server_closes_is_counted_and_opened_again(server):
     port, _ = server
-    summary, _ = run(slow_clients, port, connections=10, interval=0.1, duration=1.2)
+    summary, _ = run(port, connections=10, interval=0.1, duration=1.2)
     assert summary["closed_by_server"] >= 10
     assert summary["responses"].get("408", 0) >= 10
     assert summary["opened"] >= 20
@@ -90,11 +93,11 @@ def test_what_the_server_closes_is_counted_and_opened_again(slow_clients, server
     assert 0.2 <= summary["lifetime_s_avg"] <= 0.8
 
 
-def test_a_refused_connection_is_retried_once_an_interval_not_in_a_storm(slow_clients):
+def test_a_refused_connection_is_retried_once_an_interval_not_in_a_storm():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    summary, seconds = run(slow_clients, port, connections=5, interval=0.25, duration=1)
+    summary, seconds = run(port, connections=5, interval=0.25, duration=1)
     assert seconds < 2
     assert summary["opened"] == 0
     # at most one attempt per connection and interval: 5 x (1 / 0.25 + 1)
@@ -110,9 +113,22 @@ def test_a_refused_connection_is_retried_once_an_interval_not_in_a_storm(slow_cl
         ["--url=http://127.0.0.1/", "--duration=1", "--connections=0"],
         ["--url=http://127.0.0.1/", "--duration=1", "--connections=5001"],
         ["--url=http://127.0.0.1/", "--duration=1", "--interval=0"],
+        ["--url=http://127.0.0.1/", "--duration=1", f"--at={time.time() + 3600}"],
     ],
 )
-def test_it_refuses_unbounded_or_bad_settings(slow_clients, argv, capsys):
+def test_it_refuses_unbounded_or_bad_settings(argv, capsys):
     with pytest.raises(SystemExit):
         slow_clients.parse_args(argv)
     assert "must be" in capsys.readouterr().err
+
+
+def test_it_opens_its_connections_at_the_time_asked_for(server):
+    port, _ = server
+    at = time.time() + 0.8
+    started = time.monotonic()
+    summary, seconds = run(port, connections=5, interval=0.2, duration=0.5, at=at)
+    # the wait, then the whole duration: it ends on time after starting late
+    assert 1.2 <= seconds < 2.5
+    assert summary["seconds"] == pytest.approx(0.5, abs=0.2)
+    assert summary["open_max"] == 5
+    assert time.monotonic() - started >= 1.2

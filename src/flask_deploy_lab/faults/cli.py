@@ -1,0 +1,183 @@
+"""fdl-faults (make faults): every fault, or some, one line each.
+
+    fdl-faults [--only NAME|NUMBER ...] [--no-converge] [--run-id ID] [-- ANSIBLE ARGS]
+
+Arguments after ``--`` (and the words of FAULTS_ANSIBLE_ARGS) go to every
+``ansible`` and ``ansible-playbook`` command: ``-e`` (key=value, JSON or YAML,
+@file) selects another lab or another server, ``-i`` another inventory (the
+Vagrant VMs, real hosts). FAULTS (names or numbers, space-separated) is
+``--only``. Exit status: 0 when no fault failed (a SKIP is not a failure), 1
+when one did, 2 when the hosts do not answer or the stack could not be
+converged. ``reports/<run-id>/faults.json`` keeps every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+from ansible.parsing.splitter import parse_kv
+
+from flask_deploy_lab import PROJECT_DIR
+from flask_deploy_lab.faults import FAULTS, NAMES, render
+from flask_deploy_lab.faults.executor import Executor
+from flask_deploy_lab.faults.load import note
+from flask_deploy_lab.faults.outcome import FaultError, Outcome, Verdict
+from flask_deploy_lab.faults.stack import Stack, converge
+
+
+@dataclass
+class AnsibleArgs:
+    """The ``-i`` and ``-e`` of the passthrough, as the package's runner takes them."""
+
+    inventory: str | None = None
+    extra_vars: dict = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, words) -> AnsibleArgs:
+        """As ansible reads them: each -e is key=value pairs, JSON or YAML, or @file,
+        merged in order (a later key wins); ValueError names what cannot be passed."""
+        parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+        parser.add_argument("-e", "--extra-vars", action="append", default=[])
+        parser.add_argument("-i", "--inventory", action="append", default=[])
+        try:
+            found, unknown = parser.parse_known_args(list(words))
+        except argparse.ArgumentError as error:
+            raise ValueError(str(error)) from None
+        if unknown:
+            raise ValueError(
+                f"only -e and -i go to Ansible, not {shlex.join(unknown)} "
+                "(a connection setting goes in as -e, e.g. -e ansible_user=NAME)"
+            )
+        if len(found.inventory) > 1:
+            raise ValueError("one -i at most")
+        extra = {}
+        for text in found.extra_vars:
+            extra.update(cls._extra(text))
+        return cls(found.inventory[0] if found.inventory else None, extra)
+
+    @staticmethod
+    def _extra(text: str) -> dict:
+        if text.startswith("@"):
+            data = yaml.safe_load(Path(text[1:]).read_text())
+        elif text[:1] in ("/", "."):
+            raise ValueError(f"-e {text}: a file of variables is given as @{text}")
+        elif text[:1] in ("{", "["):
+            data = yaml.safe_load(text)
+        else:
+            data = parse_kv(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"-e {text}: not a set of variables")
+        return data
+
+
+def parse_args(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, passthrough = argv[:at], argv[at + 1 :]
+    env = os.environ.get
+    parser = argparse.ArgumentParser(
+        prog="fdl-faults",
+        description="Inject faults into the stack under load; one PASS/FAIL line per fault.",
+        epilog="Arguments after -- go to every ansible command (e.g. -e lab_name_prefix=fdl-x-).",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=(env("FAULTS") or "").split() or None,
+        help=f"faults by name or number: {' '.join(NAMES)}",
+    )
+    parser.add_argument(
+        "--no-converge",
+        action="store_true",
+        help="skip the first site.yml (the stack is converged)",
+    )
+    parser.add_argument("--run-id", default=env("RUN_ID") or None)
+    args = parser.parse_args(argv)
+    args.passthrough = shlex.split(env("FAULTS_ANSIBLE_ARGS") or "") + passthrough
+    try:
+        args.ansible = AnsibleArgs.parse(args.passthrough)
+    except (ValueError, OSError, yaml.YAMLError) as error:
+        parser.error(f"ansible arguments: {error}")
+    chosen = []
+    for word in [w for item in (args.only or NAMES) for w in re.split(r"[\s,]+", item) if w]:
+        name = NAMES[int(word) - 1] if word.isdigit() and 1 <= int(word) <= len(NAMES) else word
+        if name not in NAMES:
+            parser.error(f"unknown fault {word!r}; valid: {', '.join(NAMES)} (or 1-{len(NAMES)})")
+        if name not in chosen:
+            chosen.append(name)
+    args.faults = [f for f in NAMES if f in chosen]
+    args.run_id = args.run_id or "faults-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return args
+
+
+def run_fault(fault, stack: Stack) -> Outcome:
+    """One fault's outcome; a fault that cannot be carried out is a FAIL that says why."""
+    try:
+        return fault().run(stack)
+    except FaultError as error:
+        return Outcome.not_carried_out(fault.name, str(error))
+    except Exception as error:  # one fault's bug must not hide the others' results
+        return Outcome.not_carried_out(fault.name, f"{type(error).__name__}: {error}")
+    finally:
+        # a load test or a host-side program that is still running (its fault broke
+        # off) ends before the next fault
+        for load in stack.loads:
+            load.finish()
+        stack.loads.clear()
+        stack.executor.reap()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    run_dir = PROJECT_DIR / "reports" / args.run_id
+    print(f"faults {args.run_id}: {', '.join(args.faults)}", flush=True)
+    executor = Executor(run_dir / "logs", args.ansible.inventory, args.ansible.extra_vars)
+    try:
+        note("ask every host of the inventory")
+        inventory = executor.discover()
+        if not args.no_converge:
+            note("converge the stack (playbooks/site.yml)")
+            converged = converge(executor, run_dir / "logs", "converge")
+            if not converged.ok:
+                raise FaultError(f"the stack could not be converged: {converged.reason}")
+        stack = Stack(executor, inventory, run_dir, args.run_id)
+    except (FaultError, OSError) as error:
+        print(f"faults: {error}", flush=True)
+        return 2
+
+    results = []
+    path = run_dir / "faults.json"
+    for name in args.faults:
+        fault = FAULTS[NAMES.index(name)]
+        number = NAMES.index(name) + 1
+        note(f"fault {number} {name}")
+        step = time.monotonic()
+        result = render.result(number, run_fault(fault, stack))
+        result.figures["seconds"] = round(time.monotonic() - step)
+        results.append(result)
+        print(result.line(), flush=True)
+        render.write_results(path, args.run_id, args.passthrough, results)
+
+    print(
+        render.summary_line(
+            args.run_id, results, time.monotonic() - started, str(path.relative_to(PROJECT_DIR))
+        ),
+        flush=True,
+    )
+    return 1 if any(r.status == Verdict.FAIL.value for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

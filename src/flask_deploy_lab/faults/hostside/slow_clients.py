@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Slow clients: hold many connections that dribble an HTTP request, bounded in time.
+
+    slow_clients.py --url http://proxy1/json --connections 200 --interval 1 --duration 25
+    slow_clients.py --url http://10.0.10.31/json --duration 12 --at 1795274634
+
+Opens ``--connections`` TCP connections to the URL's host and port, sends the
+request line and the Host header, then one more byte of endless header lines
+every ``--interval`` seconds: the request is never complete (a "slowloris"
+client). A connection the server closes, or answers, is counted and opened
+again, so the number held stays at ``--connections``. With ``--at`` (a Unix
+time) it waits until then before it opens any. After ``--duration`` seconds
+(or on SIGTERM/SIGINT) every socket is closed and one JSON object is printed
+on stdout::
+
+    {"target": "proxy1:80", "connections": 200, "interval_s": 1.0, "duration_s": 25.0,
+     "seconds": 25.0, "opened": 400, "connect_errors": 0, "closed_by_server": 200,
+     "responses": {"408": 0}, "open_max": 200, "open_at_end": 200, "bytes_sent": 9000,
+     "lifetime_s_avg": 10.0}
+
+``responses`` counts the status codes of what the server answered before it
+closed a connection (nginx answers a header timeout by closing, without one);
+``lifetime_s_avg`` is how long the server kept the closed ones open.
+Standard library only, so it runs with a lab host's system python3 (the
+faults send it with Ansible's script module). It is meant for the project's
+own lab hosts: the duration, the wait before it and the number of
+connections are capped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import selectors
+import signal
+import socket
+import sys
+import time
+from urllib.parse import urlsplit
+
+MAX_CONNECTIONS = 5000
+MAX_DURATION_S = 600
+# How often the loop wakes up to send the bytes that are due.
+TICK_S = 0.05
+# Header lines that never end with the blank line: one byte of them per interval.
+DRIBBLE = b"X-Slow-Client: 1\r\n"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True, help="http://host[:port]/path")
+    parser.add_argument("--connections", type=int, default=200)
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between bytes")
+    parser.add_argument("--duration", type=float, required=True, help="seconds in all")
+    parser.add_argument("--at", type=float, help="Unix time to start at (default: now)")
+    args = parser.parse_args(argv)
+    parts = urlsplit(args.url)
+    if parts.scheme != "http" or not parts.hostname:
+        parser.error(f"--url must be http://host[:port]/path, got {args.url}")
+    if not 0 < args.connections <= MAX_CONNECTIONS:
+        parser.error(f"--connections must be 1..{MAX_CONNECTIONS}")
+    if not 0 < args.duration <= MAX_DURATION_S:
+        parser.error(f"--duration must be > 0 and <= {MAX_DURATION_S} s")
+    if args.interval <= 0:
+        parser.error("--interval must be > 0")
+    if args.at is not None and args.at - time.time() > MAX_DURATION_S:
+        parser.error(f"--at must be at most {MAX_DURATION_S} s from now")
+    args.host, args.port = parts.hostname, parts.port or 80
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    args.head = f"GET {path} HTTP/1.1\r\nHost: {args.host}\r\n".encode()
+    return args
+
+
+class Slow:
+    """One slow connection: the request head at once, then a byte per interval."""
+
+    def __init__(self, address, head, now):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setblocking(False)
+        self.opened = now
+        self.connected = False
+        self.pending = head
+        self.dribbled = 0
+        self.next_send = now
+        self.received = b""
+        code = self.sock.connect_ex(address)
+        if code not in (0, errno.EINPROGRESS):
+            self.sock.close()
+            raise OSError(code, errno.errorcode.get(code, "connect failed"))
+
+
+class Clients:
+    def __init__(self, args):
+        self.args = args
+        self.address = (socket.gethostbyname(args.host), args.port)
+        self.selector = selectors.DefaultSelector()
+        self.open = {}
+        self.stats = {
+            "opened": 0,
+            "connect_errors": 0,
+            "closed_by_server": 0,
+            "responses": {},
+            "open_max": 0,
+            "bytes_sent": 0,
+        }
+        self.lifetimes = []
+        # Connections established and not closed yet.
+        self.connected = 0
+        # After a failed connect, no new one before this time (no reconnect storm).
+        self.hold_until = 0.0
+
+    def top_up(self, now):
+        while len(self.open) < self.args.connections and now >= self.hold_until:
+            try:
+                slow = Slow(self.address, self.args.head, now)
+            except OSError:
+                self.connect_failed(now)
+                return
+            self.open[slow.sock.fileno()] = slow
+            self.selector.register(slow.sock, selectors.EVENT_WRITE | selectors.EVENT_READ, slow)
+
+    def connect_failed(self, now):
+        self.stats["connect_errors"] += 1
+        self.hold_until = now + self.args.interval
+
+    def drop(self, slow, now, by_server):
+        self.selector.unregister(slow.sock)
+        self.open.pop(slow.sock.fileno(), None)
+        slow.sock.close()
+        if slow.connected:
+            self.connected -= 1
+        if by_server:
+            self.stats["closed_by_server"] += 1
+            self.lifetimes.append(now - slow.opened)
+            status = slow.received.split(b" ", 2)[1:2]
+            if status and status[0].isdigit():
+                key = status[0].decode()
+                self.stats["responses"][key] = self.stats["responses"].get(key, 0) + 1
+
+    def send_due(self, now):
+        for slow in list(self.open.values()):
+            if not slow.connected or now < slow.next_send:
+                continue
+            at = slow.dribbled % len(DRIBBLE)
+            data = slow.pending or DRIBBLE[at : at + 1]
+            try:
+                sent = slow.sock.send(data)
+            except BlockingIOError:
+                continue
+            except OSError:
+                self.drop(slow, now, by_server=True)
+                continue
+            self.stats["bytes_sent"] += sent
+            if slow.pending:
+                slow.pending = slow.pending[sent:]
+            else:
+                slow.dribbled += sent
+            slow.next_send = now + (0 if slow.pending else self.args.interval)
+
+    def handle_events(self, timeout):
+        for key, events in self.selector.select(timeout):
+            slow = key.data
+            now = time.monotonic()
+            if events & selectors.EVENT_WRITE and not slow.connected:
+                error = slow.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if error:
+                    self.connect_failed(now)
+                    self.drop(slow, now, by_server=False)
+                    continue
+                slow.connected = True
+                self.connected += 1
+                self.stats["opened"] += 1
+                self.stats["open_max"] = max(self.stats["open_max"], self.connected)
+                self.selector.modify(slow.sock, selectors.EVENT_READ, slow)
+            if events & selectors.EVENT_READ:
+                try:
+                    data = slow.sock.recv(4096)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if data:
+                    slow.received += data
+                self.drop(slow, now, by_server=True)
+
+    def close(self):
+        for slow in list(self.open.values()):
+            self.selector.unregister(slow.sock)
+            slow.sock.close()
+        self.open.clear()
+        self.selector.close()
+
+
+def run(args):
+    stop = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.append(True))
+    # the controller starts it early; it opens its connections at the chosen moment
+    while args.at is not None and not stop and time.time() < args.at:
+        time.sleep(min(TICK_S, max(0.0, args.at - time.time())))
+    clients = Clients(args)
+    started = time.monotonic()
+    deadline = started + args.duration
+    open_at_end = 0
+    try:
+        while not stop and time.monotonic() < deadline:
+            now = time.monotonic()
+            clients.top_up(now)
+            clients.send_due(now)
+            clients.handle_events(TICK_S)
+        open_at_end = clients.connected
+    finally:
+        clients.close()
+    lifetimes = clients.lifetimes
+    return {
+        "target": f"{args.host}:{args.port}",
+        "connections": args.connections,
+        "interval_s": args.interval,
+        "duration_s": args.duration,
+        "seconds": round(time.monotonic() - started, 1),
+        **clients.stats,
+        "open_at_end": open_at_end,
+        "lifetime_s_avg": round(sum(lifetimes) / len(lifetimes), 1) if lifetimes else None,
+    }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    print(json.dumps(run(args)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

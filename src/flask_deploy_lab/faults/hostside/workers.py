@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Replace an app server's workers, on the app host, and time their replacement.
+
+    workers.py kill-busiest --unit labapp-gunicorn.service --expected 3 --at 1795274641
+    workers.py reload --unit labapp-gunicorn.service --expected 3 --at 1795274642
+
+The workers are the children of the unit's MainPID. ``kill-busiest`` samples
+their CPU time for ``--sample`` seconds from ``--at`` on and sends SIGKILL to
+the one that used the most; ``reload`` runs ``systemctl reload`` of the unit at
+``--at``. Then, every ``--gap`` seconds for at most ``--timeout`` seconds, it
+looks for ``--expected`` workers again with none of the ones it replaced among
+them. Prints one JSON object:
+
+    {"main_pid": 812, "workers_before": [901, 902, 903], "victim": 902,
+     "cpu_share_percent": 55, "at": 1795274642.01, "replaced_s": 0.3,
+     "workers_after": [901, 903, 977]}
+
+``replaced_s`` is null when they were not all replaced in time; ``victim`` and
+``cpu_share_percent`` are null for a reload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MAX_WAIT_S = 600
+MAX_TIMEOUT_S = 120
+PROC = Path("/proc")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["kill-busiest", "reload"])
+    parser.add_argument("--unit", required=True)
+    parser.add_argument("--expected", type=int, required=True, help="workers the unit runs")
+    parser.add_argument("--at", type=float, help="Unix time to begin (default: now)")
+    parser.add_argument("--sample", type=float, default=1.0, help="seconds of CPU sampling")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for them")
+    parser.add_argument("--gap", type=float, default=0.2, help="seconds between two looks")
+    args = parser.parse_args(argv)
+    if args.at is not None and args.at - time.time() > MAX_WAIT_S:
+        parser.error(f"--at must be at most {MAX_WAIT_S} s from now")
+    if not 0 < args.timeout <= MAX_TIMEOUT_S:
+        parser.error(f"--timeout must be > 0 and <= {MAX_TIMEOUT_S}")
+    if not 0 < args.sample <= 10 or not 0 < args.gap <= 5:
+        parser.error("--sample must be in (0, 10] and --gap in (0, 5] seconds")
+    return args
+
+
+def main_pid(unit):
+    out = subprocess.run(
+        ["systemctl", "show", "--property=MainPID", "--value", unit],
+        capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    return int(out.stdout.strip() or 0)
+
+
+def stat_fields(text):
+    """The fields of /proc/<pid>/stat after the command name, which may hold spaces."""
+    return text.rpartition(") ")[2].split()
+
+
+def children(parent, proc=PROC):
+    """The pids whose parent is `parent`, from /proc/<pid>/stat."""
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = stat_fields((entry / "stat").read_text())
+        except OSError:
+            continue  # it ended meanwhile
+        if len(fields) > 1 and fields[1] == str(parent):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def cpu_ticks(pids, proc=PROC):
+    """{pid: user + system clock ticks used so far}; a pid that ended is left out."""
+    ticks = {}
+    for pid in pids:
+        try:
+            fields = stat_fields((proc / str(pid) / "stat").read_text())
+        except OSError:
+            continue
+        if len(fields) > 12:
+            ticks[pid] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def busiest(before, after, pids):
+    """(the pid that used the most ticks between two samples, its share of them in %)."""
+    used = {pid: after.get(pid, 0) - before.get(pid, 0) for pid in pids}
+    victim = max(pids, key=lambda pid: used[pid])
+    return victim, round(100 * used[victim] / max(sum(used.values()), 1))
+
+
+def replaced(now, gone, expected):
+    return len(now) == expected and not set(now) & set(gone)
+
+
+def run(args, proc=PROC):
+    if args.at is not None:
+        time.sleep(max(0.0, args.at - time.time()))
+    master = main_pid(args.unit)
+    if not master:
+        raise SystemExit(f"{args.unit} has no MainPID: is it running?")
+    workers = children(master, proc)
+    if not workers:
+        raise SystemExit(f"{args.unit} (MainPID {master}) has no worker processes")
+    victim = share = None
+    if args.action == "kill-busiest":
+        before = cpu_ticks(workers, proc)
+        time.sleep(args.sample)
+        victim, share = busiest(before, cpu_ticks(workers, proc), workers)
+        os.kill(victim, signal.SIGKILL)
+        gone = [victim]
+    else:
+        subprocess.run(["systemctl", "reload", args.unit], check=True, timeout=60)
+        gone = workers
+    at = time.time()
+    replaced_s, now = None, children(master, proc)
+    while time.time() < at + args.timeout:
+        now = children(master, proc)
+        if replaced(now, gone, args.expected):
+            replaced_s = round(time.time() - at, 1)
+            break
+        time.sleep(args.gap)
+    return {
+        "main_pid": master,
+        "workers_before": workers,
+        "victim": victim,
+        "cpu_share_percent": share,
+        "at": round(at, 3),
+        "replaced_s": replaced_s,
+        "workers_after": now,
+    }
+
+
+def main(argv=None):
+    print(json.dumps(run(parse_args(argv))), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

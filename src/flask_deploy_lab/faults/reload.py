@@ -1,0 +1,129 @@
+"""reload: ``systemctl reload`` of the app unit, 8 s into /db load.
+
+Targets: no failed request, every worker replaced, the same master. A server
+without a graceful reload (its unit cannot reload: the catalogue gives it no
+reload signal) is a SKIP, with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask_deploy_lab import catalogue
+from flask_deploy_lab.faults.fault import Fault
+from flask_deploy_lab.faults.hostside import workers
+from flask_deploy_lab.faults.load import FAULT_AT_S, LoadFigures, LoadSpec, note
+from flask_deploy_lab.faults.outcome import FaultError, Outcome
+from flask_deploy_lab.faults.stack import NGINX_ERROR_LOG, Stack
+
+NAME = "reload"
+REPLACE_TIMEOUT_S = 30
+LOAD = LoadSpec("db")
+# Why a server family of the catalogue has no graceful reload (reload: null).
+NO_RELOAD_WHY = {
+    "werkzeug": "Werkzeug's development server has no reload signal; a restart drops requests",
+    "gevent": "gevent.pywsgi is one process, no master starts new workers: a reload is a restart",
+    "waitress": "Waitress is one process with no reload signal and no graceful stop",
+}
+
+
+@dataclass(frozen=True)
+class Done:
+    load: LoadSpec
+    unit: str
+    # seconds into the measured run
+    at_s: float
+
+
+@dataclass(frozen=True)
+class Observation:
+    server: str
+    unit: str
+    # the unit can reload (systemd's CanReload)
+    can_reload: bool
+    load: LoadFigures | None = None
+    # seconds until every worker was a new one (None: not within the timeout)
+    replaced_s: float | None = None
+    workers_before: tuple[int, ...] = ()
+    workers_after: tuple[int, ...] = ()
+    main_pid_before: int | None = None
+    main_pid_after: int | None = None
+    nginx_upstream_errors: int | None = None
+
+    @property
+    def no_reload_why(self) -> str:
+        family = catalogue.load().server(self.server).family
+        return NO_RELOAD_WHY.get(family, "the catalogue gives it no reload signal")
+
+
+@dataclass(frozen=True)
+class _Injected:
+    load: object
+    main_pid: int
+    error_mark: int
+    reloaded: dict
+
+
+class Reload(Fault):
+    name = NAME
+
+    def run(self, stack: Stack) -> Outcome:
+        deployed = stack.deployment
+        state = stack.app_unit(label=f"{NAME}-unit")
+        if not state.can_reload:
+            return self.judge(None, Observation(deployed.server, deployed.unit, False))
+        done, injected = self.inject(stack, state.main_pid)
+        return self.judge(done, self.observe(stack, injected))
+
+    def inject(self, stack: Stack, main_pid: int) -> tuple[Done, _Injected]:
+        deployed = stack.deployment
+        load = stack.load(NAME, LOAD)
+        t0 = load.wait_measuring()
+        marks = stack.log_marks(stack.start_log_marks(label=f"{NAME}-mark"))
+        # on the app host: the reload at the fault's moment, then the wait for new workers
+        reloaded = stack.executor.script_json(
+            stack.app, Path(workers.__file__),
+            ["reload", "--unit", deployed.unit, "--expected", deployed.processes,
+             "--at", f"{t0 + FAULT_AT_S:.3f}", "--timeout", REPLACE_TIMEOUT_S],
+            label=f"{NAME}-reload", timeout=FAULT_AT_S + REPLACE_TIMEOUT_S + 180,
+        )  # fmt: skip
+        note(f"reloaded {deployed.unit}")
+        done = Done(LOAD, deployed.unit, reloaded["at"] - t0)
+        return done, _Injected(load, main_pid, marks[NGINX_ERROR_LOG], reloaded)
+
+    def observe(self, stack: Stack, injected: _Injected) -> Observation:
+        result = injected.load.finish()
+        errors = stack.start_upstream_errors(injected.error_mark, label=f"{NAME}-upstream")
+        after = stack.app_unit(label=f"{NAME}-unit-after")
+        cut_off = errors.reply().json()
+        if not result.ok:
+            raise FaultError(f"the load test failed: {result.reason}")
+        return Observation(
+            server=stack.deployment.server,
+            unit=stack.deployment.unit,
+            can_reload=True,
+            load=injected.load.figures(),
+            replaced_s=injected.reloaded["replaced_s"],
+            workers_before=tuple(injected.reloaded["workers_before"]),
+            workers_after=tuple(injected.reloaded["workers_after"]),
+            main_pid_before=injected.main_pid,
+            main_pid_after=after.main_pid,
+            nginx_upstream_errors=cut_off,
+        )
+
+    @staticmethod
+    def judge(done: Done | None, seen: Observation) -> Outcome:
+        if not seen.can_reload:
+            return Outcome.skipped(NAME, seen, seen.no_reload_why)
+        missed = []
+        if seen.load.failures:
+            missed.append(f"{seen.load.failures} requests failed")
+        if seen.replaced_s is None:
+            old = len(set(seen.workers_after) & set(seen.workers_before))
+            missed.append(
+                f"the workers were not all replaced within {REPLACE_TIMEOUT_S} s ({old} old left)"
+            )
+        if seen.main_pid_after != seen.main_pid_before:
+            missed.append("the master changed")
+        return Outcome.judged(NAME, done, seen, missed)

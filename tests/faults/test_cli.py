@@ -1,0 +1,189 @@
+"""fdl-faults without a lab: its arguments, what it passes to Ansible, and how a
+run goes from the hosts' answers to the lines, faults.json and the exit status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flask_deploy_lab.faults import NAMES, FaultError, Outcome, cli
+from flask_deploy_lab.faults.executor import Executor, Inventory
+from flask_deploy_lab.faults.kill_worker import KillWorker
+from flask_deploy_lab.faults.reload import Observation as ReloadObservation
+from flask_deploy_lab.faults.reload import Reload
+from tests.faults import fabricated as f
+
+
+def test_faults_are_chosen_by_name_or_number_in_their_order():
+    args = cli.parse_args(["--only", "6", "kill-worker,2", "6"])
+    assert args.faults == ["kill-worker", "pg-restart", "loadgen-stop"]
+    assert cli.parse_args([]).faults == list(NAMES)
+
+
+def test_an_unknown_fault_is_refused_with_the_valid_names(capsys):
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--only", "bogus"])
+    assert "valid: kill-worker, pg-restart" in capsys.readouterr().err
+
+
+def test_ansible_arguments_come_from_the_environment_and_after_the_double_dash(monkeypatch):
+    monkeypatch.setenv("FAULTS_ANSIBLE_ARGS", "-e lab_name_prefix=fdl-x- -e 'a=b c'")
+    monkeypatch.setenv("FAULTS", "3")
+    args = cli.parse_args(["--no-converge", "--", "-e", "lab_network=fdl-x"])
+    assert args.passthrough == [
+        "-e",
+        "lab_name_prefix=fdl-x-",
+        "-e",
+        "a=b c",
+        "-e",
+        "lab_network=fdl-x",
+    ]
+    assert args.faults == ["pool-exhaustion"]
+    assert args.no_converge
+    assert args.run_id.startswith("faults-")
+    # as ansible reads them: key=value pairs (a bare word is its _raw_params)
+    assert args.ansible.extra_vars == {
+        "lab_name_prefix": "fdl-x-",
+        "a": "b",
+        "_raw_params": "c",
+        "lab_network": "fdl-x",
+    }
+    assert args.ansible.inventory is None
+
+
+def test_extra_vars_are_read_as_ansible_reads_them(tmp_path):
+    path = tmp_path / "vars.yml"
+    path.write_text("server: uwsgi\nflask_app_workers: 4\n")
+    parsed = cli.AnsibleArgs.parse(
+        ["-i", "inventory/vagrant", "-e", f"@{path}", "-e", '{"flask_app_workers": 2}',
+         "--extra-vars=db_mode=naive"]
+    )  # fmt: skip
+    assert parsed.inventory == "inventory/vagrant"
+    # later ones win, and JSON keeps its types
+    assert parsed.extra_vars == {"server": "uwsgi", "flask_app_workers": 2, "db_mode": "naive"}
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["-v"], "only -e and -i go to Ansible, not -v"),
+        (["-i", "a", "-i", "b"], "one -i at most"),
+        (["-e", "./vars.yml"], "a file of variables is given as @./vars.yml"),
+        (["-e", "[1, 2]"], "not a set of variables"),
+    ],
+)
+def test_what_cannot_go_to_ansible_is_refused(words, message):
+    with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("[", r"\[")):
+        cli.AnsibleArgs.parse(words)
+
+
+def test_refused_ansible_arguments_stop_before_anything_runs(capsys):
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--", "--become"])
+    assert "ansible arguments: only -e and -i go to Ansible" in capsys.readouterr().err
+
+
+class StubStack:
+    """What run_fault and main touch of a Stack."""
+
+    def __init__(self, executor):
+        self.executor, self.loads = executor, []
+
+
+class FinishedLoad:
+    def __init__(self):
+        self.finished = False
+
+    def finish(self):
+        self.finished = True
+
+
+class Broken(KillWorker):
+    def run(self, stack):
+        stack.loads.append(FinishedLoad())
+        raise FaultError("the load test failed: users=0 is not valid")
+
+
+class Buggy(KillWorker):
+    def run(self, stack):
+        return {}["missing"]
+
+
+def test_a_fault_that_cannot_be_carried_out_fails_and_leaves_nothing_running(tmp_path):
+    stack = StubStack(Executor(tmp_path))
+    outcome = cli.run_fault(Broken, stack)
+    assert outcome == Outcome.not_carried_out(
+        "kill-worker", "the load test failed: users=0 is not valid"
+    )
+    assert stack.loads == []
+    assert cli.run_fault(Buggy, stack).reasons == ("KeyError: 'missing'",)
+
+
+def test_a_run_prints_a_line_per_fault_and_writes_faults_json(tmp_path, monkeypatch, capsys):
+    class Passing(KillWorker):
+        def run(self, stack):
+            return self.judge(f.KILL_DONE, f.kill_seen())
+
+    class Skipping(Reload):
+        def run(self, stack):
+            return self.judge(None, ReloadObservation("flask", "labapp.service", False))
+
+    monkeypatch.setattr(cli, "PROJECT_DIR", tmp_path)
+    monkeypatch.setattr(cli, "FAULTS", (Passing, Skipping))
+    monkeypatch.setattr(cli, "NAMES", ("kill-worker", "reload"))
+    monkeypatch.setattr(Executor, "discover", lambda self: Inventory({}, {}))
+    monkeypatch.setattr(cli, "Stack", lambda executor, *_: StubStack(executor))
+    assert cli.main(["--no-converge", "--run-id", "faults-t", "--", "-e", "server=flask"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "faults faults-t: kill-worker, reload"
+    assert out[1].startswith("PASS  1 kill-worker      kill -9 of gunicorn-gthread worker pid")
+    assert out[2].startswith("SKIP  2 reload           systemctl reload labapp.service")
+    assert out[3].startswith("faults faults-t: 1 passed, 0 failed, 1 skipped in 0m00s;")
+    assert out[3].endswith("figures in reports/faults-t/faults.json")
+    body = json.loads((tmp_path / "reports" / "faults-t" / "faults.json").read_text())
+    assert [fault["status"] for fault in body["faults"]] == ["PASS", "SKIP"]
+    assert body["ansible_args"] == ["-e", "server=flask"]
+    assert all("seconds" in fault["figures"] for fault in body["faults"])
+
+
+def test_a_run_fails_with_2_when_the_hosts_do_not_answer(tmp_path, monkeypatch, capsys):
+    def down(self):
+        raise FaultError("not answering: app1 (unreachable); is the lab up (make lab-up)?")
+
+    monkeypatch.setattr(cli, "PROJECT_DIR", tmp_path)
+    monkeypatch.setattr(Executor, "discover", down)
+    assert cli.main(["--run-id", "faults-t"]) == 2
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "faults: not answering: app1 (unreachable); is the lab up (make lab-up)?"
+    )
+
+
+def test_a_failed_fault_makes_the_exit_status_1(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "PROJECT_DIR", tmp_path)
+    monkeypatch.setattr(cli, "FAULTS", (Broken,))
+    monkeypatch.setattr(cli, "NAMES", ("kill-worker",))
+    monkeypatch.setattr(Executor, "discover", lambda self: Inventory({}, {}))
+    monkeypatch.setattr(cli, "Stack", lambda executor, *_: StubStack(executor))
+    assert cli.main(["--no-converge", "--run-id", "faults-t"]) == 1
+    assert "FAIL  1 kill-worker      could not be carried out  =>  the load test failed" in (
+        capsys.readouterr().out
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "flask_deploy_lab.faults"],
+        [str(Path(sys.executable).parent / "fdl-faults")],
+    ],
+    ids=["python -m", "fdl-faults"],
+)
+def test_fdl_faults_and_python_m_are_the_same_program(command):
+    out = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "one PASS/FAIL line per fault" in out.stdout
+    assert "--no-converge" in out.stdout

@@ -1,0 +1,389 @@
+"""The programs the faults run on a host, here: each does its part, starts when
+asked, and stops by itself (its waits, counts and times are capped)."""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from flask_deploy_lab.faults import hostside
+from flask_deploy_lab.faults.hostside import http_probe, nginx_log, outage, wait_run, workers
+from flask_deploy_lab.faults.stack import parse_answers
+
+HOSTSIDE = Path(hostside.__file__).parent
+PROGRAMS = sorted(p for p in HOSTSIDE.glob("*.py") if p.name != "__init__.py")
+
+
+@pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p.name)
+def test_each_program_stands_alone_with_the_standard_library(program):
+    """A host has its own python3 and none of this package."""
+    for node in ast.walk(ast.parse(program.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            assert node.level == 0 and not node.module.startswith("flask_deploy_lab"), node.module
+        elif isinstance(node, ast.Import):
+            assert all(not a.name.startswith("flask_deploy_lab") for a in node.names)
+    # isolated mode: no site-packages, no current directory, no PYTHON* variables
+    out = subprocess.run(
+        ["/usr/bin/python3", "-I", str(program), "--help"], capture_output=True, text=True,
+        timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage:")
+
+
+# ---------------------------------------------------------------- http_probe
+
+
+def probe(argv):
+    out = io.StringIO()
+    http_probe.run(http_probe.parse_args(argv), out=out)
+    return parse_answers(out.getvalue())
+
+
+def test_the_probe_prints_each_answer_with_its_time_status_and_retry_after(http_server):
+    answers = probe([f"{http_server}/busy", "3", "0"])
+    assert [(a.status, a.retry_after) for a in answers] == [(503, "1")] * 3
+    # to the millisecond
+    assert answers[0].time <= answers[-1].time <= time.time() + 0.001
+    assert [a.status for a in probe([f"{http_server}/ok", "1", "0"])] == [200]
+    assert [(a.status, a.retry_after) for a in probe([f"{http_server}/bare", "1", "0"])] == [
+        (503, "-")
+    ]
+
+
+def test_the_probe_says_0_and_why_without_an_answer():
+    answers = probe(["http://127.0.0.1:9/", "2", "0"])
+    assert [(a.status, a.retry_after) for a in answers] == [(0, "URLError")] * 2
+
+
+def test_the_probe_starts_at_the_time_asked_and_stops_in_time(http_server):
+    at = time.time() + 0.5
+    answers = probe([f"{http_server}/ok", "100", "0.1", "--at", f"{at}", "--max-seconds", "0.55"])
+    assert answers[0].time >= at - 0.001
+    assert 4 <= len(answers) <= 7
+    # by default: count x gap and 30 s
+    assert http_probe.parse_args(["http://x/", "250", "0.1"]).max_seconds == pytest.approx(55)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["https://x/", "1", "0"],
+        ["http://x/", "0", "0"],
+        ["http://x/", "2001", "0"],
+        ["http://x/", "1", "-1"],
+        ["http://x/", "1", "0", f"--at={time.time() + 3600}"],
+        ["http://x/", "1", "0", "--max-seconds=601"],
+    ],
+)
+def test_the_probe_refuses_unbounded_or_bad_settings(argv, capsys):
+    with pytest.raises(SystemExit):
+        http_probe.parse_args(argv)
+    assert "must be" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- wait_run
+
+HISTORY_HEADER = "Timestamp,User Count,Type,Name,Requests/s"
+
+
+@pytest.fixture
+def master(tmp_path):
+    """A load generator's locustctl.json and its run directory."""
+    run_dir = tmp_path / "last-run"
+    run_dir.mkdir()
+    config = tmp_path / "locustctl.json"
+    config.write_text(json.dumps({"run_dir": str(run_dir)}))
+    return config, run_dir / "locust_stats_history.csv"
+
+
+def test_the_measured_run_starts_at_its_first_row_with_every_user(master):
+    config, history = master
+    history.write_text(
+        HISTORY_HEADER + "\n"
+        "90,20,,Aggregated,5\n"  # an earlier run
+        "100,10,,Aggregated,5\n"  # ramping up
+        "101,20,GET,/db,5\n"
+        "101,20,,Aggregated,5\n"
+        "102,20,,Aggregated,5\n"
+    )
+    args = wait_run.parse_args(
+        ["--users", "20", "--since", "95", "--timeout", "1", "--config", str(config)]
+    )
+    assert wait_run.run(args) == {"started": 101.0}
+
+
+def test_the_wait_ends_after_its_timeout_without_a_run(master):
+    config, _ = master
+    started = time.monotonic()
+    args = wait_run.parse_args(
+        ["--users", "20", "--since", "95", "--timeout", "1", "--config", str(config)]
+    )
+    assert wait_run.run(args) == {"started": None}
+    assert 1 <= time.monotonic() - started < 2
+    # a missing config (Locust not installed yet) is waited for the same way
+    config.unlink()
+    assert wait_run.run(args) == {"started": None}
+
+
+def test_the_wait_sees_a_run_that_starts_while_it_waits(master):
+    config, history = master
+    history.write_text(HISTORY_HEADER + "\n")
+
+    def start_later():
+        time.sleep(0.7)
+        with history.open("a") as handle:
+            handle.write("200,20,,Aggregated,5\n")
+
+    import threading
+
+    thread = threading.Thread(target=start_later)
+    thread.start()
+    args = wait_run.parse_args(
+        ["--users", "20", "--since", "150", "--timeout", "5", "--config", str(config)]
+    )
+    assert wait_run.run(args) == {"started": 200.0}
+    thread.join()
+
+
+@pytest.mark.parametrize("timeout", ["0", "601"])
+def test_the_wait_is_bounded(timeout):
+    with pytest.raises(SystemExit):
+        wait_run.parse_args(["--users", "1", "--since", "0", "--timeout", timeout])
+
+
+# ---------------------------------------------------------------- workers
+
+STAT = "{pid} ({name}) S {ppid} 1 1 0 -1 4194560 100 0 0 0 {utime} {stime} 0 0 20 0 1 0 5"
+
+
+def fake_proc(tmp_path, processes):
+    """/proc with the stat file of each (pid, command name, parent, user ticks, system ticks)."""
+    proc = tmp_path / "proc"
+    for pid, name, ppid, utime, stime in processes:
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "stat").write_text(
+            STAT.format(pid=pid, name=name, ppid=ppid, utime=utime, stime=stime)
+        )
+    (proc / "self").mkdir()
+    return proc
+
+
+def test_the_workers_are_the_main_pids_children_with_their_cpu_time(tmp_path):
+    proc = fake_proc(
+        tmp_path,
+        [(812, "gunicorn", 1, 5, 5), (901, "gunicorn: worker", 812, 100, 20),
+         (902, "a (weird) name", 812, 300, 60), (903, "gunicorn", 812, 50, 10),
+         (950, "other", 1, 0, 0)],
+    )  # fmt: skip
+    assert workers.children(812, proc) == [901, 902, 903]
+    before = workers.cpu_ticks([901, 902, 903, 999], proc)
+    assert before == {901: 120, 902: 360, 903: 60}
+    after = {901: 130, 902: 390, 903: 60}
+    # 30 of the 40 ticks used in between
+    assert workers.busiest(before, after, [901, 902, 903]) == (902, 75)
+    assert workers.replaced([901, 903, 977], [902], 3)
+    assert not workers.replaced([901, 903], [902], 3)
+    assert not workers.replaced([901, 902, 903], [902], 3)
+
+
+MASTER = textwrap.dedent(
+    """\
+    import signal, subprocess, sys, time
+    # a server's master: 3 workers, a dead one replaced, all of them on HUP
+    def worker():
+        return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    children = [worker() for _ in range(3)]
+    def reload(*_):
+        for child in list(children):
+            child.terminate(); child.wait(); children.remove(child); children.append(worker())
+    signal.signal(signal.SIGHUP, reload)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        for _ in range(600):
+            for child in list(children):
+                if child.poll() is not None:
+                    children.remove(child); children.append(worker())
+            time.sleep(0.05)
+    finally:
+        for child in children:
+            child.kill()
+    """
+)
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """A master with 3 workers, and a systemctl that knows it as labapp.service."""
+    master = subprocess.Popen([sys.executable, "-c", MASTER])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text(
+        f'#!/bin/sh\ncase "$1" in show) echo {master.pid};; reload) kill -HUP {master.pid};; esac\n'
+    )
+    (bin_dir / "systemctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    deadline = time.monotonic() + 10
+    while len(workers.children(master.pid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield master
+    master.send_signal(signal.SIGTERM)
+    master.wait(timeout=10)
+
+
+def act(action, at=None, timeout="5"):
+    argv = [action, "--unit", "labapp.service", "--expected", "3", "--timeout", timeout]
+    argv += ["--sample", "0.2", "--gap", "0.05"] + (["--at", str(at)] if at else [])
+    return workers.run(workers.parse_args(argv))
+
+
+def test_the_busiest_worker_is_killed_and_its_replacement_timed(server):
+    at = time.time() + 0.3
+    found = act("kill-busiest", at=at)
+    assert found["main_pid"] == server.pid
+    assert len(found["workers_before"]) == 3
+    assert found["victim"] in found["workers_before"]
+    assert found["victim"] not in found["workers_after"]
+    assert len(found["workers_after"]) == 3
+    assert 0 <= found["replaced_s"] < 2
+    # sampled from the time asked for, then killed
+    assert found["at"] >= at + 0.2
+    assert 0 <= found["cpu_share_percent"] <= 100
+
+
+def test_a_reload_replaces_every_worker(server):
+    found = act("reload")
+    assert found["victim"] is None
+    assert not set(found["workers_before"]) & set(found["workers_after"])
+    assert len(found["workers_after"]) == 3
+    assert found["replaced_s"] is not None
+
+
+def test_workers_not_replaced_in_time_are_reported_as_such(server):
+    server.send_signal(signal.SIGSTOP)  # a master that does nothing any more
+    try:
+        started = time.monotonic()
+        found = act("kill-busiest", timeout="1")
+    finally:
+        server.send_signal(signal.SIGCONT)
+    assert found["replaced_s"] is None
+    # the killed worker, never reaped, is still the master's child (as pgrep -P says)
+    assert found["victim"] in found["workers_after"]
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["reload", "--unit", "u", "--expected", "3", "--timeout", "121"],
+        ["reload", "--unit", "u", "--expected", "3", "--at", str(time.time() + 3600)],
+        ["reload", "--unit", "u", "--expected", "3", "--sample", "11"],
+    ],
+)
+def test_the_worker_tool_is_bounded(argv):
+    with pytest.raises(SystemExit):
+        workers.parse_args(argv)
+
+
+# ---------------------------------------------------------------- outage
+
+
+@pytest.fixture
+def units(tmp_path, monkeypatch):
+    """A systemctl that logs what it is asked, and a ready check that succeeds on
+    its third call."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    (bin_dir / "systemctl").write_text(f'#!/bin/sh\necho "$(date +%s.%N) $*" >> {calls}\n')
+    (bin_dir / "ready").write_text(
+        f'#!/bin/sh\necho x >> {tmp_path}/tries\n[ "$(wc -l < {tmp_path}/tries)" -ge 3 ]\n'
+    )
+    for name in ("systemctl", "ready"):
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return calls
+
+
+def test_an_outage_stops_waits_starts_and_times_the_unit_ready_again(units):
+    at = time.time() + 0.3
+    found = outage.run(
+        outage.parse_args(["--unit", "pg.service", "--at", str(at), "--down", "0.5", "--", "ready"])
+    )
+    calls = [line.split(" ", 1) for line in units.read_text().splitlines()]
+    assert [what for _, what in calls] == [
+        "stop pg.service", "start --no-block pg.service", "start pg.service"
+    ]  # fmt: skip
+    assert at <= found["down_at"] <= float(calls[1][0])
+    assert found["starting_at"] - found["down_at"] == pytest.approx(0.5, abs=0.15)
+    # two failed checks 0.1 s apart, then ready
+    assert found["ready_at"] - found["starting_at"] == pytest.approx(0.2, abs=0.15)
+
+
+def test_a_unit_never_ready_is_reported_and_started_all_the_same(units):
+    found = outage.run(
+        outage.parse_args(
+            ["--unit", "pg.service", "--down", "0", "--ready-timeout", "0.3", "--", "false"]
+        )
+    )
+    assert found["ready_at"] is None
+    assert units.read_text().splitlines()[-1].endswith(" start pg.service")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--unit", "u", "--down", "61", "--", "true"],
+        ["--unit", "u", "--down", "1", "--ready-timeout", "301", "--", "true"],
+        ["--unit", "u", "--down", "1", "--at", str(time.time() + 3600), "--", "true"],
+    ],
+)
+def test_an_outage_is_bounded(argv):
+    with pytest.raises(SystemExit):
+        outage.parse_args(argv)
+
+
+# ---------------------------------------------------------------- nginx_log
+
+ACCESS = (
+    '10.0.0.4 - - [21/Nov/2026:16:50:17 +0000] "GET /slow?delay=0.2 HTTP/1.1" 200 27 0.201 "-"\n'
+    '10.0.0.4 - - [21/Nov/2026:16:50:17 +0000] "GET /slow?delay=0.2 HTTP/1.1" 200 27 0.202 "-"\n'
+    '10.0.0.4 - - [21/Nov/2026:16:50:18 +0000] "GET /slow?delay=0.2 HTTP/1.1" 503 0 0.001 "-"\n'
+    '10.0.0.4 - - [21/Nov/2026:16:50:18 +0000] "GET /db HTTP/1.1" 200 40 0.003 "-"\n'
+    '10.0.0.4 - - [21/Nov/2026:16:50:19 +0100] "GET /slow HTTP/1.1" 200 27 0.200 "-"\n'
+)
+ERRORS = (
+    "2026/11/21 16:50:17 [error] 7#7: *1 upstream prematurely closed connection\n"
+    "2026/11/21 16:50:17 [warn] 7#7: *2 an upstream response is buffered to a temporary file\n"
+    "2026/11/21 16:50:18 [error] 7#7: *3 recv() failed (104: Connection reset by peer) while "
+    "reading response header from upstream\n"
+)
+
+
+def test_nginx_logs_are_counted_on_the_proxy_host(tmp_path):
+    access, error = tmp_path / "access.log", tmp_path / "error.log"
+    access.write_text(ACCESS)
+    error.write_text(ERRORS)
+    run = nginx_log.run
+    assert run(nginx_log.parse_args(["lines", str(access), str(error), str(tmp_path / "no")])) == {
+        str(access): 5, str(error): 3, str(tmp_path / "no"): 0
+    }  # fmt: skip
+    answered = run(
+        nginx_log.parse_args(["answered", str(access), "--after", "0", "--path", "/slow"])
+    )
+    # 16:50:17 UTC, and 16:50:19 +0100 (an hour earlier)
+    assert answered == {"1795279817": 2, "1795276219": 1}
+    after = run(nginx_log.parse_args(["answered", str(access), "--after", "1", "--path", "/slow"]))
+    assert after == {"1795279817": 1, "1795276219": 1}
+    assert run(nginx_log.parse_args(["upstream-errors", str(error), "--after", "0"])) == 3
+    assert run(nginx_log.parse_args(["upstream-errors", str(error), "--after", "2"])) == 1

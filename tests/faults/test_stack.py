@@ -1,0 +1,87 @@
+"""What the faults read of the stack: the deployment fact, a unit's properties,
+the probe's answers, PostgreSQL's connections, nginx's answers per second, and
+the URLs of the catalogue's endpoints."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from flask_deploy_lab.faults import FaultError
+from flask_deploy_lab.faults.stack import (
+    NGINX_DEFAULTS,
+    Answer,
+    Deployment,
+    UnitState,
+    endpoint_url,
+    nginx_status_url,
+    parse_answers,
+    parse_pg_connections,
+    parse_unit,
+    rate_between,
+    unit_argv,
+    with_retry_after,
+)
+
+FACT = {
+    "server": "gunicorn-gthread", "unit": "labapp-gunicorn.service", "db_mode": "pool",
+    "protocol": "http", "port": 8000, "cpus": 1.0, "processes": 3, "threads": 50,
+    "greenlets": 1000, "slots": 150, "db_pool_max": 10, "cpu_quota": "100%", "memory_max": "384M",
+}  # fmt: skip
+
+
+def test_the_deployment_is_read_from_the_app_hosts_fact():
+    assert Deployment.from_fact("app1", FACT) == Deployment(
+        "gunicorn-gthread", "labapp-gunicorn.service", "pool", 3, 10, 8000
+    )
+    with pytest.raises(FaultError, match="app1 has no deployment fact: converge it"):
+        Deployment.from_fact("app1", None)
+
+
+def test_a_units_properties_are_read_from_systemctl_show():
+    assert unit_argv("labapp.service") == [
+        "systemctl", "show", "--property=MainPID", "--property=NRestarts",
+        "--property=CanReload", "labapp.service",
+    ]  # fmt: skip
+    assert parse_unit("MainPID=812\nNRestarts=2\nCanReload=yes\n") == UnitState(812, 2, True)
+    assert parse_unit("MainPID=0\nCanReload=no\n") == UnitState(0, 0, False)
+
+
+def test_the_probes_answers_are_read_line_by_line():
+    text = "1795274634.100 503 1\n1795274634.200 0 URLError\nTraceback (most recent call)\n"
+    assert parse_answers(text) == [
+        Answer(1795274634.1, 503, "1"),
+        Answer(1795274634.2, 0, "URLError"),
+    ]
+    answers = [(1.0, 200, "-"), (2.0, 503, "1"), (3.0, 503, "-")]
+    matching, with_header = with_retry_after(answers)
+    assert len(matching) == 2
+    assert with_header == [(2.0, 503, "1")]
+
+
+def test_rates_are_counted_in_whole_second_windows():
+    times = [100.0, 100.0, 101.0, 102.0, 102.0, 102.0, 105.0]
+    answered = {}
+    for moment in times:
+        answered[int(moment)] = answered.get(int(moment), 0) + 1
+    assert rate_between(answered, 100, 103) == 2.0
+    assert rate_between(answered, 103, 105) == 0.0
+    assert rate_between(answered, 105, 106) == 1.0
+
+
+def test_postgresqls_connections_are_counted_by_state():
+    assert parse_pg_connections("idle|6\nactive|1\n") == {"idle": 6, "active": 1}
+    assert parse_pg_connections("") == {}
+
+
+def test_the_urls_are_the_catalogues_paths_at_the_target():
+    assert endpoint_url("http://10.0.0.3", "db") == "http://10.0.0.3/db"
+    assert endpoint_url("http://10.0.0.3", "sleep", 0.5) == "http://10.0.0.3/sleep?delay=0.5"
+    # an endpoint without a delay takes none
+    assert endpoint_url("http://10.0.0.3", "json", 0.5) == "http://10.0.0.3/json"
+
+
+def test_nginx_status_is_on_the_inventorys_port_else_the_roles_default():
+    default = yaml.safe_load(NGINX_DEFAULTS.read_text())["nginx_status_port"]
+    assert nginx_status_url(None) == f"http://127.0.0.1:{default}/nginx_status"
+    assert nginx_status_url(8081) == "http://127.0.0.1:8081/nginx_status"
