@@ -10,7 +10,7 @@ app``), then one ``playbooks/loadtest.yml`` cell per endpoint into
 ``reports/<run-id>/``. A cell that fails is recorded and the bench goes on;
 at the end the report (``flask_deploy_lab.report``) writes
 ``reports/<run-id>/index.html``, the targets are checked, and the exit status
-is 1 if any cell failed. Server and endpoint names are the catalogue's
+is 1 if any cell failed or missed a target. Server and endpoint names are the catalogue's
 (catalogue.yml); an unknown one stops the bench before anything runs.
 
 Every option has an environment variable (the make variables of the same name):
@@ -270,7 +270,8 @@ def main(argv=None):
     print(
         f"targets (/slow: efficiency >= {TARGET_EFFICIENCY}, p99 <= {TARGET_P99_FACTOR} x delay):"
     )
-    for line in check_targets(run_dir / "summary.json", args.delay) or ["  no /slow cells"]:
+    target_lines = check_targets(run_dir / "summary.json", args.delay)
+    for line in target_lines or ["  no /slow cells"]:
         print(line)
     print(
         f"bench {args.run_id}: {total - len(failures)} of {total} cells "
@@ -281,7 +282,10 @@ def main(argv=None):
     index_html = run_dir / "index.html"
     if index_html.is_file():
         print(f"report: {index_html}")
-    return 1 if failures or report.returncode else 0
+    missed = [line for line in target_lines if "MISSED" in line]
+    if missed:
+        print(f"{len(missed)} cell(s) missed a target")
+    return 1 if failures or report.returncode or missed else 0
 
 
 def aggregated(cell_dir):
