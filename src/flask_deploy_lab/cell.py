@@ -58,6 +58,7 @@ class AppDeployment:
     cpus: float
     cpu_quota: str
     memory_max: str
+    port: int
 
     @classmethod
     def from_fact(cls, host: str, fact: dict | None) -> AppDeployment:

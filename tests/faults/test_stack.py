@@ -11,8 +11,8 @@ from flask_deploy_lab.faults import FaultError
 from flask_deploy_lab.faults.stack import (
     NGINX_DEFAULTS,
     Answer,
-    Deployment,
     UnitState,
+    deployment,
     endpoint_url,
     nginx_status_url,
     parse_answers,
@@ -31,11 +31,15 @@ FACT = {
 
 
 def test_the_deployment_is_read_from_the_app_hosts_fact():
-    assert Deployment.from_fact("app1", FACT) == Deployment(
-        "gunicorn-gthread", "labapp-gunicorn.service", "pool", 3, 10, 8000
+    read = deployment("app1", FACT)
+    assert (read.server, read.unit, read.db_mode) == (
+        "gunicorn-gthread",
+        "labapp-gunicorn.service",
+        "pool",
     )
-    with pytest.raises(FaultError, match="app1 has no deployment fact: converge it"):
-        Deployment.from_fact("app1", None)
+    assert (read.processes, read.db_pool_max, read.port) == (3, 10, 8000)
+    with pytest.raises(FaultError, match="app host app1 has no deployment fact"):
+        deployment("app1", None)
 
 
 def test_a_units_properties_are_read_from_systemctl_show():

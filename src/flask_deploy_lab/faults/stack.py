@@ -14,6 +14,7 @@ import yaml
 
 from flask_deploy_lab import PROJECT_DIR, catalogue
 from flask_deploy_lab.ansible import PlaybookResult, run_playbook
+from flask_deploy_lab.cell import AppDeployment, FactsError
 from flask_deploy_lab.faults.executor import Background, Executor, Inventory, Reply
 from flask_deploy_lab.faults.hostside import http_probe, nginx_log
 from flask_deploy_lab.faults.load import Load, LoadSpec
@@ -35,29 +36,12 @@ PG_CONNECTIONS_SQL = (
 )
 
 
-@dataclass(frozen=True)
-class Deployment:
-    """What the first app host runs, from its deployment fact (labapp)."""
-
-    server: str
-    unit: str
-    db_mode: str
-    processes: int
-    db_pool_max: int
-    port: int
-
-    @classmethod
-    def from_fact(cls, host: str, fact: dict | None) -> Deployment:
-        if not fact or "unit" not in fact:
-            raise FaultError(f"{host} has no deployment fact: converge it with playbooks/site.yml")
-        return cls(
-            server=fact["server"],
-            unit=fact["unit"],
-            db_mode=fact["db_mode"],
-            processes=int(fact["processes"]),
-            db_pool_max=int(fact["db_pool_max"]),
-            port=int(fact["port"]),
-        )
+def deployment(host: str, fact: dict | None) -> AppDeployment:
+    """What an app host runs, from its deployment fact: the reader cell.json uses."""
+    try:
+        return AppDeployment.from_fact(host, fact)
+    except FactsError as error:
+        raise FaultError(str(error)) from None
 
 
 @dataclass(frozen=True)
@@ -177,7 +161,7 @@ class Stack:
     def refresh(self):
         """Re-reads what the last converge deployed."""
         facts = self.executor.local_facts([self.app], label="deployment")
-        self.deployment = Deployment.from_fact(self.app, facts[self.app].get("labapp"))
+        self.deployment = deployment(self.app, facts[self.app].get("labapp"))
 
     # ------------------------------------------------------------ what runs
 
