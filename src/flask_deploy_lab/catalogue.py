@@ -38,6 +38,7 @@ class Server:
     concurrency: str
     processes: str
     per_process: str
+    keepalive: bool
     app: str
     command: str
     reload: str | None = None
@@ -56,6 +57,10 @@ class Server:
                     f"server {self.name}: {attr}={getattr(self, attr)!r}; valid: "
                     + ", ".join(allowed)
                 )
+        if not isinstance(self.keepalive, bool):
+            raise CatalogueError(
+                f"server {self.name}: keepalive={self.keepalive!r}; valid: true, false"
+            )
 
     def process_count(self, workers: int) -> int:
         return workers if self.processes == "workers" else 1

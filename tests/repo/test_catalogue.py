@@ -144,3 +144,17 @@ def test_a_malformed_entry_is_refused():
     data["catalogue"]["servers"]["uwsgi"]["per_process"] = "lots"
     with pytest.raises(CatalogueError, match="per_process='lots'"):
         catalogue.Catalogue.from_data(data)
+
+
+def test_keepalive_must_be_a_boolean():
+    data = yaml.safe_load((ROOT / "catalogue.yml").read_text())
+    data["catalogue"]["servers"]["uwsgi"]["keepalive"] = "yes"
+    with pytest.raises(CatalogueError, match="keepalive='yes'"):
+        catalogue.Catalogue.from_data(data)
+
+
+def test_keepalive_is_required():
+    data = yaml.safe_load((ROOT / "catalogue.yml").read_text())
+    del data["catalogue"]["servers"]["uwsgi"]["keepalive"]
+    with pytest.raises(CatalogueError, match="keepalive"):
+        catalogue.Catalogue.from_data(data)
