@@ -79,7 +79,7 @@ test: setup lint test-unit test-vagrant test-lab molecule test-fresh test-e2e  #
 clean: lab-down  ## lab-down, and drop caches and reports
 	rm -rf .cache reports
 
-bench: lab-up  ## converge and load-test each server, then the report (SERVERS= ENDPOINTS= USERS= DURATION= DELAY=)
+bench: lab-up  ## converge and load-test each server on a concurrency ladder, then the report (SERVERS= ENDPOINTS= LADDER= DELAYS= USERS= DURATION=)
 	fdl-bench
 
 locust-ui: venv  ## Locust's web UI on the lab (stop it: make locust-ui-stop)

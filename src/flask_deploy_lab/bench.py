@@ -1,26 +1,33 @@
 """Measure every server of a matrix on every endpoint, then write the comparison report.
 
     make bench                                   # the default matrix
-    make bench SERVERS="uwsgi gevent" ENDPOINTS=slow USERS=200 DURATION=60
+    make bench SERVERS="uwsgi gevent" ENDPOINTS=slow LADDER="1 4" DELAYS=1 DURATION=30
     fdl-bench --servers uwsgi --endpoints slow db --duration 20
 
-For each server: converge the app hosts to it (``playbooks/site.yml -e
-server=...``; the first converge is a full one, later ones only ``--tags
-app``), then one ``playbooks/loadtest.yml`` cell per endpoint into
-``reports/<run-id>/``. A cell that fails is recorded and the bench goes on;
-at the end the report (``flask_deploy_lab.report``) writes
-``reports/<run-id>/index.html``, the targets are checked, and the exit status
-is 1 if any cell failed or missed a target. Server and endpoint names are the catalogue's
-(catalogue.yml); an unknown one stops the bench before anything runs.
+For each server: converge the app hosts and the proxy to it (``playbooks/site.yml
+-e server=...``; the first converge is a full one, later ones only ``--tags
+app,proxy``), read the slots it was given (the app hosts' deployment fact), then
+one ``playbooks/loadtest.yml`` cell per step into ``reports/<run-id>/``. An
+endpoint whose time is a delay (the catalogue's delay_param, /slow) is measured
+on a concurrency ladder: each delay of DELAYS at each multiple of LADDER times
+the server's slots (below, at and above them; a server with unbounded threads
+takes the sizing's expected concurrency instead), by Locust and then by hey, the
+independent client. Every other endpoint is one cell of USERS users. A cell that
+fails is recorded and the bench goes on; at the end the report
+(``flask_deploy_lab.report``) writes ``reports/<run-id>/index.html``, each
+target's verdict is printed (``flask_deploy_lab.targets``), and the exit status
+is 1 if any cell failed or missed a target. Server and endpoint names are the
+catalogue's (catalogue.yml); an unknown one stops the bench before anything runs.
 
 Every option has an environment variable (the make variables of the same name):
 
     SERVERS    servers, space- or comma-separated (default: the catalogue's bench: true)
     ENDPOINTS  endpoints (default: the catalogue's bench: true)
-    USERS      concurrent Locust users (default 100)
+    LADDER     multiples of a server's slots, the users of each step (default 0.5 1 2 4)
+    DELAYS     ?delay= of the ladder's endpoints, in seconds (default 1 0.5)
+    USERS      concurrent Locust users of the other endpoints (default 100)
     DURATION   seconds of each measured run (default 20)
     WARMUP     seconds of the discarded warm-up before each (default 5)
-    DELAY      ?delay= of /slow and /sleep in seconds (default 0.5)
     DB_MODE    pool or naive (default: the playbooks', pool)
     RUN_ID     the directory under reports/ (default: bench-<UTC timestamp>)
     INVENTORY  an inventory other than ansible.cfg's (the lab)
@@ -33,33 +40,41 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flask_deploy_lab import PROJECT_DIR, catalogue
-from flask_deploy_lab.ansible import run_playbook
+from flask_deploy_lab import PROJECT_DIR, catalogue, targets
+from flask_deploy_lab.ansible import run_module, run_playbook
+from flask_deploy_lab.cell import AppDeployment, FactsError
 from flask_deploy_lab.report import locust
+from flask_deploy_lab.report.model import ReportError, summarize_run
 
-TARGET_EFFICIENCY = 0.95
-TARGET_P99_FACTOR = 1.2
+DEFAULT_LADDER = "0.5 1 2 4"
+DEFAULT_DELAYS = "1 0.5"
 # A first guess at how long a converge and a cell take, until one has been timed.
 GUESS_CONVERGE_S = 45
-GUESS_CELL_OVERHEAD_S = 40
+GUESS_CELL_OVERHEAD_S = 45
+SETUP = "ansible.builtin.setup"
 
 
 def _words(text):
     return [w for w in re.split(r"[\s,]+", text or "") if w]
 
 
-def serves_one_at_a_time(server):
-    """One process holding one request (flask): /slow's ceiling is 1/delay whatever
-    the users, so the efficiency target does not apply; its rate is checked instead."""
-    entry = catalogue.load().server(server)
-    return entry.processes == "one" and entry.per_process == "one"
+def _positive_numbers(parser, name, values):
+    try:
+        numbers = [float(v) for v in values]
+    except ValueError:
+        parser.error(f"{name} must be numbers, got {' '.join(values)}")
+    if not numbers or any(n <= 0 or not math.isfinite(n) for n in numbers):
+        parser.error(f"{name} must be one or more numbers > 0, got {' '.join(values)}")
+    return sorted(set(numbers))
 
 
 def parse_args(argv=None):
@@ -74,18 +89,22 @@ def parse_args(argv=None):
     parser.add_argument(
         "--endpoints", nargs="+", default=_words(env("ENDPOINTS")) or known.bench_endpoints()
     )
+    parser.add_argument("--ladder", nargs="+", default=_words(env("LADDER") or DEFAULT_LADDER))
+    parser.add_argument("--delays", nargs="+", default=_words(env("DELAYS") or DEFAULT_DELAYS))
     parser.add_argument("--users", type=int, default=int(env("USERS") or 100))
     parser.add_argument("--duration", type=int, default=int(env("DURATION") or 20))
     parser.add_argument("--warmup", type=int, default=int(env("WARMUP") or 5))
-    parser.add_argument("--delay", type=float, default=float(env("DELAY") or 0.5))
     parser.add_argument("--db-mode", default=env("DB_MODE") or None)
     parser.add_argument("--run-id", default=env("RUN_ID") or None)
     parser.add_argument("--inventory", default=env("INVENTORY") or None)
     args = parser.parse_args(argv)
     args.servers = [w for s in args.servers for w in _words(s)]
     args.endpoints = [w.lstrip("/") for s in args.endpoints for w in _words(s)]
-    if args.users < 1 or args.duration < 1 or args.warmup < 0 or args.delay < 0:
-        parser.error("USERS and DURATION must be > 0, WARMUP and DELAY >= 0")
+    args.ladder = _positive_numbers(parser, "LADDER", [w for s in args.ladder for w in _words(s)])
+    args.delays = _positive_numbers(parser, "DELAYS", [w for s in args.delays for w in _words(s)])
+    args.delays.reverse()  # the longest delay first: its cells are the ones the targets name
+    if args.users < 1 or args.duration < 1 or args.warmup < 0:
+        parser.error("USERS and DURATION must be > 0, WARMUP >= 0")
     try:
         for name in args.servers:
             known.server(name)
@@ -95,6 +114,68 @@ def parse_args(argv=None):
         parser.error(str(error))
     args.run_id = args.run_id or "bench-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return args
+
+
+@dataclass(frozen=True)
+class Step:
+    """One cell of the bench: an endpoint at a number of users (and a delay)."""
+
+    server: str
+    endpoint: str
+    users: int
+    delay_s: float | None = None
+
+    @property
+    def cell_id(self) -> str:
+        delay = f"--d{self.delay_s:g}" if self.delay_s is not None else ""
+        return f"{self.server}--{self.endpoint}{delay}--u{self.users}"
+
+
+def ladder_users(reference: int, ladder: list[float]) -> list[int]:
+    """The users of each rung: multiples of the reference (at least 1), each once."""
+    return sorted({max(1, math.ceil(multiple * reference)) for multiple in ladder})
+
+
+def steps_for(server, endpoints, reference, args) -> list[Step]:
+    """The server's cells: a ladder per delay for the delay-bound endpoints, else one cell."""
+    known = catalogue.load()
+    steps = []
+    for endpoint in endpoints:
+        if known.endpoint(endpoint).delay_bound:
+            steps += [
+                Step(server, endpoint, users, delay)
+                for delay in args.delays
+                for users in ladder_users(reference, args.ladder)
+            ]
+        else:
+            steps.append(Step(server, endpoint, args.users))
+    return steps
+
+
+def ladder_reference(deployments: list[AppDeployment]) -> int:
+    """What the ladder multiplies: the app hosts' slots, or where a server starts a
+    thread per request (no slots), the sizing's expected concurrency."""
+    if all(d.slots is not None for d in deployments):
+        return sum(d.slots for d in deployments)
+    if all(d.concurrency for d in deployments):
+        return sum(d.concurrency for d in deployments)
+    raise FactsError("the app hosts' deployment facts give neither slots nor concurrency")
+
+
+def read_deployments(args, log_path) -> list[AppDeployment]:
+    """Every app host's deployment fact (what the converge gave it)."""
+    result = run_module(
+        "app", SETUP, {"filter": ["ansible_local"]}, inventory=args.inventory,
+        log_path=log_path, timeout=120,
+    )  # fmt: skip
+    if not result.ok:
+        raise FactsError(f"cannot read the app hosts' deployment facts: {result.reason}")
+    return [
+        AppDeployment.from_fact(
+            host, answer["ansible_facts"].get("ansible_local", {}).get("labapp")
+        )
+        for host, answer in sorted(result.results[SETUP].items())
+    ]
 
 
 def clock(seconds):
@@ -110,20 +191,20 @@ def ansible_playbook(args, playbook, extra, log_path, tags=None):
     return result.ok, (None if result.ok else result.reason)
 
 
-def write_placeholder_cell(cell_dir, server, endpoint, args):
+def write_placeholder_cell(cell_dir, step, args):
     """A failed cell keeps a cell.json so the report lists it (with n/a numbers)."""
     cell_dir.mkdir(parents=True, exist_ok=True)
     path = cell_dir / "cell.json"
     if path.is_file():
         return
     cell = {
-        "server": server,
-        "endpoint": endpoint,
-        "users": args.users,
+        "server": step.server,
+        "endpoint": step.endpoint,
+        "users": step.users,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
-        "delay_s": args.delay if catalogue.load().endpoint(endpoint).delay_bound else None,
-        "config": f"{server} (FAILED)",
+        "delay_s": step.delay_s,
+        "config": f"{step.server} (FAILED)",
     }
     path.write_text(json.dumps(cell, indent=2) + "\n")
 
@@ -139,125 +220,107 @@ def record_failures(run_dir, failures):
     path.write_text(json.dumps(environment, indent=4) + "\n")
 
 
-def check_targets(summary_path, delay):
-    """Lines saying how each /slow cell did against the targets."""
-    if not summary_path.is_file():
-        return []
-    rows = json.loads(summary_path.read_text()).get("cells", [])
-    lines = []
-    for row in rows:
-        if row["endpoint"] != "slow" or row.get("rps") is None:
-            continue
-        p99_s = (row.get("p99_ms") or 0) / 1000
-        if serves_one_at_a_time(row["server"]):
-            expected = 1 / delay if delay else None
-            verdict = (
-                f"{row['server']} one request at a time: {row['rps']} req/s, 1/delay = {expected:g}"
-            )
-        else:
-            misses = []
-            efficiency = row.get("efficiency")
-            if efficiency is None or efficiency < TARGET_EFFICIENCY:
-                misses.append(f"efficiency {efficiency} < {TARGET_EFFICIENCY}")
-            if p99_s > TARGET_P99_FACTOR * delay:
-                misses.append(f"p99 {p99_s:.3f}s > {TARGET_P99_FACTOR} x delay")
-            if row.get("failures"):
-                misses.append(f"{row['failures']} failures")
-            verdict = ("MISSED: " + "; ".join(misses)) if misses else "met"
-            verdict = (
-                f"{row['rps']} req/s of {row.get('ceiling_rps')}, efficiency {efficiency}, "
-                f"p99 {row.get('p99_ms')} ms: {verdict}"
-            )
-        if row.get("generator_saturated"):
-            verdict += " (load generator saturated)"
-        lines.append(f"  {row['cell']}: {verdict}")
-    return lines
-
-
 def main(argv=None):
     args = parse_args(argv)
     run_dir = PROJECT_DIR / "reports" / args.run_id
     logs = run_dir / "logs"
-    cells = [(s, e) for s in args.servers for e in args.endpoints]
-    total = len(cells)
+    known = catalogue.load()
+    ladder_endpoints = [e for e in args.endpoints if known.endpoint(e).delay_bound]
+    cells_per_server = (
+        len(args.endpoints)
+        - len(ladder_endpoints)
+        + len(ladder_endpoints) * len(args.delays) * len(args.ladder)
+    )
     print(
-        f"bench {args.run_id}: {len(args.servers)} servers x {len(args.endpoints)} endpoints "
-        f"= {total} cells, {args.users} users, {args.warmup}+{args.duration} s each",
+        f"bench {args.run_id}: {len(args.servers)} servers x {len(args.endpoints)} endpoints, "
+        f"about {cells_per_server * len(args.servers)} cells "
+        f"(ladder {' '.join(f'{m:g}' for m in args.ladder)} x slots at delays "
+        f"{' '.join(f'{d:g}' for d in args.delays)} s; {args.users} users elsewhere), "
+        f"{args.warmup}+{args.duration} s each",
         flush=True,
     )
     started = time.monotonic()
     converge_times, cell_times, failures = [], [], []
-    done = 0
+    done = total = 0
     locust_installed = False
 
     def remaining(servers_left, cells_left):
         converge = (sum(converge_times) / len(converge_times)) if converge_times else None
         cell = (sum(cell_times) / len(cell_times)) if cell_times else None
         converge = converge or GUESS_CONVERGE_S
-        cell = cell or GUESS_CELL_OVERHEAD_S + args.warmup + args.duration
+        cell = cell or GUESS_CELL_OVERHEAD_S + 2 * (args.warmup + args.duration)
         return servers_left * converge + cells_left * cell
 
     for index, server in enumerate(args.servers):
         extra = {"server": server}
         if args.db_mode:
             extra["db_mode"] = args.db_mode
-        step = time.monotonic()
+        step_started = time.monotonic()
         print(f"converge {server} ({index + 1}/{len(args.servers)})", flush=True)
-        # the first converge is the whole stack; then only the app hosts change
+        # the first converge is the whole stack; then the app hosts and the proxy
+        # (whose keep-alive to the app follows the server)
         ok, why = ansible_playbook(
             args,
             "site.yml",
             extra,
             logs / f"converge--{server}.log",
-            tags=None if index == 0 else "app",
+            tags=None if index == 0 else "app,proxy",
         )
-        converge_times.append(time.monotonic() - step)
-        server_cells = [e for s, e in cells if s == server]
+        steps = []
+        if ok:
+            try:
+                reference = ladder_reference(
+                    read_deployments(args, logs / f"deployment--{server}.log")
+                )
+                steps = steps_for(server, args.endpoints, reference, args)
+            except FactsError as error:
+                ok, why = False, str(error)
+        converge_times.append(time.monotonic() - step_started)
         if not ok:
             print(f"  converge failed: {why}", flush=True)
-            for endpoint in server_cells:
-                cell_id = f"{server}--{endpoint}--u{args.users}"
-                failures.append((cell_id, f"converge failed: {why}"))
-                write_placeholder_cell(run_dir / cell_id, server, endpoint, args)
-                done += 1
+            steps = steps_for(server, args.endpoints, 1, args)
+            for step in steps:
+                failures.append((step.cell_id, f"converge failed: {why}"))
+                write_placeholder_cell(run_dir / step.cell_id, step, args)
+            total += len(steps)
+            done += len(steps)
             continue
-        for endpoint in server_cells:
-            cell_id = f"{server}--{endpoint}--u{args.users}"
+        total += len(steps)
+        servers_left = len(args.servers) - index - 1
+        for step in steps:
             done += 1
             elapsed = time.monotonic() - started
-            left = remaining(len(args.servers) - index - 1, total - done + 1)
+            left = remaining(servers_left, total - done + 1 + servers_left * cells_per_server)
             print(
-                f"cell {done}/{total} {cell_id}: elapsed {clock(elapsed)}, "
+                f"cell {done} of {total + servers_left * cells_per_server} {step.cell_id}: "
+                f"elapsed {clock(elapsed)}, "
                 f"about {clock(left)} left",
                 flush=True,
             )
-            step = time.monotonic()
-            ok, why = ansible_playbook(
-                args,
-                "loadtest.yml",
-                {
-                    "run_id": args.run_id,
-                    "cell_id": cell_id,
-                    "endpoint": endpoint,
-                    "users": args.users,
-                    "duration": args.duration,
-                    "warmup": args.warmup,
-                    "delay_s": args.delay,
-                    "loadtest_install": not locust_installed,
-                },
-                logs / f"{cell_id}.log",
-            )
-            cell_times.append(time.monotonic() - step)
+            step_started = time.monotonic()
+            extra = {
+                "run_id": args.run_id,
+                "cell_id": step.cell_id,
+                "endpoint": step.endpoint,
+                "users": step.users,
+                "duration": args.duration,
+                "warmup": args.warmup,
+                "loadtest_install": not locust_installed,
+            }
+            if step.delay_s is not None:
+                extra["delay_s"] = step.delay_s
+            ok, why = ansible_playbook(args, "loadtest.yml", extra, logs / f"{step.cell_id}.log")
+            cell_times.append(time.monotonic() - step_started)
             if ok:
                 locust_installed = True
                 print(
-                    f"  done in {clock(cell_times[-1])}: {aggregated(run_dir / cell_id)}",
+                    f"  done in {clock(cell_times[-1])}: {aggregated(run_dir / step.cell_id)}",
                     flush=True,
                 )
             else:
                 print(f"  FAILED: {why}", flush=True)
-                failures.append((cell_id, why))
-                write_placeholder_cell(run_dir / cell_id, server, endpoint, args)
+                failures.append((step.cell_id, why))
+                write_placeholder_cell(run_dir / step.cell_id, step, args)
 
     record_failures(run_dir, failures)
     report = subprocess.run(
@@ -267,25 +330,40 @@ def main(argv=None):
         check=False,
     )
     print((report.stdout + report.stderr).strip(), flush=True)
-    print(
-        f"targets (/slow: efficiency >= {TARGET_EFFICIENCY}, p99 <= {TARGET_P99_FACTOR} x delay):"
-    )
-    target_lines = check_targets(run_dir / "summary.json", args.delay)
-    for line in target_lines or ["  no /slow cells"]:
-        print(line)
-    print(
-        f"bench {args.run_id}: {total - len(failures)} of {total} cells "
-        f"in {clock(time.monotonic() - started)}"
-    )
+    verdicts = judge(run_dir)
+    print(f"bench {args.run_id}: {total - len(failures)} of {total} cells in "
+          f"{clock(time.monotonic() - started)}")  # fmt: skip
     for cell_id, why in failures:
         print(f"  FAILED {cell_id}: {why}")
     index_html = run_dir / "index.html"
     if index_html.is_file():
         print(f"report: {index_html}")
-    missed = [line for line in target_lines if "MISSED" in line]
+    missed = [v for v in verdicts if not v.met]
     if missed:
-        print(f"{len(missed)} cell(s) missed a target")
+        print(f"{len(missed)} of {len(verdicts)} verdicts missed a target")
     return 1 if failures or report.returncode or missed else 0
+
+
+def judge(run_dir) -> list[targets.Verdict]:
+    """Prints each target's verdict for the run's cells; returns them."""
+    try:
+        _, rows = summarize_run(run_dir)
+    except ReportError as error:
+        print(f"targets: cannot read the run: {error}")
+        return []
+    verdicts = targets.check(rows)
+    print(
+        f"targets (delay-bound cells, Locust and hey): throughput >= {targets.TARGET_EFFICIENCY} "
+        f"of min(users, slots) / delay (one-at-a-time servers: within "
+        f"{targets.SERIAL_TOLERANCE:.0%} of 1 / delay), p99 <= {targets.TARGET_P99_FACTOR} x the "
+        f"closed-loop ideal, 0 failures, the clients within {targets.CLIENTS_AGREE:.0%}, "
+        f"users / throughput within {targets.IDENTITY_TOLERANCE:.0%} of the mean latency"
+    )
+    for verdict in verdicts or []:
+        print(f"  {'met   ' if verdict.met else 'MISSED'} {verdict.line}")
+    if not verdicts:
+        print("  no delay-bound cells to judge")
+    return verdicts
 
 
 def aggregated(cell_dir):
@@ -294,7 +372,7 @@ def aggregated(cell_dir):
     if stats is None:
         return "no statistics"
     return (
-        f"{stats.rps or 0:.1f} req/s, p99 {stats.p99_ms:g} ms, "
+        f"Locust {stats.rps or 0:.1f} req/s, p99 {stats.p99_ms:g} ms, "
         f"{stats.failures} failures of {stats.requests}"
     )
 

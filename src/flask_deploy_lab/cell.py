@@ -59,6 +59,8 @@ class AppDeployment:
     cpu_quota: str
     memory_max: str
     port: int
+    # the sizing's expected concurrency (flask_app_concurrency); None in older facts
+    concurrency: int | None = None
 
     @classmethod
     def from_fact(cls, host: str, fact: dict | None) -> AppDeployment:
@@ -254,16 +256,17 @@ def write(cell_dir: Path) -> Cell:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m flask_deploy_lab.cell",
-        description="Write cell.json and environment.json from a cell's facts.json.",
+        description="Write cell.json and environment.json from each cell's facts.json.",
     )
-    parser.add_argument("cell_dir", type=Path)
+    parser.add_argument("cell_dirs", type=Path, nargs="+", metavar="cell_dir")
     args = parser.parse_args(argv)
-    try:
-        cell = write(args.cell_dir)
-    except (OSError, json.JSONDecodeError, FactsError, catalogue.CatalogueError) as error:
-        print(f"cell: {error}", file=sys.stderr)
-        return 2
-    print(f"{args.cell_dir.name}: {cell.server} on /{cell.endpoint}, {cell.users} users")
+    for cell_dir in args.cell_dirs:
+        try:
+            cell = write(cell_dir)
+        except (OSError, json.JSONDecodeError, FactsError, catalogue.CatalogueError) as error:
+            print(f"cell: {cell_dir.name}: {error}", file=sys.stderr)
+            return 2
+        print(f"{cell_dir.name}: {cell.server} on /{cell.endpoint}, {cell.users} users")
     return 0
 
 

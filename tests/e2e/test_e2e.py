@@ -78,6 +78,18 @@ def test_the_csv_shows_requests_and_no_failures(run):
     assert len(history) > 2
 
 
+def test_the_independent_client_ran_the_same_load(run):
+    meta = json.loads((run["cell"] / "hey.json").read_text())
+    assert (meta["client"], meta["connections"], meta["duration_s"]) == ("hey", 10, DURATION)
+    assert meta["url"].endswith("/slow?delay=0.1")
+    with (run["cell"] / "hey.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    # 10 connections, 0.1 s a request, 12 s: about 1,200 requests, every one a 200
+    assert len(rows) > 600
+    assert {row["status-code"] for row in rows} == {"200"}
+    assert all(float(row["response-time"]) >= 0.1 for row in rows)
+
+
 def test_the_locust_html_report_exists(run):
     report = run["cell"] / "locust_report.html"
     assert report.stat().st_size > 10_000
@@ -174,6 +186,8 @@ def test_chromium_renders_the_report_with_its_plots(page):
         ("users=many", "argument 'users' is of type str and we were unable to convert to int"),
         ("duration=0", "duration=0"),
         ("spawn_rate=0", "spawn_rate=0"),
+        ('{"ladder": [10, 0]}', "ladder=[10, 0] is not valid"),
+        ('{"delays": [1, -0.5]}', "delays=[1, -0.5] is not valid"),
     ],
 )
 def test_bad_input_stops_before_any_load(setting, named):

@@ -1,4 +1,4 @@
-"""flask_deploy_lab.report: fixture run in, hand-computed table, ceilings and page out."""
+"""flask_deploy_lab.report: fixture runs in, hand-computed table, ceilings and page out."""
 
 from __future__ import annotations
 
@@ -15,14 +15,20 @@ from pathlib import Path
 import pytest
 
 from flask_deploy_lab import catalogue
-from flask_deploy_lab.report import cli, html, model, samples, summary
+from flask_deploy_lab.report import cli, html, locust, model, plots, samples, summary
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CATALOGUE = catalogue.load()
+# servers by what the catalogue says of them, never by name
+UNBOUNDED = next(n for n, s in CATALOGUE.servers.items() if s.per_process == "unbounded")
+BOUNDED = next(n for n, s in CATALOGUE.servers.items() if s.per_process == "threads")
 
 # Every fixture cell ran 10 s: the stats history has users running from T0+1 to
 # T0+10, so the measured window is [T0+1, T0+10] and the sampler rows inside it
 # are the nine at T0+1.5 ... T0+9.5 (8 s apart). Rows outside the window carry
 # idle CPU and decoy DB connection counts that must not show up below.
+# Throughput is the stats history's Total Request Count from the first row at
+# or after T0+1 + the mean latency (T0+2 in every cell) to T0+10, over 8 s.
 EXPECTED = {
     "uwsgi--sleep--u50": {
         "config": "uwsgi",
@@ -31,20 +37,31 @@ EXPECTED = {
         "requests": 952,
         "failures": 0,
         "failure_ratio": 0.0,
-        "rps": 95.2,
+        # (952 at T0+10 - 190 at T0+2) / 8 s; Locust's own figure is 95.2
+        "rps": 95.25,
+        "locust_rps_reported": 95.2,
+        "mean_ms": 525.3,
         "p50_ms": 520,
         "p95_ms": 580,
         "p99_ms": 640,
         "max_ms": 1630.5,
+        # 0.1 s * 50 users / min(16 slots, 10 connections)
+        "ideal_latency_ms": 500.0,
+        # (50 / 95.25) / 0.52531 s
+        "identity_ratio": 0.999,
+        # no hey in this run
+        "hey_rps": None,
+        "hey_requests": None,
+        "clients_agree": None,
         "ceiling_model": "littles_law",
         # min(50 users, 16 server slots, 10 pooled connections) / 0.1 s
         "ceiling_rps": 100.0,
-        # 95.2 / 100
-        "efficiency": 0.952,
-        # unit usage grows 300,000 us per second in the window: 0.3 cores; 0.3 / 95.2
+        # 95.25 / 100
+        "efficiency": 0.953,
+        # unit usage grows 300,000 us per second in the window: 0.3 cores; 0.3 / 95.25
         "app_cpu_cores": 0.3,
         "app_cpu_source": "unit",
-        "cpu_s_per_request": 0.003151,
+        "cpu_s_per_request": 0.00315,
         # nr_throttled flat; nr_periods +10/s over 8 s = 80
         "throttled_periods": 0,
         "throttled_ratio": 0.0,
@@ -66,11 +83,17 @@ EXPECTED = {
         "requests": 8000,
         "failures": 0,
         "failure_ratio": 0.0,
+        # (8000 - 1600) / 8 s, as Locust's own figure
         "rps": 800.0,
+        "locust_rps_reported": 800.0,
+        "mean_ms": 24.8,
         "p50_ms": 24,
         "p95_ms": 40,
         "p99_ms": 55,
         "max_ms": 210.3,
+        # not delay-bound: no ideal latency; (20 / 800) / 0.0248 s
+        "ideal_latency_ms": None,
+        "identity_ratio": 1.008,
         "ceiling_model": "cpu",
         # 0.8 cores / 800 req/s = 0.001 CPU-s per request; 1 CPU / 0.001 = 1000 req/s
         "app_cpu_cores": 0.8,
@@ -150,20 +173,24 @@ EXPECTED = {
 # generates all three, and readers (bench.py, spreadsheets) rely on them.
 SUMMARY_CSV_COLUMNS = [
     "cell", "config", "server", "db_mode", "endpoint", "users", "requests", "failures",
-    "failure_ratio", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms", "ceiling_model",
-    "ceiling_rps", "efficiency", "cpu_s_per_request", "app_cpu_cores", "app_cpu_source",
-    "app_cpus", "throttled_periods", "throttled_ratio", "throttled_s", "peak_db_connections",
-    "loadgen_cpu_peak_pct", "loadgen_cpu_mean_pct", "loadgen_process_cores",
-    "generator_saturated", "workers_lost", "delay_s", "server_slots", "pool_size",
-    "top_failure", "note",
+    "failure_ratio", "rps", "locust_rps_reported", "mean_ms", "p50_ms", "p95_ms", "p99_ms",
+    "max_ms", "ideal_latency_ms", "identity_ratio", "hey_requests", "hey_failures", "hey_rps",
+    "hey_mean_ms", "hey_p50_ms", "hey_p99_ms", "hey_identity_ratio", "clients_agree",
+    "ceiling_model", "ceiling_rps", "efficiency", "cpu_s_per_request", "app_cpu_cores",
+    "app_cpu_source", "app_cpus", "throttled_periods", "throttled_ratio", "throttled_s",
+    "peak_db_connections", "loadgen_cpu_peak_pct", "loadgen_cpu_mean_pct", "loadgen_process_cores",
+    "generator_saturated", "workers_lost", "delay_s", "server_slots", "pool_size", "top_failure",
+    "note",
 ]  # fmt: skip
 TABLE_HEADERS = [
     "cell", "configuration", "endpoint", "users", "generator", "workers lost", "req/s",
-    "p50 ms", "p95 ms", "p99 ms", "max ms", "requests", "failures", "fail ratio",
-    "ceiling model", "ceiling req/s", "efficiency", "CPU s/req", "app CPU cores",
-    "app CPU from", "app CPUs", "throttled periods", "throttled ratio", "throttled s",
-    "peak DB conns", "loadgen CPU peak %", "loadgen CPU mean %", "busiest Locust proc cores",
-    "db mode", "delay s", "server slots", "pool size", "top failure", "note",
+    "Locust req/s", "hey req/s", "clients agree", "mean ms", "p50 ms", "p95 ms", "p99 ms", "max ms",
+    "ideal ms", "identity", "hey mean ms", "hey p50 ms", "hey p99 ms", "hey identity", "requests",
+    "failures", "fail ratio", "hey requests", "hey non-2xx", "ceiling model", "ceiling req/s",
+    "efficiency", "CPU s/req", "app CPU cores", "app CPU from", "app CPUs", "throttled periods",
+    "throttled ratio", "throttled s", "peak DB conns", "loadgen CPU peak %", "loadgen CPU mean %",
+    "busiest Locust proc cores", "db mode", "delay s", "server slots", "pool size", "top failure",
+    "note",
 ]  # fmt: skip
 
 
@@ -239,6 +266,8 @@ def test_page_is_self_contained_with_plots_table_and_flags(written):
     assert "0123abc" in page
     assert "NOT enforced" in page
     assert "2.47.0" in page
+    # no cell of this run is a step of a ladder: the page keeps its old layout
+    assert "Concurrency ladder" not in page
 
 
 def test_the_pages_table_is_the_schemas(written):
@@ -287,6 +316,10 @@ def test_rows_are_rounded_by_the_schema():
         ({"endpoint": "sleep", "users": 50, "server_slots": None}, None),
         ({"endpoint": "sleep", "users": 50, "server_slots": 16, "delay_s": None}, None),
         ({"endpoint": "sleep", "users": 50, "server_slots": 16, "delay_s": 0}, None),
+        # a server with no bound: the users (and the pool, where it applies) bound it
+        ({"server": UNBOUNDED, "endpoint": "slow", "users": 50, "server_slots": None}, 500.0),
+        ({"server": UNBOUNDED, "endpoint": "sleep", "users": 50, "pool_size": 10}, 100.0),
+        ({"server": UNBOUNDED, "endpoint": "sleep", "users": 5, "pool_size": 10}, 50.0),
     ],
 )
 def test_littles_law_ceiling(cell, expected):
@@ -299,7 +332,47 @@ def test_littles_law_ceiling(cell, expected):
 
 def _cell(values):
     """A cell as cell.json would give it, for the ceiling functions."""
-    return model.Cell(**{"directory": Path("c"), "server": "uwsgi", **values})
+    return model.Cell(**{"directory": Path("c"), "server": BOUNDED, **values})
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected_s"),
+    [
+        # the delay, plus the wait of the users beyond the slots: 0.1 * 50 / 16
+        ({"endpoint": "slow", "users": 50, "server_slots": 16}, 0.3125),
+        ({"endpoint": "slow", "users": 8, "server_slots": 16}, 0.1),
+        # the pool bounds /sleep: 0.1 * 50 / 10
+        ({"endpoint": "sleep", "users": 50, "server_slots": 16}, 0.5),
+        ({"server": UNBOUNDED, "endpoint": "slow", "users": 400, "server_slots": None}, 0.1),
+        ({"endpoint": "slow", "users": 50, "server_slots": None}, None),
+        ({"endpoint": "slow", "users": 50, "server_slots": 16, "delay_s": 0}, None),
+    ],
+)
+def test_ideal_latency(cell, expected_s):
+    result = model.ideal_latency_s(
+        _cell({"db_mode": "pool", "pool_size": 10, "delay_s": 0.1, **cell})
+    )
+    if expected_s is None:
+        assert result is None
+    else:
+        assert result == pytest.approx(expected_s)
+
+
+def test_a_server_without_a_bound_is_told_by_the_catalogue(monkeypatch):
+    """server_slots null gives a ceiling only for a server whose catalogue entry
+    has no bound; change the entry and the ceiling follows."""
+    cell = _cell({"endpoint": "slow", "users": 50, "server_slots": None, "delay_s": 0.5})
+    assert model.littles_law_ceiling(cell) is None
+    real = catalogue.load()
+    servers = {
+        **real.servers,
+        BOUNDED: dataclasses.replace(real.servers[BOUNDED], per_process="unbounded"),
+    }
+    monkeypatch.setattr(catalogue, "load", lambda: dataclasses.replace(real, servers=servers))
+    assert model.littles_law_ceiling(cell) == pytest.approx(100.0)
+    # app hosts running different servers, one of them without a bound
+    combined = dataclasses.replace(cell, server=f"{BOUNDED}+no-such-server")
+    assert model.littles_law_ceiling(combined) == pytest.approx(100.0)
 
 
 def test_endpoint_facts_come_from_the_catalogue(monkeypatch):
@@ -354,6 +427,8 @@ def test_cell_without_samples_reports_na_not_numbers(tmp_path):
     assert environment is None
     (row,) = rows
     assert row.rps == 800.0
+    # without a stats history the rate is Locust's own, and the note says so
+    assert "req/s is Locust's own Requests/s: no Total Request Count" in row.note
     assert row.ceiling_rps is None
     assert row.efficiency is None
     assert row.generator_saturated is None
@@ -475,3 +550,204 @@ def test_python_m_and_the_console_script(tmp_path):
     assert failed.stderr.startswith("report: ") and "is not a directory" in failed.stderr
     (script,) = metadata.entry_points(group="console_scripts", name="fdl-report")
     assert script.value == "flask_deploy_lab.report.cli:main"
+
+
+# --------------------------------------------------------------------------- ladders
+# fixtures/ladder: /slow at a 1 s delay, 2 and 8 users, on a server with 4 slots
+# (with hey) and on one without a bound (Locust only). Each cell's closed loop
+# starts all its users at T0 and completes nothing before T0+1; from then on its
+# rate is min(users, slots) a second: the history's count at T0+k is that rate
+# times (k - 1). Locust's own Requests/s (count / 10 s) is 10 % low.
+
+LADDER = {
+    f"{BOUNDED}--slow--d1--u2": {
+        "users": 2,
+        # (18 at T0+10 - 2 at T0+2, the first row past T0 + 1.005 s) / 8 s
+        "rps": 2.0,
+        "locust_rps_reported": 1.8,
+        "ceiling_rps": 2.0,
+        "efficiency": 1.0,
+        "ideal_latency_ms": 1000.0,
+        # (2 / 2.0) / 1.005 s
+        "identity_ratio": 0.995,
+        # hey: 2 connections, 1.001 s a request; completions at k * 1.001 s, of
+        # which 2.002 ... 7.007 fall in [2, 8]: 6 x 2 = 12 requests; their work in
+        # the window: 2 connections x 6 s / 1.001 s = 11.988, over 6 s
+        "hey_requests": 12,
+        "hey_failures": 0,
+        "hey_rps": 2.0,
+        "hey_mean_ms": 1001.0,
+        "hey_p50_ms": 1001.0,
+        "hey_p99_ms": 1001.0,
+        # (2 / 1.998) / 1.001 s
+        "hey_identity_ratio": 1.0,
+        "clients_agree": True,
+    },
+    f"{BOUNDED}--slow--d1--u8": {
+        "users": 8,
+        # (36 - 4) / 8 s; Locust's own 3.6 would disagree with hey by 10 %
+        "rps": 4.0,
+        "locust_rps_reported": 3.6,
+        # min(8 users, 4 slots) / 1 s
+        "ceiling_rps": 4.0,
+        "efficiency": 1.0,
+        # 1 s * 8 users / 4 slots
+        "ideal_latency_ms": 2000.0,
+        # (8 / 4.0) / 1.995 s
+        "identity_ratio": 1.003,
+        # hey: four at a time, each waiting for one turn: 2.002 s; 6 x 4 complete
+        # in the window; their work there: 8 connections x 6 s / 2.002 s = 23.98
+        "hey_requests": 24,
+        "hey_rps": 4.0,
+        "hey_p50_ms": 2002.0,
+        "hey_p99_ms": 2002.0,
+        # (8 / 3.996) / 2.002 s
+        "hey_identity_ratio": 1.0,
+        "clients_agree": True,
+    },
+    f"{UNBOUNDED}--slow--d1--u2": {
+        "users": 2,
+        "server_slots": None,
+        "rps": 2.0,
+        "locust_rps_reported": 1.8,
+        # no bound: users / delay
+        "ceiling_rps": 2.0,
+        "ideal_latency_ms": 1000.0,
+        "hey_rps": None,
+        "clients_agree": None,
+    },
+    f"{UNBOUNDED}--slow--d1--u8": {
+        "users": 8,
+        "server_slots": None,
+        # (72 - 8) / 8 s
+        "rps": 8.0,
+        "locust_rps_reported": 7.2,
+        "ceiling_rps": 8.0,
+        "efficiency": 1.0,
+        "ideal_latency_ms": 1000.0,
+        # (8 / 8.0) / 1.002 s
+        "identity_ratio": 0.998,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def ladder_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("reports") / "ladder"
+    shutil.copytree(FIXTURES / "ladder", run_dir)
+    assert cli.main([str(run_dir)]) == 0
+    return run_dir
+
+
+def test_ladder_cells_hold_the_hand_computed_numbers(ladder_run):
+    document = json.loads((ladder_run / "summary.json").read_text())
+    rows = {row["cell"]: row for row in document["cells"]}
+    assert set(rows) == set(LADDER)
+    for cell, expected in LADDER.items():
+        actual = {key: rows[cell][key] for key in expected}
+        assert actual == expected, cell
+
+
+def test_the_steady_window_rate_removes_the_start_up_transient(ladder_run):
+    """Locust's own figure is low by latency / duration and would make the clients
+    disagree; the rate past the transient agrees with hey."""
+    rows = {row.cell: row for row in model.summarize_run(ladder_run)[1]}
+    row = rows[f"{BOUNDED}--slow--d1--u8"]
+    assert abs(row.locust_rps_reported - row.hey_rps) / row.hey_rps == pytest.approx(0.1)
+    assert row.rps == row.hey_rps == 4.0
+    assert row.clients_agree is True
+
+
+def test_steady_rate_window_starts_one_mean_latency_after_full_users():
+    history = [
+        locust.HistoryPoint(100, 3, 0),
+        locust.HistoryPoint(101, 10, 0),  # all users running
+        locust.HistoryPoint(102, 10, 5),
+        locust.HistoryPoint(103, 10, 15),  # the first row at or after 101 + 1.5 s
+        locust.HistoryPoint(104, 10, 25),
+        locust.HistoryPoint(105, 10, 35),
+        locust.HistoryPoint(106, 10, 45),
+        locust.HistoryPoint(107, 10, 55),
+        locust.HistoryPoint(108, 10, 65),
+    ]
+    assert locust.steady_rate(history, 10, 1500) == (10.0, None)
+    # a mean latency that ends exactly on a row starts the window at that row
+    assert locust.steady_rate(history, 10, 1000) == (pytest.approx(60 / 6), None)
+    # fewer than 5 s left past the transient: no rate, and why
+    rate, why = locust.steady_rate(history, 10, 3500)
+    assert rate is None
+    assert why == f"{locust.HISTORY} holds 3 s past the start-up transient, fewer than 5"
+    rate, why = locust.steady_rate(history, 20, 1500)
+    assert rate is None and "with all 20 users running" in why
+
+
+def test_steady_rate_counts_from_the_last_restart_of_the_statistics():
+    history = [locust.HistoryPoint(100 + t, 10, 10 * t) for t in range(6)]
+    # a worker lost at 106: Locust restarts the count
+    history += [locust.HistoryPoint(106 + t, 10, 7 * t) for t in range(7)]
+    assert locust.steady_rate(history, 10, 500) == (7.0, None)
+
+
+def test_a_short_history_falls_back_to_locusts_own_figure(tmp_path):
+    source = FIXTURES / "ladder" / f"{BOUNDED}--slow--d1--u2"
+    cell_dir = tmp_path / source.name
+    shutil.copytree(source, cell_dir)
+    history = cell_dir / locust.HISTORY
+    # keep T0 ... T0+6: the window past the transient would be T0+2 ... T0+6, 4 s
+    lines = history.read_text().splitlines()
+    kept = [line for line in lines[1:] if int(line.split(",")[0]) - 1795280000 <= 6]
+    history.write_text("\n".join([lines[0], *kept]) + "\n")
+    (row,) = model.summarize_run(tmp_path)[1]
+    assert row.rps == row.locust_rps_reported == 1.8
+    assert (
+        f"req/s is Locust's own Requests/s: {locust.HISTORY} holds 4 s past the start-up "
+        "transient, fewer than 5" in row.note
+    )
+    assert row.clients_agree is False
+
+
+def test_ladders_are_the_delay_bound_cells_of_more_than_one_users_value(ladder_run):
+    rows = model.summarize_run(ladder_run)[1]
+    ((endpoint, delay, ladder_rows),) = plots.ladders(rows)
+    assert (endpoint, delay) == ("slow", 1.0)
+    assert len(ladder_rows) == 4
+    # one users value of an endpoint and delay is no ladder
+    assert plots.ladders([r for r in rows if r.users == 8]) == []
+    # the old fixture run has none
+    assert plots.ladders(model.summarize_run(FIXTURES / "run")[1]) == []
+
+
+def test_the_page_has_a_concurrency_ladder_section(ladder_run):
+    page = (ladder_run / "index.html").read_text()
+    assert '<h2 id="ladder">Concurrency ladder</h2>' in page
+    section = page[page.index('<h2 id="ladder">') : page.index('<h2 id="summary">')]
+    assert "/slow, delay 1 s" in section
+    assert section.count("<svg") == 1
+    # the figure names both bounds: 4 slots and none
+    assert "4 slots" in section
+    assert "no bound" in section
+    # the endpoint's own figure stays
+    assert page.count("<svg") == 2
+    assert page.index('id="endpoint-slow"') < page.index('id="ladder"')
+
+
+def test_the_ladder_plot_draws_each_client_and_bound():
+    rows = model.summarize_run(FIXTURES / "ladder")[1]
+    svg = plots.ladder_plot(rows)
+    assert svg.startswith("<svg")
+    for text in ("Locust", "hey", "ceiling / ideal", "Throughput", "p99 latency"):
+        assert text in svg
+    assert "saturated generator" not in svg
+    saturated = [dataclasses.replace(rows[0], generator_saturated=True), *rows[1:]]
+    assert "saturated generator" in plots.ladder_plot(saturated)
+
+
+def test_a_malformed_hey_file_fails_the_report_naming_it(tmp_path, capsys):
+    source = FIXTURES / "ladder" / f"{BOUNDED}--slow--d1--u2"
+    shutil.copytree(source, tmp_path / source.name)
+    hey_csv = tmp_path / source.name / "hey.csv"
+    hey_csv.write_text(hey_csv.read_text() + "1.0010,0.0000,0.0000,0.0000,1.0010,0.0000,200\n")
+    assert cli.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"report: {hey_csv}: line 18: expected 8 fields, got 7")
+    assert not (tmp_path / "index.html").exists()

@@ -14,7 +14,8 @@ Input layout (written by the load-test playbook)
 
     reports/<run-id>/
       environment.json
-      <cell-id>/                      one per measured cell, e.g. uwsgi--slow--u100
+      <cell-id>/                      one per measured cell, e.g. uwsgi--slow--u100,
+                                      or uwsgi--slow--d1--u400 (a step of a ladder)
         cell.json
         locust_stats.csv              Locust --csv=<cell-id>/locust --csv-full-history
         locust_stats_history.csv
@@ -22,6 +23,8 @@ Input layout (written by the load-test playbook)
         locust_exceptions.csv
         locust_report.html            Locust --html (linked from the page)
         samples/<host>.csv            the sampler role, one file per host
+        hey.csv, hey.json             I/O-bound cells only: the second client, hey
+                                      (layout and figures: report.hey)
 
 The sampler role runs ``sampler.py`` on every host from just before the measured run to a few
 seconds after it (``--duration`` = duration_s + slack, ``--interval 1``): on app
@@ -52,7 +55,9 @@ the facts the playbook gathers (``<cell>/facts.json``).
     delay_s         number | null   ?delay= of /slow and /sleep; null for other endpoints
     queries         int | null      ?n= of /queries
     server_slots    int | null      requests all app hosts can hold at once:
-                                    workers * threads, workers * greenlets, 1 for flask
+                                    workers * threads, workers * greenlets, 1 for flask;
+                                    null for a server with no bound (per_process:
+                                    unbounded in catalogue.yml)
     pool_size       int | null      connections the app's pools can hold in total
                                     (db_pool_max * pools); null in naive mode
     db_mode         "naive" | "pool"
@@ -71,11 +76,20 @@ the facts the playbook gathers (``<cell>/facts.json``).
 The measured run is the one Locust writes the CSVs for. Warm-up is a separate
 short run before it whose output is discarded, and the measured run should be
 started with ``--reset-stats`` so its numbers exclude its own ramp-up. The
-report then takes throughput (``Requests/s``) and latency percentiles from the
-``Aggregated`` row of ``locust_stats.csv`` as they are. The stats history only
-fixes the measured window -- from the first second with all users running to
-the last row -- and only sampler rows inside it count (all rows if fewer than
-two fall inside).
+report takes latency percentiles, the mean latency and the failures from the
+``Aggregated`` row of ``locust_stats.csv`` as they are. The stats history fixes
+the measured window -- from the first second with all users running to the
+last row -- and only sampler rows inside it count (all rows if fewer than two
+fall inside).
+
+Throughput (``rps``) is not Locust's ``Requests/s``: that one divides by the
+whole run, and a closed loop whose users all start at once completes nothing
+for its first mean latency, which biases it low by about latency / duration.
+``rps`` is the increase of the history's cumulative ``Total Request Count``
+(Aggregated rows) from the first row at or after (first second with all users
+running + the mean response time) to the last row, over the time between
+them. With less than 5 s of history past that point, ``rps`` is Locust's own
+figure and the note says so; ``locust_rps_reported`` always is.
 
 Numbers per cell
 ================
@@ -87,12 +101,22 @@ Numbers per cell
 - ceiling: for the delay-bound endpoints (those with a ``delay_param`` in
   catalogue.yml: ``slow`` and ``sleep``) Little's law, ``min(users,
   server_slots, pool_size if db_mode is pool and the endpoint holds a
-  connection (``holds_db_connection``)) / delay_s``; for every other endpoint
-  ``app_cpus / cpu_s_per_request`` with
-  ``cpu_s_per_request = unit CPU cores / requests per second``. Without the
-  inputs (no unit cgroup accounting, no delay, no app_cpus) it is null and the
-  page says n/a -- never an estimate.
-- efficiency: requests per second / ceiling.
+  connection (``holds_db_connection``)) / delay_s`` -- on a server with no
+  bound (``server_slots`` null, ``per_process: unbounded`` in catalogue.yml),
+  ``min(users, pool if it applies) / delay_s``; for every other endpoint
+  ``app_cpus / cpu_s_per_request`` with ``cpu_s_per_request = unit CPU cores
+  / rps``. Without the inputs (no unit cgroup accounting, no delay, no
+  app_cpus) it is null and the page says n/a -- never an estimate.
+- efficiency: ``rps`` / ceiling.
+- ideal latency (delay-bound endpoints): the closed loop's latency on a perfect
+  server, ``delay_s * max(1, users / min(server_slots, pool if it applies))``;
+  ``delay_s`` on a server with no bound.
+- identity ratio: ``(users / rps) / mean latency``. Closed-loop users with no
+  wait are always in a request, so it is 1.0 when rate and latency see all of
+  their time; hey's is ``(connections / hey_rps) / hey mean latency``.
+- hey (I/O-bound cells): requests completed in hey's measured window, non-2xx
+  among them, rate, mean and exact percentiles (see report.hey).
+  ``clients_agree``: ``|rps - hey_rps| / hey_rps <= 0.05``; null without hey.
 - throttling: increase of ``nr_throttled`` (and ``nr_periods``, throttled
   seconds) over the window, summed over app hosts.
 - generator_saturated: a load generator whose mean CPU over the window was
@@ -104,7 +128,12 @@ Output
 
 ``summary.csv`` has one row per cell with the columns of ``summary.Row``
 (empty = not measured); ``summary.json`` is ``{"run", "environment", "cells":
-[the same rows]}``; ``index.html`` shows them, with a figure per endpoint.
+[the same rows]}``; ``index.html`` shows them, with a figure per endpoint
+and, when the run has ladders (cells of one endpoint and delay at more than
+one number of users), a "Concurrency ladder" section: throughput and latency
+against users per configuration, Locust's and hey's, with the ceiling and the
+ideal latency. Whether the cells met the benchmark's targets is
+flask_deploy_lab.targets' to say, from these rows.
 Units (each column's is declared in summary.py): ``rps`` and ``ceiling_rps``
 requests/s, ``*_ms`` milliseconds, ``*_cores`` CPUs, ``throttled_s`` seconds,
 ``*_pct`` percent of what the host may use.
@@ -116,7 +145,9 @@ Modules
 
     cli        main(argv): the command line, writes the three files
     model      a run directory -> summary rows: cells, ceilings, cell warnings
-    locust     Locust's CSVs (stats, history, failures)
+    locust     Locust's CSVs (stats, history, failures), the steady-window rate
+    hey        hey's CSV and JSON: its figures over its measured window
+    errors     ReportError: a run that breaks the layout
     samples    the sampler's CSVs, and counters over the measured window
     csvfile    CSV rows and their fields as numbers
     summary    the row schema (one declaration) and summary.csv / summary.json

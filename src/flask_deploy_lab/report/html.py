@@ -1,8 +1,9 @@
 """The page, index.html: templates/report.html.j2 rendered with Jinja2.
 
 The template does the markup; this module hands it the rows, the schema's
-table columns, the warnings, the figures and the environment in the shape the
-page shows them. Everything is escaped (autoescape), except the figures,
+table columns, the warnings, the figures (one per endpoint, and one per
+concurrency ladder when the run has ladders) and the environment in the shape
+the page shows them. Everything is escaped (autoescape), except the figures,
 which are matplotlib's own SVG.
 """
 
@@ -15,7 +16,7 @@ import jinja2
 from markupsafe import Markup
 
 from flask_deploy_lab.report import locust, model
-from flask_deploy_lab.report.plots import endpoint_plot
+from flask_deploy_lab.report.plots import endpoint_plot, ladder_plot, ladders
 from flask_deploy_lab.report.summary import TABLE_COLUMNS, Row
 
 _TEMPLATES = jinja2.Environment(
@@ -99,6 +100,16 @@ def render_html(run_dir: Path, environment: dict | None, rows: list[Row]) -> str
                 "plot": Markup(endpoint_plot(endpoint_rows)),  # noqa: S704
             }
         )
+    ladder_figures = [
+        {
+            "endpoint": endpoint,
+            "delay": f"{delay:g}",
+            "servers": ", ".join(dict.fromkeys(r.config for r in ladder_rows)),
+            "users": ", ".join(str(u) for u in sorted({r.users for r in ladder_rows})),
+            "plot": Markup(ladder_plot(ladder_rows)),  # noqa: S704
+        }
+        for endpoint, delay, ladder_rows in ladders(rows)
+    ]
     flagged_cells = [(warning, warning.cells(rows)) for warning in model.CELL_WARNINGS]
     return _TEMPLATES.get_template("report.html.j2").render(
         title=f"Flask Deploy Lab — run {run_dir.name}",
@@ -106,6 +117,7 @@ def render_html(run_dir: Path, environment: dict | None, rows: list[Row]) -> str
         warnings=[(warning, cells) for warning, cells in flagged_cells if cells],
         failing=[r for r in rows if r.failures],
         endpoints=endpoints,
+        ladders=ladder_figures,
         columns=TABLE_COLUMNS,
         rows=[
             {

@@ -5,11 +5,13 @@ the layout (see the package's docstring for both)."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from flask_deploy_lab import catalogue
-from flask_deploy_lab.report import locust
+from flask_deploy_lab.report import hey, locust
+from flask_deploy_lab.report.errors import ReportError
 from flask_deploy_lab.report.samples import (
     HostSamples,
     counter_increase,
@@ -18,6 +20,7 @@ from flask_deploy_lab.report.samples import (
     read_samples,
 )
 from flask_deploy_lab.report.summary import Row
+from flask_deploy_lab.targets import clients_agree
 
 # A load generator above either is measuring itself rather than the server.
 SATURATED_CPU_PERCENT = 90.0
@@ -28,14 +31,11 @@ REQUIRED_CELL_KEYS = ("server", "endpoint", "users")
 # What the page says about each ceiling model (Row.ceiling_model).
 CEILING_MODELS = {
     "littles_law": "Delay-bound: ceiling = min(users, server slots, pool size when the "
-    "request holds a pooled connection) / delay (Little's law).",
+    "request holds a pooled connection) / delay (Little's law); users / delay on a server "
+    "that holds any number of requests.",
     "cpu": "CPU-bound: ceiling = app CPUs / CPU-seconds per request, CPU-seconds from the "
     "app unit's cgroup accounting.",
 }
-
-
-class ReportError(Exception):
-    """The run directory does not follow the layout; the message says how."""
 
 
 @dataclass(frozen=True)
@@ -135,20 +135,64 @@ def _endpoint(name: str) -> catalogue.Endpoint | None:
     return catalogue.load().endpoints.get(name)
 
 
-def littles_law_ceiling(cell: Cell) -> float | None:
-    """min(users, server_slots, pool) / delay for delay-bound endpoints; None if unknown.
+def unbounded_server(server: str) -> bool:
+    """Whether the server holds any number of requests at once (the catalogue's
+    per_process: unbounded, a thread per request). For app hosts running
+    different servers ("a+b"), whether any of them does; a server the
+    catalogue does not know is not."""
+    servers = catalogue.load().servers
+    return any(servers[n].per_process == "unbounded" for n in server.split("+") if n in servers)
+
+
+def concurrency_limit(cell) -> float | None:
+    """The most requests the configuration serves at once, users aside:
+    min(server_slots, pool_size when it bounds the endpoint); math.inf when
+    nothing bounds them (a server without a bound, no pool in the way); None
+    when unknown (a bounded server without server_slots).
 
     The pool bounds it only when the endpoint holds a pooled connection for the
     whole delay (the catalogue's holds_db_connection) and db_mode is pool.
+    `cell` is a Cell or a Row: anything with server, endpoint, server_slots,
+    pool_size and db_mode.
     """
-    if not cell.delay_s or cell.delay_s <= 0 or not cell.server_slots:
+    limits = []
+    if cell.server_slots:
+        limits.append(cell.server_slots)
+    elif not unbounded_server(cell.server):
         return None
-    concurrency = [cell.users, cell.server_slots]
     endpoint = _endpoint(cell.endpoint)
     holds_connection = endpoint is not None and endpoint.holds_db_connection
     if cell.db_mode == "pool" and holds_connection and cell.pool_size:
-        concurrency.append(cell.pool_size)
-    return min(concurrency) / cell.delay_s
+        limits.append(cell.pool_size)
+    return min(limits, default=math.inf)
+
+
+def littles_law_ceiling(cell) -> float | None:
+    """min(users, concurrency_limit) / delay for delay-bound endpoints; None if unknown.
+
+    A server without a bound (server_slots null, the catalogue's per_process
+    unbounded) gives users / delay, or min(users, pool) / delay where the pool
+    bounds the endpoint.
+    """
+    if not cell.delay_s or cell.delay_s <= 0:
+        return None
+    limit = concurrency_limit(cell)
+    if limit is None:
+        return None
+    return min(cell.users, limit) / cell.delay_s
+
+
+def ideal_latency_s(cell) -> float | None:
+    """The latency a perfect server gives the closed loop of a delay-bound cell:
+    delay * max(1, users / concurrency_limit) -- the delay, plus the wait of
+    the users beyond the limit; the delay alone when nothing bounds it. None if
+    unknown."""
+    if not cell.delay_s or cell.delay_s <= 0:
+        return None
+    limit = concurrency_limit(cell)
+    if limit is None:
+        return None
+    return cell.delay_s * max(1.0, cell.users / limit)
 
 
 def cpu_ceiling(app_cpus: float | None, cpu_s_per_request: float | None) -> float | None:
@@ -173,7 +217,8 @@ class _CellReader:
         self.cell = cell
         self.mixed_db_modes = mixed_db_modes
         self.notes: list[str] = []
-        self.window = locust.measured_window(locust.read_history(cell.directory), cell.users)
+        self.history = locust.read_history(cell.directory)
+        self.window = locust.measured_window(self.history, cell.users)
 
     def hosts(self, role: str, column: str) -> list[HostSamples]:
         """The samples of the role's hosts, cut to the measured window.
@@ -197,7 +242,8 @@ class _CellReader:
         if stats is None:
             self.notes.append(f"no Aggregated row in {locust.STATS}")
             stats = locust.Stats()
-        rps = stats.rps
+        rps = self.throughput(stats)
+        hey_result = hey.read_hey(cell.directory)
 
         app = self.hosts("app", "unit_cpu_usage_usec")
         app_cpu_cores, app_cpu_source = self.app_cpu(app)
@@ -209,10 +255,11 @@ class _CellReader:
         endpoint = _endpoint(cell.endpoint)
         if endpoint is not None and endpoint.delay_bound:
             ceiling_model, ceiling = "littles_law", littles_law_ceiling(cell)
+            ideal_s = ideal_latency_s(cell)
             if ceiling is None:
                 self.notes.append("no ceiling: delay_s or server_slots missing")
         else:
-            ceiling_model = "cpu"
+            ceiling_model, ideal_s = "cpu", None
             ceiling = cpu_ceiling(cell.app_cpus, cpu_s_per_request)
             if ceiling is None:
                 self.notes.append(self.why_no_cpu_ceiling(app_cpu_source))
@@ -240,10 +287,22 @@ class _CellReader:
             failures=failures,
             failure_ratio=failures / requests if requests and failures is not None else None,
             rps=rps,
+            locust_rps_reported=stats.rps,
+            mean_ms=stats.mean_ms,
             p50_ms=stats.p50_ms,
             p95_ms=stats.p95_ms,
             p99_ms=stats.p99_ms,
             max_ms=stats.max_ms,
+            ideal_latency_ms=ideal_s * 1000 if ideal_s is not None else None,
+            identity_ratio=identity_ratio(cell.users, rps, stats.mean_ms),
+            hey_requests=hey_result.requests if hey_result else None,
+            hey_failures=hey_result.non_2xx if hey_result else None,
+            hey_rps=hey_result.rps if hey_result else None,
+            hey_mean_ms=hey_result.mean_ms if hey_result else None,
+            hey_p50_ms=hey_result.p50_ms if hey_result else None,
+            hey_p99_ms=hey_result.p99_ms if hey_result else None,
+            hey_identity_ratio=hey_result.identity_ratio if hey_result else None,
+            clients_agree=clients_agree(rps, hey_result.rps if hey_result else None),
             ceiling_model=ceiling_model,
             ceiling_rps=ceiling,
             efficiency=rps / ceiling if ceiling and rps is not None else None,
@@ -266,6 +325,16 @@ class _CellReader:
             top_failure=locust.read_top_failure(cell.directory),
             note="; ".join(self.notes) or None,
         )
+
+    def throughput(self, stats: locust.Stats) -> float | None:
+        """Requests per second over the steady window of the stats history, else
+        Locust's own Requests/s, noting why."""
+        rate, why_not = locust.steady_rate(self.history, self.cell.users, stats.mean_ms)
+        if rate is not None:
+            return rate
+        if stats.rps is not None:
+            self.notes.append(f"req/s is Locust's own Requests/s: {why_not}")
+        return stats.rps
 
     def config(self) -> str:
         cell = self.cell
@@ -336,6 +405,16 @@ class _CellReader:
             max(process_cores) if process_cores else None,
             saturated,
         )
+
+
+def identity_ratio(users: int, rps: float | None, mean_ms: float | None) -> float | None:
+    """(users / rps) / mean latency: a closed loop with no wait between requests
+    keeps every user in a request all the time, so this is 1.0 when the rate and
+    the latency are measured right; above 1.0 is time each user spends that the
+    latency does not hold. None without a rate or a latency."""
+    if not rps or not mean_ms:
+        return None
+    return users / rps / (mean_ms / 1000)
 
 
 def summarize_cell(cell: Cell, mixed_db_modes: bool = False) -> Row:

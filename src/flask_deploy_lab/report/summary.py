@@ -64,41 +64,115 @@ class Row:
         table=1,
     )
     server: str = column("server", "the `server` switch value")
-    db_mode: str | None = column("db mode", "naive (a connection per request) or pool", table=28)
+    db_mode: str | None = column("db mode", "naive (a connection per request) or pool", table=40)
     endpoint: str = column("endpoint", "the endpoint under load", table=2)
     users: int = column("users", "concurrent Locust users (closed loop, wait 0)", table=3)
-    # Locust: the Aggregated row of locust_stats.csv
-    requests: int | None = column("requests", "requests in the measured run", table=11)
-    failures: int | None = column("failures", "failed requests in the measured run", table=12)
-    failure_ratio: float | None = column("fail ratio", "failures / requests", digits=4, table=13)
+    # Locust: the Aggregated row of locust_stats.csv, and its stats history
+    requests: int | None = column("requests", "requests in the measured run", table=21)
+    failures: int | None = column("failures", "failed requests in the measured run", table=22)
+    failure_ratio: float | None = column("fail ratio", "failures / requests", digits=4, table=23)
     rps: float | None = column(
-        "req/s", "throughput: Locust's Requests/s", unit="requests/s", digits=2, table=6
+        "req/s",
+        "throughput, the headline figure: Locust's completed requests per second over the "
+        "steady window (the stats history's cumulative count, from the first second with "
+        "all users running plus one mean latency to the end); Locust's own Requests/s when "
+        "the history holds less than 5 s of it (the note says so)",
+        unit="requests/s",
+        digits=2,
+        table=6,
     )
-    p50_ms: float | None = column("p50 ms", "median latency", unit="ms", table=7)
-    p95_ms: float | None = column("p95 ms", "95th percentile latency", unit="ms", table=8)
-    p99_ms: float | None = column("p99 ms", "99th percentile latency", unit="ms", table=9)
-    max_ms: float | None = column("max ms", "slowest request", unit="ms", digits=1, table=10)
+    locust_rps_reported: float | None = column(
+        "Locust req/s",
+        "Locust's own Requests/s: the whole run, start-up transient included",
+        unit="requests/s",
+        digits=2,
+        table=7,
+    )
+    mean_ms: float | None = column(
+        "mean ms", "mean latency: Locust's Average Response Time", unit="ms", digits=1, table=10
+    )
+    p50_ms: float | None = column("p50 ms", "median latency", unit="ms", table=11)
+    p95_ms: float | None = column("p95 ms", "95th percentile latency", unit="ms", table=12)
+    p99_ms: float | None = column("p99 ms", "99th percentile latency", unit="ms", table=13)
+    max_ms: float | None = column("max ms", "slowest request", unit="ms", digits=1, table=14)
+    ideal_latency_ms: float | None = column(
+        "ideal ms",
+        "closed-loop latency of a perfect server, delay-bound endpoints: "
+        "delay * max(1, users / min(slots, pool)); delay when the server has no bound",
+        unit="ms",
+        digits=1,
+        table=15,
+    )
+    identity_ratio: float | None = column(
+        "identity",
+        "(users / req/s) / mean latency: 1.0 in a closed loop whose measurement sees all "
+        "of each user's time",
+        digits=3,
+        table=16,
+    )
+    # hey, the second client of the I/O-bound cells (hey.csv, hey.json)
+    hey_requests: int | None = column(
+        "hey requests", "hey's requests completed in its measured window", table=24
+    )
+    hey_failures: int | None = column(
+        "hey non-2xx",
+        "of hey's requests in the window, those with a status outside 2xx "
+        "(requests that failed below HTTP are not in hey.csv: see hey identity)",
+        table=25,
+    )
+    hey_rps: float | None = column(
+        "hey req/s",
+        "hey's requests completed in the window / its duration",
+        unit="requests/s",
+        digits=2,
+        table=8,
+    )
+    hey_mean_ms: float | None = column(
+        "hey mean ms", "hey's mean latency over the window", unit="ms", digits=1, table=17
+    )
+    hey_p50_ms: float | None = column(
+        "hey p50 ms", "hey's median latency, exact (nearest rank)", unit="ms", digits=1, table=18
+    )
+    hey_p99_ms: float | None = column(
+        "hey p99 ms",
+        "hey's 99th percentile latency, exact (nearest rank)",
+        unit="ms",
+        digits=1,
+        table=19,
+    )
+    hey_identity_ratio: float | None = column(
+        "hey identity",
+        "(hey connections / hey req/s) / hey mean latency: below 1.0 is time hey.csv does "
+        "not hold, such as requests that failed below HTTP",
+        digits=3,
+        table=20,
+    )
+    clients_agree: bool | None = column(
+        "clients agree",
+        "|req/s - hey req/s| / hey req/s at most 0.05 (n/a: no hey run)",
+        table=9,
+    )
     # the ceiling
     ceiling_model: str = column(
         "ceiling model",
         "littles_law for delay-bound endpoints, cpu for the others",
-        table=14,
+        table=26,
     )
     ceiling_rps: float | None = column(
         "ceiling req/s",
-        "the most the configuration could serve: min(users, slots, pool) / delay, "
-        "or app CPUs / CPU-seconds per request",
+        "the most the configuration could serve: min(users, slots, pool) / delay "
+        "(users / delay on a server with no bound), or app CPUs / CPU-seconds per request",
         unit="requests/s",
         digits=2,
-        table=15,
+        table=27,
     )
-    efficiency: float | None = column("efficiency", "throughput / ceiling", digits=3, table=16)
+    efficiency: float | None = column("efficiency", "req/s / ceiling", digits=3, table=28)
     cpu_s_per_request: float | None = column(
         "CPU s/req",
-        "app CPU cores / requests per second, from the unit's CPU counter",
+        "app CPU cores / req/s, from the unit's CPU counter",
         unit="CPU-seconds",
         digits=6,
-        table=17,
+        table=29,
     )
     # the app hosts' samples
     app_cpu_cores: float | None = column(
@@ -106,53 +180,53 @@ class Row:
         "CPUs the app used, summed over the app hosts",
         unit="CPUs",
         digits=3,
-        table=18,
+        table=30,
     )
     app_cpu_source: str | None = column(
         "app CPU from",
         "unit: the app unit's CPU counter; host: the app hosts' whole CPU",
-        table=19,
+        table=31,
     )
     app_cpus: float | None = column(
-        "app CPUs", "CPUs the app may use, summed over the app hosts", unit="CPUs", table=20
+        "app CPUs", "CPUs the app may use, summed over the app hosts", unit="CPUs", table=32
     )
     throttled_periods: int | None = column(
-        "throttled periods", "increase of the unit's nr_throttled over the window", table=21
+        "throttled periods", "increase of the unit's nr_throttled over the window", table=33
     )
     throttled_ratio: float | None = column(
-        "throttled ratio", "throttled periods / CFS periods", digits=3, table=22
+        "throttled ratio", "throttled periods / CFS periods", digits=3, table=34
     )
     throttled_s: float | None = column(
         "throttled s",
         "time the unit was throttled over the window",
         unit="s",
         digits=3,
-        table=23,
+        table=35,
     )
     # the db and load-generator hosts' samples
     peak_db_connections: int | None = column(
-        "peak DB conns", "most client backends in pg_stat_activity over the window", table=24
+        "peak DB conns", "most client backends in pg_stat_activity over the window", table=36
     )
     loadgen_cpu_peak_pct: float | None = column(
         "loadgen CPU peak %",
         "busiest sample of the busiest load generator",
         unit="% of what the host may use",
         digits=1,
-        table=25,
+        table=37,
     )
     loadgen_cpu_mean_pct: float | None = column(
         "loadgen CPU mean %",
         "mean over the window of the busiest load generator",
         unit="% of what the host may use",
         digits=1,
-        table=26,
+        table=38,
     )
     loadgen_process_cores: float | None = column(
         "busiest Locust proc cores",
         "mean CPU of the busiest Locust process (one process cannot use more than 1)",
         unit="CPUs",
         digits=3,
-        table=27,
+        table=39,
     )
     generator_saturated: bool | None = column(
         "generator",
@@ -166,17 +240,17 @@ class Row:
         table=5,
     )
     # the cell's parameters
-    delay_s: float | None = column("delay s", "?delay= of /slow and /sleep", unit="s", table=29)
+    delay_s: float | None = column("delay s", "?delay= of /slow and /sleep", unit="s", table=41)
     server_slots: int | None = column(
-        "server slots", "requests all app hosts can hold at once", table=30
+        "server slots", "requests all app hosts can hold at once (None: no bound)", table=42
     )
     pool_size: int | None = column(
-        "pool size", "connections the app's pools can hold in total", table=31
+        "pool size", "connections the app's pools can hold in total", table=43
     )
     top_failure: str | None = column(
-        "top failure", "the most frequent failure: METHOD name: error", table=32
+        "top failure", "the most frequent failure: METHOD name: error", table=44
     )
-    note: str | None = column("note", "why a number is missing or partial", table=33)
+    note: str | None = column("note", "why a number is missing or partial", table=45)
 
     def __post_init__(self):
         # Rounded here, once, so the files and the page show the same figure.
@@ -188,6 +262,11 @@ class Row:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Row:
+        """A row of summary.json; a column the document lacks (an older report) is None."""
+        return cls(**{col.name: data.get(col.name) for col in COLUMNS})
 
 
 COLUMNS = tuple(Column(name=f.name, **f.metadata[_COLUMN]) for f in fields(Row))
