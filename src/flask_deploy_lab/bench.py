@@ -26,7 +26,7 @@ Every option has an environment variable (the make variables of the same name):
     LADDER     multiples of a server's slots, the users of each step (default 0.5 1 2 4)
     DELAYS     ?delay= of the ladder's endpoints, in seconds (default 1 0.5)
     USERS      concurrent Locust users of the other endpoints (default 100)
-    DURATION   seconds of each measured run (default 20)
+    DURATION   seconds of each measured run, Locust's and hey's (default 15)
     WARMUP     seconds of the discarded warm-up before each (default 5)
     DB_MODE    pool or naive (default: the playbooks', pool)
     RUN_ID     the directory under reports/ (default: bench-<UTC timestamp>)
@@ -92,7 +92,7 @@ def parse_args(argv=None):
     parser.add_argument("--ladder", nargs="+", default=_words(env("LADDER") or DEFAULT_LADDER))
     parser.add_argument("--delays", nargs="+", default=_words(env("DELAYS") or DEFAULT_DELAYS))
     parser.add_argument("--users", type=int, default=int(env("USERS") or 100))
-    parser.add_argument("--duration", type=int, default=int(env("DURATION") or 20))
+    parser.add_argument("--duration", type=int, default=int(env("DURATION") or 15))
     parser.add_argument("--warmup", type=int, default=int(env("WARMUP") or 5))
     parser.add_argument("--db-mode", default=env("DB_MODE") or None)
     parser.add_argument("--run-id", default=env("RUN_ID") or None)
@@ -176,6 +176,28 @@ def read_deployments(args, log_path) -> list[AppDeployment]:
         )
         for host, answer in sorted(result.results[SETUP].items())
     ]
+
+
+def loadtest_vars(args, steps: list[Step], install: bool) -> dict:
+    """loadtest.yml's variables for the steps of one endpoint: one run that measures
+    them one after the other (its cells are named as Step.cell_id names them)."""
+    first = steps[0]
+    extra = {
+        "run_id": args.run_id,
+        "endpoint": first.endpoint,
+        "duration": args.duration,
+        "warmup": args.warmup,
+        "loadtest_install": install,
+    }
+    if first.delay_s is None:
+        extra["users"] = first.users
+    else:
+        extra["delays"] = list(dict.fromkeys(step.delay_s for step in steps))
+        extra["ladder"] = list(dict.fromkeys(step.users for step in steps))
+        expected = [(d, u) for d in extra["delays"] for u in extra["ladder"]]
+        if expected != [(step.delay_s, step.users) for step in steps]:
+            raise ValueError("the steps of a run must be every delay times every rung, in order")
+    return extra
 
 
 def clock(seconds):
@@ -287,40 +309,31 @@ def main(argv=None):
             continue
         total += len(steps)
         servers_left = len(args.servers) - index - 1
-        for step in steps:
-            done += 1
+        for endpoint in args.endpoints:
+            run_steps = [step for step in steps if step.endpoint == endpoint]
+            done += len(run_steps)
             elapsed = time.monotonic() - started
-            left = remaining(servers_left, total - done + 1 + servers_left * cells_per_server)
-            print(
-                f"cell {done} of {total + servers_left * cells_per_server} {step.cell_id}: "
-                f"elapsed {clock(elapsed)}, "
-                f"about {clock(left)} left",
-                flush=True,
+            left = remaining(
+                servers_left, total - done + len(run_steps) + servers_left * cells_per_server
             )
+            names = ", ".join(step.cell_id for step in run_steps)
+            print(f"cells {names}: elapsed {clock(elapsed)}, about {clock(left)} left", flush=True)
             step_started = time.monotonic()
-            extra = {
-                "run_id": args.run_id,
-                "cell_id": step.cell_id,
-                "endpoint": step.endpoint,
-                "users": step.users,
-                "duration": args.duration,
-                "warmup": args.warmup,
-                "loadtest_install": not locust_installed,
-            }
-            if step.delay_s is not None:
-                extra["delay_s"] = step.delay_s
-            ok, why = ansible_playbook(args, "loadtest.yml", extra, logs / f"{step.cell_id}.log")
-            cell_times.append(time.monotonic() - step_started)
+            ok, why = ansible_playbook(
+                args, "loadtest.yml", loadtest_vars(args, run_steps, not locust_installed),
+                logs / f"{server}--{endpoint}.log",
+            )  # fmt: skip
+            cell_times += [(time.monotonic() - step_started) / len(run_steps)] * len(run_steps)
             if ok:
                 locust_installed = True
-                print(
-                    f"  done in {clock(cell_times[-1])}: {aggregated(run_dir / step.cell_id)}",
-                    flush=True,
-                )
+                print(f"  done in {clock(time.monotonic() - step_started)}", flush=True)
+                for step in run_steps:
+                    print(f"  {step.cell_id}: {aggregated(run_dir / step.cell_id)}", flush=True)
             else:
                 print(f"  FAILED: {why}", flush=True)
-                failures.append((step.cell_id, why))
-                write_placeholder_cell(run_dir / step.cell_id, step, args)
+                for step in run_steps:
+                    failures.append((step.cell_id, why))
+                    write_placeholder_cell(run_dir / step.cell_id, step, args)
 
     record_failures(run_dir, failures)
     report = subprocess.run(

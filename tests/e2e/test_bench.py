@@ -116,3 +116,23 @@ def test_a_failed_cell_keeps_a_row_in_the_report(bench, tmp_path):
     bench.record_failures(tmp_path, [(step.cell_id, "converge failed: boom")])
     environment = json.loads((tmp_path / "environment.json").read_text())
     assert environment["failed_cells"] == "uwsgi--slow--d1--u400: converge failed: boom"
+
+
+def test_one_run_of_the_playbook_measures_an_endpoints_ladder(bench):
+    args = bench.parse_args(["--endpoints", "slow", "db", "--run-id", "r1"])
+    steps = bench.steps_for("uwsgi", args.endpoints, 200, args)
+    slow = bench.loadtest_vars(args, [s for s in steps if s.endpoint == "slow"], install=True)
+    assert slow == {
+        "run_id": "r1", "endpoint": "slow", "duration": 15, "warmup": 5,
+        "loadtest_install": True, "delays": [1.0, 0.5], "ladder": [100, 200, 400, 800],
+    }  # fmt: skip
+    db = bench.loadtest_vars(args, [s for s in steps if s.endpoint == "db"], install=False)
+    assert (db["users"], db["loadtest_install"]) == (100, False)
+    assert "ladder" not in db
+    # the playbook names the cells <server>--<endpoint>--d<delay>--u<users>, %g of the delay
+    assert [s.cell_id for s in steps[:5]] == [
+        "uwsgi--slow--d1--u100", "uwsgi--slow--d1--u200", "uwsgi--slow--d1--u400",
+        "uwsgi--slow--d1--u800", "uwsgi--slow--d0.5--u100",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="every delay times every rung"):
+        bench.loadtest_vars(args, [steps[0], steps[5]], install=False)

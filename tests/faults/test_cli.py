@@ -34,7 +34,10 @@ def test_ansible_arguments_come_from_the_environment_and_after_the_double_dash(m
     monkeypatch.setenv("FAULTS_ANSIBLE_ARGS", "-e lab_name_prefix=fdl-x- -e 'a=b c'")
     monkeypatch.setenv("FAULTS", "3")
     args = cli.parse_args(["--no-converge", "--", "-e", "lab_network=fdl-x"])
+    # the default first (kill-worker's sibling worker), then the environment's, then --
     assert args.passthrough == [
+        "-e",
+        "flask_app_workers=2",
         "-e",
         "lab_name_prefix=fdl-x-",
         "-e",
@@ -47,6 +50,7 @@ def test_ansible_arguments_come_from_the_environment_and_after_the_double_dash(m
     assert args.run_id.startswith("faults-")
     # as ansible reads them: key=value pairs (a bare word is its _raw_params)
     assert args.ansible.extra_vars == {
+        "flask_app_workers": "2",
         "lab_name_prefix": "fdl-x-",
         "a": "b",
         "_raw_params": "c",
@@ -146,7 +150,7 @@ def test_a_run_prints_a_line_per_fault_and_writes_faults_json(tmp_path, monkeypa
     assert out[3].endswith("figures in reports/faults-t/faults.json")
     body = json.loads((tmp_path / "reports" / "faults-t" / "faults.json").read_text())
     assert [fault["status"] for fault in body["faults"]] == ["PASS", "SKIP"]
-    assert body["ansible_args"] == ["-e", "server=flask"]
+    assert body["ansible_args"] == ["-e", "flask_app_workers=2", "-e", "server=flask"]
     assert all("seconds" in fault["figures"] for fault in body["faults"])
 
 
@@ -187,3 +191,9 @@ def test_fdl_faults_and_python_m_are_the_same_program(command):
     assert out.returncode == 0, out.stderr
     assert "one PASS/FAIL line per fault" in out.stdout
     assert "--no-converge" in out.stdout
+
+
+def test_a_later_extra_var_overrides_the_default_workers(monkeypatch):
+    monkeypatch.delenv("FAULTS_ANSIBLE_ARGS", raising=False)
+    args = cli.parse_args(["--", "-e", "flask_app_workers=3"])
+    assert args.ansible.extra_vars["flask_app_workers"] == "3"

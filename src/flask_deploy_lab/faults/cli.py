@@ -5,7 +5,10 @@
 Arguments after ``--`` (and the words of FAULTS_ANSIBLE_ARGS) go to every
 ``ansible`` and ``ansible-playbook`` command: ``-e`` (key=value, JSON or YAML,
 @file) selects another lab or another server, ``-i`` another inventory (the
-Vagrant VMs, real hosts). FAULTS (names or numbers, space-separated) is
+Vagrant VMs, real hosts). Before them comes ``-e flask_app_workers=2``
+(DEFAULT_ARGS): kill-worker needs a worker with a sibling under a master, and
+the sizing gives a one-CPU app host one process; a later ``-e`` overrides
+it. FAULTS (names or numbers, space-separated) is
 ``--only``. Exit status: 0 when no fault failed (a SKIP is not a failure), 1
 when one did, 2 when the hosts do not answer or the stack could not be
 converged. ``reports/<run-id>/faults.json`` keeps every figure.
@@ -28,6 +31,9 @@ from ansible.parsing.splitter import parse_kv
 
 from flask_deploy_lab import PROJECT_DIR
 from flask_deploy_lab.faults import FAULTS, NAMES, render
+
+# Given to every command before the user's arguments (which override them).
+DEFAULT_ARGS = ["-e", "flask_app_workers=2"]
 from flask_deploy_lab.faults.executor import Executor
 from flask_deploy_lab.faults.load import note
 from flask_deploy_lab.faults.outcome import FaultError, Outcome, Verdict
@@ -104,7 +110,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--run-id", default=env("RUN_ID") or None)
     args = parser.parse_args(argv)
-    args.passthrough = shlex.split(env("FAULTS_ANSIBLE_ARGS") or "") + passthrough
+    args.passthrough = DEFAULT_ARGS + shlex.split(env("FAULTS_ANSIBLE_ARGS") or "") + passthrough
     try:
         args.ansible = AnsibleArgs.parse(args.passthrough)
     except (ValueError, OSError, yaml.YAMLError) as error:

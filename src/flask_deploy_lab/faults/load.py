@@ -158,6 +158,8 @@ class Load:
             # no warm-up: a fault is timed from the start of the measured run
             "warmup": 0,
             "loadtest_install": not stack.locust_installed,
+            # Locust's run is what a fault is timed against; no hey after it
+            "loadtest_hey": False,
         }
         if spec.delay is not None:
             extra["delay_s"] = spec.delay

@@ -57,12 +57,13 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from flask_deploy_lab.report.errors import ReportError
+# percentile is part of this module's API: it lives in report.exact, shared with report.locust
+from flask_deploy_lab.report.exact import percentile, share_inside
 
 CSV = "hey.csv"
 META = "hey.json"
@@ -118,18 +119,6 @@ class HeyResult:
         return self.connections / self.in_flight_estimate
 
 
-def percentile(ordered: list[float], p: float) -> float | None:
-    """The p-th percentile (0 < p <= 100) of values sorted ascending, by nearest
-    rank: the ceil(p / 100 * n)-th smallest of the n values, one of the values
-    itself, never an interpolation; None for no values."""
-    if not ordered:
-        return None
-    if not 0 < p <= 100:
-        raise ValueError(f"percentile {p} is not in (0, 100]")
-    rank = math.ceil(Decimal(str(p)) * len(ordered) / 100)
-    return ordered[max(rank, 1) - 1]
-
-
 def summarize(
     requests: list[Request],
     connections: int,
@@ -165,10 +154,7 @@ def summarize(
 def _share_inside(request: Request, start: Decimal, end: Decimal) -> Decimal:
     """The share of the request's time (offset to completion) inside [start, end];
     a request of no measurable time counts whole when it completed inside."""
-    if request.response_time <= 0:
-        return Decimal(1) if start <= request.completed <= end else Decimal(0)
-    overlap = min(request.completed, end) - max(request.offset, start)
-    return max(overlap, Decimal(0)) / request.response_time
+    return Decimal(share_inside(request.offset, request.response_time, start, end))
 
 
 def read_requests(path: Path) -> list[Request]:
