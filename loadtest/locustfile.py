@@ -40,6 +40,45 @@ Measured runs
     ramp-up, and ``--csv <cell>/locust --csv-full-history --html
     <cell>/locust_report.html``: the layout the report (``flask_deploy_lab.report``) reads.
 
+    With ``--csv <prefix>``, the master (or the single headless process) also
+    writes ``<prefix>_requests.csv``, the request log: one row per request of
+    the run, ramp-up included (``--reset-stats`` does not apply to it; a
+    process that runs several tests, as the web UI can, logs them all), sorted
+    by completion, under the header ``start,response_time_ms,failed,name``:
+    ``start`` is when the request started, in Unix seconds with six decimals
+    (the ``start_time`` Locust's request event passes, from the clock of the
+    host that ran the user), ``response_time_ms`` Locust's response time in
+    milliseconds with three, ``failed`` 1 when Locust counted the request as
+    a failure, else 0, and ``name`` its Locust name. Locust's statistics
+    round response times into buckets and its history counts move only when
+    a worker reports; the report takes its exact figures from this file
+    instead. Without ``--csv`` nothing is written.
+
+    How the rows travel: each worker keeps the requests it recorded since its
+    last report to the master and adds them to that report (the
+    ``report_to_master`` event: the periodic reports every 3 s and the final
+    one a worker sends when the master tells it to quit); the master collects
+    them as the reports arrive (``worker_report``). It writes the file on
+    Locust's ``quit`` event, which fires after the master has told its
+    workers to quit and waited (0.5 s) for their final reports, however the
+    run ended. ``test_stop`` fires on the master before it tells the workers
+    to quit, and ``quitting``, when the master is stopped by a signal, before
+    it has waited. The file therefore holds the requests Locust's own final
+    statistics count (and, with ``--reset-stats``, also those that completed
+    before the reset): a report arriving too late for Locust is missing from
+    both, and so are the requests in flight when the users were stopped,
+    which Locust kills without counting them.
+
+    Memory: the process that writes the file keeps about 21 bytes a request,
+    a worker only those since its last report. At most ``REQUEST_LOG_CAP``
+    requests (``LOADTEST_REQUEST_LOG_CAP``, default 2,000,000: about 42 MB,
+    and some 80 bytes a request more for a moment while they are sorted, so
+    160 MB at the cap) are kept, and a worker keeps at most as many between
+    two reports. Past that the log is abandoned (a worker's, and with it the
+    master's), a warning goes to Locust's log, and no file is written (a file
+    of that name left from an earlier run is removed), so that no partial log
+    passes for a whole one.
+
 Measurement rules
     Every user waits 0 s between requests: the load is a closed loop of
     ``users`` clients, so throughput = users / latency, which is what the
@@ -61,11 +100,16 @@ Checks (a response that fails one counts as a Locust failure)
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import logging
 import os
 import time
+from array import array
 from urllib.parse import urlsplit
 
 from locust import FastHttpUser, constant, events, task
+from locust.runners import MasterRunner, WorkerRunner
 
 DEFAULTS = {
     "loadtest_delay": 0.1,
@@ -75,6 +119,14 @@ DEFAULTS = {
     "loadtest_task_timeout": 30.0,
 }
 QUERIES_MIN, QUERIES_MAX = 1, 500
+
+REQUEST_LOG_SUFFIX = "_requests.csv"
+REQUEST_LOG_HEADER = ("start", "response_time_ms", "failed", "name")
+REQUEST_LOG_CAP = int(os.environ.get("LOADTEST_REQUEST_LOG_CAP") or 2_000_000)
+# the key of a worker's report that carries its requests to the master
+REQUEST_LOG_KEY = "request_log"
+
+logger = logging.getLogger(__name__)
 
 
 def _non_negative(text):
@@ -303,6 +355,166 @@ class TasksUser(_EndpointUser):
                 resp.success()
             # locust monkey-patches time.sleep to yield to other users
             time.sleep(self.option("loadtest_task_poll"))
+
+
+class RequestLog:
+    """Requests kept in columns (about 21 bytes each), at most `cap` of them.
+
+    One more than the cap abandons the log: what it holds is dropped, and it
+    only counts the requests it is handed from then on (`overflowed`).
+    """
+
+    def __init__(self, cap=REQUEST_LOG_CAP):
+        self.cap = cap
+        self.overflowed = False
+        self.seen = 0
+        self._clear()
+
+    def _clear(self):
+        self.starts = array("d")  # Unix seconds
+        self.response_times = array("d")  # milliseconds
+        self.failed = bytearray()
+        self.name_ids = array("I")  # indexes into names
+        self.names = []
+        self._name_id = {}
+
+    def __len__(self):
+        return len(self.starts)
+
+    def add(self, start, response_time, failed, name):
+        self.seen += 1
+        if self.overflowed:
+            return
+        if len(self) >= self.cap:
+            self._overflow()
+            return
+        name_id = self._name_id.get(name)
+        if name_id is None:
+            name_id = self._name_id[name] = len(self.names)
+            self.names.append(name)
+        self.starts.append(start)
+        self.response_times.append(response_time)
+        self.failed.append(1 if failed else 0)
+        self.name_ids.append(name_id)
+
+    def _overflow(self):
+        logger.warning(
+            "more than %d requests: the request log is abandoned and no %s will be written",
+            self.cap,
+            REQUEST_LOG_SUFFIX,
+        )
+        self.overflowed = True
+        self._clear()
+
+    def on_request(self, name, response_time, exception=None, start_time=None, **_kwargs):
+        """Listener of Locust's request event. A request without a response
+        time (none of this file's users make one) is not kept; one without a
+        start time is taken to have started response_time before now."""
+        if response_time is None:
+            return
+        if start_time is None:
+            start_time = time.time() - response_time / 1000
+        self.add(start_time, response_time, exception is not None, name)
+
+    def take(self):
+        """The requests held, as a message for the master, and an empty log."""
+        message = {
+            "start": self.starts.tolist(),
+            "response_time": self.response_times.tolist(),
+            "failed": list(self.failed),
+            "name": self.name_ids.tolist(),
+            "names": self.names,
+            "seen": self.seen,
+            "overflowed": self.overflowed,
+        }
+        self.overflowed = False
+        self.seen = 0
+        self._clear()
+        return message
+
+    def merge(self, message):
+        """Add the requests of a message from take() (a worker's report); a
+        message from a log that was abandoned abandons this one."""
+        if not message:
+            return
+        if message["overflowed"]:
+            if not self.overflowed:
+                self._overflow()
+            self.seen += message["seen"]
+            return
+        names = message["names"]
+        for start, response_time, failed, name_id in zip(
+            message["start"],
+            message["response_time"],
+            message["failed"],
+            message["name"],
+            strict=True,
+        ):
+            self.add(start, response_time, failed, names[name_id])
+
+    def write(self, path):
+        """The requests, sorted by completion, into the CSV file at path (written
+        whole or not at all); nothing, and no stale file there, once abandoned."""
+        if self.overflowed:
+            logger.warning(
+                "the request log went over its cap (%d requests seen, a process keeps at "
+                "most %d): %s not written",
+                self.seen,
+                self.cap,
+                path,
+            )
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            return
+        starts, response_times = self.starts, self.response_times
+        order = sorted(range(len(self)), key=lambda i: starts[i] + response_times[i] / 1000)
+        partial = f"{path}.partial"
+        with open(partial, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(REQUEST_LOG_HEADER)
+            for i in order:
+                writer.writerow(
+                    (
+                        f"{starts[i]:.6f}",
+                        f"{response_times[i]:.3f}",
+                        self.failed[i],
+                        self.names[self.name_ids[i]],
+                    )
+                )
+        os.replace(partial, path)
+        logger.info("wrote %d requests to %s", len(self), path)
+
+
+@events.init.add_listener
+def _log_requests(environment, **_kwargs):
+    """Record every request: a worker for its next report to the master, the
+    master or a single process for the request log it writes when it quits."""
+    runner = environment.runner
+    if runner is None:
+        return
+    if isinstance(runner, WorkerRunner):
+        since_report = RequestLog()
+        environment.events.request.add_listener(since_report.on_request)
+
+        def on_report_to_master(client_id, data, **_kwargs):
+            data[REQUEST_LOG_KEY] = since_report.take()
+
+        environment.events.report_to_master.add_listener(on_report_to_master)
+        return
+    options = environment.parsed_options
+    prefix = getattr(options, "csv_prefix", None) if options is not None else None
+    if not prefix:
+        return
+    log = RequestLog()
+    if isinstance(runner, MasterRunner):
+
+        def on_worker_report(client_id, data, **_kwargs):
+            log.merge(data.get(REQUEST_LOG_KEY))
+
+        environment.events.worker_report.add_listener(on_worker_report)
+    else:
+        environment.events.request.add_listener(log.on_request)
+    environment.events.quit.add_listener(lambda **_kwargs: log.write(prefix + REQUEST_LOG_SUFFIX))
 
 
 USER_CLASSES = {

@@ -1,18 +1,23 @@
 """locustfile.py under real Locust, headless, against a stand-in app on 127.0.0.1.
 
-Every run stops by itself (-t, and a subprocess timeout behind it). Runs that
+Every run stops by itself (-t, and a subprocess timeout behind it), but one
+whose master is stopped by SIGTERM a few seconds into its load. Runs that
 drive load go one at a time, so none starves another of CPU and the assertions
-hold on a slow CI machine; the whole module takes about fifteen seconds.
+hold on a slow CI machine (the light ones, a user or two waiting on a delay,
+share a batch); the whole module takes about twenty-five seconds.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -51,6 +56,11 @@ STATS_COLUMNS = [
     "100%",
 ]
 TIMEOUT = 60
+REQUEST_LOG_HEADER = ["start", "response_time_ms", "failed", "name"]
+# the request log writes the start in whole microseconds and the response time in
+# thousandths of a millisecond: half a unit either way
+START_ROUNDING_S = 0.5e-6
+RESPONSE_TIME_ROUNDING_MS = 0.5e-3
 
 
 def _free_port():
@@ -118,8 +128,10 @@ def _headless(app, out, users, seconds, *extra):
 
 
 class Run:
-    def __init__(self, app, out, process):
+    def __init__(self, app, out, process, started):
         self.app, self.out, self.process = app, out, process
+        # Unix time before the process started, and once it had exited
+        self.started, self.ended = started, None
         self.returncode = self.output = None
 
     def finish(self):
@@ -127,6 +139,7 @@ class Run:
             self.output, _ = self.process.communicate(timeout=TIMEOUT)
         finally:
             self.process.kill()
+        self.ended = time.time()
         self.returncode = self.process.returncode
 
     def csv_stats(self):
@@ -143,6 +156,25 @@ class Run:
     def queries(self, path):
         return Counter(tuple(sorted(q.items())) for p, q in self.app.requests if p == path)
 
+    def request_log(self):
+        """(header, rows) of locust_requests.csv, each row (start s, response time ms,
+        failed, name)."""
+        with (self.out / "locust_requests.csv").open(newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader)
+            rows = [(float(s), float(t), {"0": False, "1": True}[f], n) for s, t, f, n in reader]
+        return header, rows
+
+
+def _wait_for_load(app, seconds):
+    """Return `seconds` after the app got its first request (None if it got none in time)."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        if app.log.is_file() and app.log.stat().st_size > 0:
+            time.sleep(seconds)
+            return
+        time.sleep(0.1)
+
 
 def _finish(runs):
     for run in runs:
@@ -153,18 +185,26 @@ def _finish(runs):
 def runs(tmp_path_factory):
     """Every Locust run of this module, finished, keyed by name."""
     base = tmp_path_factory.mktemp("locust")
-    names = ["all", "by_class", "broken", "distributed", "worker", "list", "bad"]
+    names = [
+        "all", "by_class", "capped", "broken", "distributed", "worker", "signalled",
+        "signalled_worker", "list", "bad",
+    ]  # fmt: skip
     out = {name: base / name for name in names}
     for path in out.values():
         path.mkdir()
     apps, result = {}, {}
     try:
-        for name in ("all", "by_class", "broken", "distributed"):
+        for name in ("all", "by_class", "capped", "broken", "distributed", "signalled"):
             apps[name] = FakeApp(out[name], broken=name == "broken")
 
         def start(name, *args, env=None):
-            result[name] = Run(apps.get(name), out[name], _locust(*args, cwd=out[name], env=env))
+            started = time.time()
+            process = _locust(*args, cwd=out[name], env=env)
+            result[name] = Run(apps.get(name), out[name], process, started)
             return result[name]
+
+        # a request log left from an earlier run, which the capped run must not leave behind
+        (out["capped"] / "locust_requests.csv").write_text("start,response_time_ms,failed,name\n")
 
         report_html = str(out["all"] / "locust_report.html")
         _finish(
@@ -185,6 +225,12 @@ def runs(tmp_path_factory):
                     "by_class",
                     *_headless(apps["by_class"], out["by_class"], 1, 2, "SleepUser"),
                     env={"LOADTEST_DELAY": "0.02"},
+                ),
+                # the request log allowed 5 requests: it makes more, so it writes none
+                start(
+                    "capped",
+                    *_headless(apps["capped"], out["capped"], 1, 2, "SleepUser"),
+                    env={"LOADTEST_DELAY": "0.02", "LOADTEST_REQUEST_LOG_CAP": "5"},
                 ),
                 start("list", "--list"),
                 start("bad", "--headless", "-t", "1s", "--loadtest-delay", "-1"),
@@ -226,6 +272,42 @@ def runs(tmp_path_factory):
                 ),
             ]
         )
+        # master and worker again, the master stopped by SIGTERM (as `locustctl stop`
+        # does) after 3.5 s of load: past the worker's first periodic report
+        port = _free_port()
+        signalled = [
+            start(
+                "signalled",
+                *_headless(
+                    apps["signalled"],
+                    out["signalled"],
+                    3,
+                    TIMEOUT // 2,
+                    "--master",
+                    "--expect-workers",
+                    "1",
+                    "--master-bind-host",
+                    "127.0.0.1",
+                    "--master-bind-port",
+                    str(port),
+                    "SlowUser",
+                ),
+                env={"LOADTEST_DELAY": "0.05"},
+            ),
+            start(
+                "signalled_worker",
+                "--worker",
+                "--master-host",
+                "127.0.0.1",
+                "--master-port",
+                str(port),
+                "--loglevel",
+                "WARNING",
+            ),
+        ]
+        _wait_for_load(apps["signalled"], 3.5)
+        signalled[0].process.send_signal(signal.SIGTERM)
+        _finish(signalled)
     finally:
         for run in result.values():
             run.process.kill()
@@ -310,3 +392,170 @@ def test_one_user_class_per_endpoint_named_after_it(runs):
 def test_bad_parameter_is_refused_at_start(runs):
     assert runs["bad"].returncode == 2
     assert "must be >= 0" in runs["bad"].output
+
+
+# --------------------------------------------------------------------------- the request log
+# How its count relates to Locust's: both see the same requests. The log takes
+# each request from Locust's request event, as Locust's statistics do, and a
+# worker hands both to the master in the same report. Neither has the
+# requests in flight when the users were stopped (Locust kills them uncounted).
+# So, without --reset-stats, the log holds exactly the requests of Locust's
+# final statistics (--json-file, written once the run has ended).
+# locust_stats.csv holds the same counts as they stood at its last rewrite:
+# Locust rewrites it every second and not at the end, so it may lag, never lead.
+
+
+def _by_name(rows):
+    named = {}
+    for row in rows:
+        named.setdefault(row[3], []).append(row)
+    return named
+
+
+@pytest.mark.parametrize(
+    ("name", "users", "returncode"),
+    [
+        # single processes
+        ("by_class", 1, 0),
+        ("broken", None, 1),
+        # a master and a worker: the run time reached, and the master stopped by SIGTERM
+        ("distributed", 2, 0),
+        ("signalled", 3, 0),
+    ],
+)
+def test_the_request_log_holds_each_request_locust_counted(runs, name, users, returncode):
+    run = runs[name]
+    assert run.returncode == returncode, run.output
+    header, rows = run.request_log()
+    assert header == REQUEST_LOG_HEADER
+    assert rows
+    stats = run.stats()
+    logged = _by_name(rows)
+    assert set(logged) == set(stats)
+    for request_name, entry in stats.items():
+        times = [response_time for _, response_time, _, _ in logged[request_name]]
+        failures = sum(1 for _, _, failed, _ in logged[request_name] if failed)
+        assert len(times) == entry["num_requests"], request_name
+        assert failures == entry["num_failures"], request_name
+        # the response times are Locust's own, to the log's three decimals
+        assert sum(times) == pytest.approx(
+            entry["total_response_time"], abs=len(times) * RESPONSE_TIME_ROUNDING_MS
+        )
+        assert min(times) == pytest.approx(entry["min_response_time"], abs=1e-3)
+        assert max(times) == pytest.approx(entry["max_response_time"], abs=1e-3)
+    _, csv_stats = run.csv_stats()
+    assert int(csv_stats["Aggregated"]["Request Count"]) <= len(rows)
+    # every request started and completed while Locust ran, and the rows come in the
+    # order the requests completed (to the rounding of the two times)
+    completions = [start + response_time / 1000 for start, response_time, _, _ in rows]
+    assert run.started <= min(start for start, *_ in rows)
+    assert max(completions) <= run.ended
+    assert all(a <= b + 4 * START_ROUNDING_S for a, b in itertools.pairwise(completions))
+    if users:
+        # the app got each logged request and at most one more per user: the one in
+        # flight when Locust stopped the user
+        (path,) = stats
+        received = sum(1 for p, _ in run.app.requests if p == path)
+        assert len(rows) <= received <= len(rows) + users
+
+
+def test_the_signalled_run_sent_its_requests_in_more_than_one_report(runs):
+    """The worker reports every 3 s: a log spanning more than that came to the master
+    in periodic reports and the final one, and (above) none of them was missed."""
+    assert runs["signalled_worker"].returncode == 0, runs["signalled_worker"].output
+    _, rows = runs["signalled"].request_log()
+    completions = [start + response_time / 1000 for start, response_time, _, _ in rows]
+    assert max(completions) - min(completions) > 3
+
+
+def test_with_reset_stats_the_request_log_keeps_every_request(runs):
+    """--reset-stats clears Locust's statistics once every user is running; the
+    log keeps what completed before that, so it never holds fewer requests of a
+    name than Locust counts. (In this run every user starts at once, so the
+    reset comes before all but a few requests, if any, have completed; with a
+    slower spawn rate the log alone keeps the ramp-up's requests.)"""
+    run = runs["all"]
+    header, rows = run.request_log()
+    assert header == REQUEST_LOG_HEADER
+    stats = run.stats()
+    logged = Counter(name for *_, name in rows)
+    assert set(logged) == set(stats)
+    assert all(logged[name] >= entry["num_requests"] for name, entry in stats.items())
+    assert run.started <= min(start for start, *_ in rows)
+
+
+def test_a_request_log_over_its_cap_is_written_not_at_all(runs):
+    run = runs["capped"]
+    assert run.returncode == 0, run.output
+    assert run.stats()["/sleep"]["num_requests"] > 5
+    # not even the earlier run's file: no partial or stale log passes for this run's
+    assert not (run.out / "locust_requests.csv").exists()
+    assert "more than 5 requests: the request log is abandoned" in run.output
+    assert "the request log went over its cap" in run.output
+    assert "locust_requests.csv not written" in run.output
+
+
+# RequestLog itself, in a process of its own (importing Locust patches the process)
+REQUEST_LOG_SCRIPT = """
+import importlib.util, json, os, sys
+spec = importlib.util.spec_from_file_location("locustfile", sys.argv[1])
+lf = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lf)
+out = sys.argv[2]
+result = {}
+
+# two workers' reports, each with its own table of names, merged and sorted
+first, second, master = lf.RequestLog(cap=5), lf.RequestLog(cap=5), lf.RequestLog(cap=5)
+first.on_request(name="/a", response_time=500.0, start_time=100.0)  # completes 100.5
+first.on_request(name="/b", response_time=100.0, start_time=100.1, exception=ValueError())
+second.on_request(name="/b", response_time=300.0, start_time=100.05)  # completes 100.35
+master.merge(first.take())
+master.merge(second.take())
+master.merge(None)
+result["emptied"] = len(first) + len(second)
+master.write(os.path.join(out, "merged.csv"))
+
+# a worker over its cap abandons the master's log too, which writes no file
+worker, master = lf.RequestLog(cap=1), lf.RequestLog(cap=5)
+master.on_request(name="/a", response_time=1.0, start_time=1.0)
+for start in (2.0, 3.0, 4.0):
+    worker.on_request(name="/a", response_time=1.0, start_time=start)
+master.merge(worker.take())
+stale = os.path.join(out, "stale.csv")
+open(stale, "w").close()
+master.write(stale)
+result["worker_overflow"] = [master.overflowed, master.seen, os.path.exists(stale)]
+
+# so does the master's own cap
+worker, master = lf.RequestLog(cap=5), lf.RequestLog(cap=2)
+for start in (1.0, 2.0, 3.0):
+    worker.on_request(name="/a", response_time=1.0, start_time=start)
+master.merge(worker.take())
+result["master_overflow"] = [master.overflowed, master.seen, len(master)]
+print(json.dumps(result))
+"""
+
+
+def test_the_request_log_merges_reports_sorts_and_gives_up_past_its_cap(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", REQUEST_LOG_SCRIPT, str(LOCUSTFILE), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["emptied"] == 0
+    assert (tmp_path / "merged.csv").read_text().splitlines() == [
+        "start,response_time_ms,failed,name",
+        "100.100000,100.000,1,/b",
+        "100.050000,300.000,0,/b",
+        "100.000000,500.000,0,/a",
+    ]
+    assert not (tmp_path / "merged.csv.partial").exists()
+    # 1 of its own and 3 of the worker's
+    assert result["worker_overflow"] == [True, 4, False]
+    assert result["master_overflow"] == [True, 3, 0]
+    assert "more than 1 requests: the request log is abandoned" in done.stderr
+    assert "went over its cap (4 requests seen, a process keeps at most 5)" in done.stderr

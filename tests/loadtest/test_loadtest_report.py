@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from flask_deploy_lab import catalogue
-from flask_deploy_lab.report import cli, html, locust, model, plots, samples, summary
+from flask_deploy_lab.report import cli, exact, hey, html, locust, model, plots, samples, summary
+from flask_deploy_lab.report.errors import ReportError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CATALOGUE = catalogue.load()
@@ -23,12 +24,19 @@ CATALOGUE = catalogue.load()
 UNBOUNDED = next(n for n, s in CATALOGUE.servers.items() if s.per_process == "unbounded")
 BOUNDED = next(n for n, s in CATALOGUE.servers.items() if s.per_process == "threads")
 
+# What the note says of a cell without locust_requests.csv: its figures are Locust's.
+HISTORY_NOTE = (
+    "no locust_requests.csv: req/s from locust_stats_history.csv, "
+    "latencies Locust's own (percentiles rounded to its buckets)"
+)
+
 # Every fixture cell ran 10 s: the stats history has users running from T0+1 to
 # T0+10, so the measured window is [T0+1, T0+10] and the sampler rows inside it
 # are the nine at T0+1.5 ... T0+9.5 (8 s apart). Rows outside the window carry
 # idle CPU and decoy DB connection counts that must not show up below.
 # Throughput is the stats history's Total Request Count from the first row at
-# or after T0+1 + the mean latency (T0+2 in every cell) to T0+10, over 8 s.
+# or after T0+1 + the mean latency (T0+2 in every cell) to T0+10, over 8 s, and
+# the latencies are Locust's: no cell has a request log (locust_requests.csv).
 EXPECTED = {
     "uwsgi--sleep--u50": {
         "config": "uwsgi",
@@ -74,7 +82,7 @@ EXPECTED = {
         "loadgen_process_cores": 0.2,
         "generator_saturated": False,
         "top_failure": None,
-        "note": None,
+        "note": HISTORY_NOTE,
     },
     "gunicorn--json--u20": {
         "config": "gunicorn",
@@ -112,7 +120,7 @@ EXPECTED = {
         "loadgen_process_cores": 0.5,
         "generator_saturated": False,
         "top_failure": None,
-        "note": None,
+        "note": HISTORY_NOTE,
     },
     "gevent--db--u200": {
         "config": "gevent",
@@ -164,7 +172,7 @@ EXPECTED = {
         "peak_db_connections": 1,
         "generator_saturated": False,
         "top_failure": "GET /render: CatchResponseError('HTTP 500, expected 200')",
-        "note": "no ceiling: no cgroup CPU accounting for the app unit",
+        "note": f"{HISTORY_NOTE}; no ceiling: no cgroup CPU accounting for the app unit",
     },
 }
 
@@ -751,3 +759,242 @@ def test_a_malformed_hey_file_fails_the_report_naming_it(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"report: {hey_csv}: line 18: expected 8 fields, got 7")
     assert not (tmp_path / "index.html").exists()
+
+
+# --------------------------------------------------------------------------- request logs
+# fixtures/requests: two /slow cells whose locust_requests.csv a closed loop
+# would write. T0 = 1795290000. Their Locust statistics (locust_stats.csv, the
+# history) are deliberately what Locust would make of them: rounded latencies,
+# counts that move every 3 s. The row must take none of its rate or latencies
+# from them.
+#
+# uwsgi--slow--d0.5--u4: 4 users spawned 0.5 s apart from T0 (the history shows
+# 1, 3, then from T0+2 all 4 running). Each user's first request takes 1.5 s
+# (the ramp), every later one 0.5 s, except user 2's from T0+7 to T0+8 (1 s).
+# Locust stopped at T0+12.25: the requests begun at T0+12 are not in the log.
+# 81 requests, 4 failed: user 0's first, user 1's completing at T0+6 and
+# T0+6.5, user 3's last (at T0+12). Mean of all: 45000 / 81 = 555.6 ms, so the
+# allowance is 1 s. All users running from T0+2 + 1 s; the window is
+# [T0+3 + 1, T0+12 - 1] = [T0+4, T0+11], 7 s.
+#
+# uwsgi--slow--d1--u10: 10 users started at T0, every request 1.02 s, Locust
+# stopped at T0+15.5: completions in bursts of 10 at T0 + 1.02 k, k = 1..15.
+# Allowance 1.02 s; window [T0+1 + 1.02, T0+15.3 - 1.02] = [T0+2.02, T0+14.28].
+REQUESTS_RUN = FIXTURES / "requests"
+T0 = 1795290000
+
+REQUEST_LOG_CELLS = {
+    "uwsgi--slow--d0.5--u4": {
+        "users": 4,
+        # Locust's own, as they are: whole run after the reset
+        "requests": 80,
+        "failures": 3,
+        "locust_rps_reported": 6.53,
+        # the work in the window: 14 requests from each of users 0, 1 and 3, 13
+        # from user 2 (6 + its 1 s request + 6); 55 / 7 s. (The history's count
+        # says 64 / 9 s = 7.11, Locust's own 6.53.)
+        "rps": 7.86,
+        # completed in the window: 15 each for users 0, 1, 3 and 14 for user 2:
+        # 58 at 500 ms and one at 1000 ms; nearest rank: the 30th, 57th and 59th
+        "mean_ms": 508.5,
+        "p50_ms": 500.0,
+        "p95_ms": 500.0,
+        "p99_ms": 1000.0,
+        # the ramp's 1500 ms requests completed before the window
+        "max_ms": 1000.0,
+        # (4 / 7.857) / 0.50847 s
+        "identity_ratio": 1.001,
+        # min(4 users, 8 slots) / 0.5 s
+        "ceiling_rps": 8.0,
+        "efficiency": 0.982,
+        # no note on the figures' source: only the samples are missing
+        "note": "no load-generator samples",
+    },
+    "uwsgi--slow--d1--u10": {
+        "users": 10,
+        "requests": 150,
+        "locust_rps_reported": 9.68,
+        # every user always in a request: 10 x 12.26 s / 1.02 s of work over 12.26 s
+        # = 9.804. Counting the 130 completions in the window would say 10.60; the
+        # history's count 120 / 13 s = 9.23.
+        "rps": 9.8,
+        "mean_ms": 1020.0,
+        "p50_ms": 1020.0,
+        "p99_ms": 1020.0,
+        "max_ms": 1020.0,
+        "identity_ratio": 1.0,
+        "ceiling_rps": 10.0,
+        "efficiency": 0.98,
+        "note": "no load-generator samples",
+    },
+}
+
+
+def test_cells_with_a_request_log_take_its_exact_figures():
+    rows = {row.cell: row.as_dict() for row in model.summarize_run(REQUESTS_RUN)[1]}
+    assert set(rows) == set(REQUEST_LOG_CELLS)
+    for cell, expected in REQUEST_LOG_CELLS.items():
+        actual = {key: rows[cell][key] for key in expected}
+        assert actual == expected, cell
+
+
+def _log(cell):
+    cell_dir = REQUESTS_RUN / cell
+    requests = locust.read_requests(cell_dir)
+    users = REQUEST_LOG_CELLS[cell]["users"]
+    return requests, locust.users_running_from(locust.read_history(cell_dir), users)
+
+
+def test_the_request_window_leaves_out_the_ramp_up_and_the_stop():
+    requests, running = _log("uwsgi--slow--d0.5--u4")
+    assert len(requests) == 81
+    # the first history row with all 4 users is T0+2: running by the end of that second
+    assert running == T0 + 3
+    figures, why_not = locust.request_figures(requests, running)
+    assert why_not is None
+    assert (figures.window_start, figures.window_end) == (T0 + 4, T0 + 11)
+    assert figures.duration_s == 7
+    assert figures.requests == 59
+    # of the 4 failures, the ramp's and the one at T0+12 fall outside the window
+    assert sum(r.failed for r in requests) == 4
+    assert figures.failures == 2
+    assert figures.rps == pytest.approx(55 / 7)
+    assert figures.mean_ms == pytest.approx(30000 / 59)
+    assert figures.max_ms == 1000.0
+    # the whole file, ramp and all, would have its 1500 ms requests at the top
+    everything, _ = locust.request_figures(requests, None)
+    assert everything.window_start == T0 + 1
+    assert max(r.response_time_us for r in requests) == 1_500_000
+
+
+def test_a_window_edge_that_cuts_a_burst_changes_no_figure():
+    requests, running = _log("uwsgi--slow--d1--u10")
+    figures, _ = locust.request_figures(requests, running)
+    # both edges exact: the start between two bursts, the end on the 14th
+    assert figures.window_start == pytest.approx(T0 + 2.02, abs=1e-6)
+    assert figures.window_end == pytest.approx(T0 + 14.28, abs=1e-6)
+    # bursts 2 .. 14 complete inside, the one on the end included
+    assert figures.requests == 130
+    assert figures.requests / figures.duration_s == pytest.approx(10.60, abs=0.01)
+    assert figures.rps == pytest.approx(10 / 1.02)
+
+
+def test_the_rate_does_not_depend_on_where_the_window_falls():
+    # 100 users started at once, every request 1.02 s, stopped at 20.5 s: bursts of 100
+    latency = 1_020_000
+    requests = [
+        locust.LoggedRequest(start_us=latency * k, response_time_us=latency, failed=False, name="/")
+        for k in range(20)
+        for _ in range(100)
+    ]
+    for running in (0.0, 0.5, 1.0, 1.7):
+        figures, why_not = locust.request_figures(requests, running)
+        assert why_not is None
+        assert figures.rps == pytest.approx(100 / 1.02, rel=1e-9)
+        assert figures.mean_ms == 1020.0
+
+
+def test_without_a_history_row_at_full_users_the_window_starts_at_the_first_request():
+    requests, _ = _log("uwsgi--slow--d1--u10")
+    figures, _ = locust.request_figures(requests, None)
+    assert figures.window_start == pytest.approx(T0 + 1.02, abs=1e-6)
+    # a history that says the users were running before the first request does not count
+    early, _ = locust.request_figures(requests, T0 - 5)
+    assert early.window_start == figures.window_start
+
+
+def test_a_short_request_log_leaves_the_figures_to_locust(tmp_path):
+    source = REQUESTS_RUN / "uwsgi--slow--d1--u10"
+    cell_dir = tmp_path / source.name
+    shutil.copytree(source, cell_dir)
+    log = cell_dir / locust.REQUESTS
+    lines = log.read_text().splitlines()
+    # requests begun before T0+6: last completion T0+6.12, window [T0+2.02, T0+5.1]
+    kept = [line for line in lines[1:] if float(line.split(",")[0]) < T0 + 6]
+    log.write_text("\n".join([lines[0], *kept]) + "\n")
+    (row,) = model.summarize_run(tmp_path)[1]
+    # the history's rate, Locust's latencies
+    assert row.rps == 9.23
+    assert row.p50_ms == 1000
+    assert row.note.startswith(
+        f"{locust.REQUESTS} spans 3.08 s once the ramp-up and the end are left out, fewer "
+        f"than 5: req/s from {locust.HISTORY}, latencies Locust's own (percentiles rounded "
+        "to its buckets)"
+    )
+
+
+def test_a_request_log_of_only_its_header_leaves_the_figures_to_locust(tmp_path):
+    source = REQUESTS_RUN / "uwsgi--slow--d1--u10"
+    cell_dir = tmp_path / source.name
+    shutil.copytree(source, cell_dir)
+    (cell_dir / locust.REQUESTS).write_text("start,response_time_ms,failed,name\n")
+    assert locust.read_requests(cell_dir) == []
+    (row,) = model.summarize_run(tmp_path)[1]
+    assert row.rps == 9.23
+    assert row.note.startswith(f"{locust.REQUESTS} holds no request: req/s from")
+
+
+def test_a_cell_without_a_request_log_has_none():
+    assert locust.read_requests(FIXTURES / "run" / "gunicorn--json--u20") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "expected the header start,response_time_ms,failed,name, got an empty file"),
+        (
+            "start,latency\n",
+            "expected the header start,response_time_ms,failed,name, got start,latency",
+        ),
+        ("start,response_time_ms,failed,name\n1.5,2.0,0\n", "line 2: expected 4 fields, got 3"),
+        (
+            "start,response_time_ms,failed,name\n1.5,2.0,0,/\nsoon,2.0,0,/\n",
+            "line 3: start 'soon' is not a non-negative number",
+        ),
+        (
+            "start,response_time_ms,failed,name\n1.5,-2.0,0,/\n",
+            "line 2: response_time_ms '-2.0' is not a non-negative number",
+        ),
+        (
+            "start,response_time_ms,failed,name\n1.5,NaN,0,/\n",
+            "line 2: response_time_ms 'NaN' is not a non-negative number",
+        ),
+        (
+            "start,response_time_ms,failed,name\n1.5,2.0,True,/\n",
+            "line 2: failed 'True' is not 0 or 1",
+        ),
+    ],
+)
+def test_a_malformed_request_log_is_an_error_naming_file_and_line(tmp_path, text, message):
+    (tmp_path / locust.REQUESTS).write_text(text)
+    with pytest.raises(ReportError) as raised:
+        locust.read_requests(tmp_path)
+    assert str(raised.value) == f"{tmp_path / locust.REQUESTS}: {message}"
+
+
+def test_a_malformed_request_log_fails_the_report(tmp_path, capsys):
+    source = REQUESTS_RUN / "uwsgi--slow--d1--u10"
+    shutil.copytree(source, tmp_path / source.name)
+    log = tmp_path / source.name / locust.REQUESTS
+    log.write_text(log.read_text() + "1795290016.000000,1020.000,0\n")
+    assert cli.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"report: {log}: line 152: expected 4 fields, got 3")
+    assert not (tmp_path / "index.html").exists()
+
+
+def test_times_are_read_as_whole_microseconds():
+    # 0.1 + 0.2 is not 0.3 in binary floating point; in microseconds it is
+    requests = [
+        locust.LoggedRequest(start_us=100_000, response_time_us=200_000, failed=False, name="/")
+    ]
+    assert requests[0].completed_us == 300_000
+    assert exact.share_inside(100_000, 200_000, 0, 300_000) == 1
+    assert exact.share_inside(100_000, 200_000, 200_000, 300_000) == 0.5
+    assert exact.share_inside(100_000, 0, 0, 100_000) == 1
+    assert exact.share_inside(100_000, 0, 0, 99_999) == 0
+
+
+def test_hey_and_locust_share_one_percentile():
+    assert hey.percentile is exact.percentile
+    assert exact.percentile([1_000, 2_000, 3_000, 4_000], 50) == 2_000

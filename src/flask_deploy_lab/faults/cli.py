@@ -31,13 +31,13 @@ from ansible.parsing.splitter import parse_kv
 
 from flask_deploy_lab import PROJECT_DIR
 from flask_deploy_lab.faults import FAULTS, NAMES, render
-
-# Given to every command before the user's arguments (which override them).
-DEFAULT_ARGS = ["-e", "flask_app_workers=2"]
 from flask_deploy_lab.faults.executor import Executor
 from flask_deploy_lab.faults.load import note
 from flask_deploy_lab.faults.outcome import FaultError, Outcome, Verdict
 from flask_deploy_lab.faults.stack import Stack, converge
+
+# Given to every command before the user's arguments (which override them).
+DEFAULT_ARGS = ["-e", "flask_app_workers=2"]
 
 
 @dataclass

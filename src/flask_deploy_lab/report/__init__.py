@@ -19,6 +19,8 @@ Input layout (written by the load-test playbook)
         cell.json
         locust_stats.csv              Locust --csv=<cell-id>/locust --csv-full-history
         locust_stats_history.csv
+        locust_requests.csv           every request of the run, written by the
+                                      locustfile (layout and figures: report.locust)
         locust_failures.csv
         locust_exceptions.csv
         locust_report.html            Locust --html (linked from the page)
@@ -74,22 +76,24 @@ the facts the playbook gathers (``<cell>/facts.json``).
                                     plus [db_mode] when the run has that server in both modes
 
 The measured run is the one Locust writes the CSVs for. Warm-up is a separate
-short run before it whose output is discarded, and the measured run should be
-started with ``--reset-stats`` so its numbers exclude its own ramp-up. The
-report takes latency percentiles, the mean latency and the failures from the
-``Aggregated`` row of ``locust_stats.csv`` as they are. The stats history fixes
-the measured window -- from the first second with all users running to the
-last row -- and only sampler rows inside it count (all rows if fewer than two
-fall inside).
+short run before it whose output is discarded. The stats history fixes when
+all users were running; only sampler rows inside the measured window count
+(all rows if fewer than two fall inside).
 
-Throughput (``rps``) is not Locust's ``Requests/s``: that one divides by the
-whole run, and a closed loop whose users all start at once completes nothing
-for its first mean latency, which biases it low by about latency / duration.
-``rps`` is the increase of the history's cumulative ``Total Request Count``
-(Aggregated rows) from the first row at or after (first second with all users
-running + the mean response time) to the last row, over the time between
-them. With less than 5 s of history past that point, ``rps`` is Locust's own
-figure and the note says so; ``locust_rps_reported`` always is.
+Throughput, mean and percentiles come from ``locust_requests.csv``, every
+request of the run (its start, its response time, whether it failed), over a
+steady window: from one allowance (the mean response time, at least 1 s)
+after all users were running to one allowance before the last completion.
+The rate is each request's share of its own time inside the window, over the
+window's length (a closed loop that starts its users at once completes
+nothing for one latency, and a fixed delay keeps requests in step, so
+counting completions or dividing by the whole run would be off by a burst or
+by the start-up transient); the percentiles are exact (nearest rank) over the
+requests completing in the window. Without that file (a run before it
+existed) ``rps`` is the increase of the history's cumulative ``Total Request
+Count`` past the transient and the percentiles are Locust's own, rounded to
+its buckets; the note says which. ``locust_rps_reported`` is always Locust's
+own ``Requests/s``.
 
 Numbers per cell
 ================
@@ -145,8 +149,10 @@ Modules
 
     cli        main(argv): the command line, writes the three files
     model      a run directory -> summary rows: cells, ceilings, cell warnings
-    locust     Locust's CSVs (stats, history, failures), the steady-window rate
+    locust     Locust's CSVs (stats, history, failures) and its request log:
+               the figures over the steady window
     hey        hey's CSV and JSON: its figures over its measured window
+    exact      nearest-rank percentiles and a request's share of a window
     errors     ReportError: a run that breaks the layout
     samples    the sampler's CSVs, and counters over the measured window
     csvfile    CSV rows and their fields as numbers

@@ -62,8 +62,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from flask_deploy_lab.report.errors import ReportError
-# percentile is part of this module's API: it lives in report.exact, shared with report.locust
-from flask_deploy_lab.report.exact import percentile, share_inside
+from flask_deploy_lab.report.exact import percentile, share_inside  # percentile: API here too
 
 CSV = "hey.csv"
 META = "hey.json"

@@ -8,26 +8,84 @@ Locust runs with ``--csv=<cell>/locust --csv-full-history --html
                               row, cumulative since the statistics were last reset
     locust_failures.csv       one row per (method, name, error) with its occurrences
     locust_report.html        Locust's own page
+    locust_requests.csv       written by the lab's locustfile (see its docstring),
+                              not by Locust: one row per request of the whole run,
+                              ramp-up included, in the order they completed, under
+                              the header ``start,response_time_ms,failed,name``:
+                              start in Unix seconds with six decimals, the response
+                              time in milliseconds with three, failed 0 or 1
 
-Locust's own ``Requests/s`` divides every request by the whole run, start-up
-included. Its users form a closed loop that starts all at once, and nothing
-completes for the first mean latency: the figure comes out low by about
-latency / duration (5 % at a 1 s delay over 20 s). `steady_rate` takes the
-rate from the stats history's cumulative count instead, over the rows past
-that transient.
+Figures from locust_requests.csv (`request_figures`)
+    Locust's statistics are coarse for a short window. The history's cumulative
+    count moves only when a worker reports (every 3 s) and its timestamps are
+    whole seconds, so a rate over 15 s of it can be 20 % off; its percentiles
+    are rounded into buckets. The request log has every request, so its figures
+    are exact, computed as report.hey computes hey's, over this window:
+
+        allowance  A = max(1 s, the mean response time of every request in the file)
+        start      = (when all users were running) + A
+        end        = (the last completion in the file) - A
+
+    "When all users were running" is the end of the first whole second of the
+    stats history whose Aggregated row shows all of the cell's users (its
+    timestamp + 1 s: the timestamp is the second the row was written in,
+    truncated), and never earlier than the first request's start; without such
+    a row, the first request's start. The start leaves out the ramp-up and the
+    first round of requests of a closed loop that has just started. The end
+    allows for how a run stops: Locust kills the requests then in flight, one
+    per user, and the file does not have them. A killed request that had run
+    for less than A started after the window's end, so the window misses
+    nothing of it; only one that had run for longer than A leaves out its part
+    between its start and the window's end: nothing in a cell whose requests
+    all take less than A, next to nothing where they all take about A, as in
+    the delay-bound cells. Over the window:
+
+        requests   the requests that completed in it, both ends included
+        failures   of them, those Locust counted as failed
+        rps        the requests' work done in the window / its length: each
+                   request counts the share of its own time (start to
+                   completion) inside the window, so the rate does not depend
+                   on where an edge cuts a burst of completions
+        mean, p50, p95, p99, max latency, in milliseconds: exact, over the
+                   requests completed in the window (nearest rank)
+
+    Times are whole microseconds, as the file writes them (A rounded to one),
+    so the window's edges are exact. With less than MIN_STEADY_S seconds
+    between start and end there are no figures. The starts come from the
+    clocks of the hosts that ran the users and the history's seconds from the
+    master's: on different hosts they agree as well as those clocks do. A
+    worker lost mid-run takes the requests it had not yet reported with it (up
+    to 3 s of its users'); such a cell is flagged anyway (cell.json's
+    workers_lost).
+
+Figures from Locust's own statistics
+    Without a request log, or with one that spans less than MIN_STEADY_S once
+    the window is cut, the report falls back on Locust's statistics.
+    Locust's own ``Requests/s`` divides every request by the whole run,
+    start-up included. Its users form a closed loop that starts all at once,
+    and nothing completes for the first mean latency: the figure comes out low
+    by about latency / duration (5 % at a 1 s delay over 20 s). `steady_rate`
+    takes the rate from the stats history's cumulative count instead, over the
+    rows past that transient.
 """
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from flask_deploy_lab.report.csvfile import number, read_rows
+from flask_deploy_lab.report.errors import ReportError
+from flask_deploy_lab.report.exact import percentile, share_inside
 
 STATS = "locust_stats.csv"
 HISTORY = "locust_stats_history.csv"
 FAILURES = "locust_failures.csv"
 HTML_REPORT = "locust_report.html"
+REQUESTS = "locust_requests.csv"
+REQUESTS_HEADER = ("start", "response_time_ms", "failed", "name")
 
 # the Name of the row that sums every request name
 AGGREGATED = "Aggregated"
@@ -35,6 +93,11 @@ AGGREGATED = "Aggregated"
 # The least stretch of stats history, past the start-up transient, that
 # `steady_rate` takes a rate from; with less, Locust's own figure stands.
 MIN_STEADY_S = 5.0
+
+# The least allowance A at either end of the request log's window.
+MIN_ALLOWANCE_S = 1.0
+
+US_PER_S = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -142,6 +205,146 @@ def steady_rate(
             f"fewer than {MIN_STEADY_S:g}"
         )
     return (end.requests - start.requests) / seconds, None
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRequest:
+    """One row of locust_requests.csv, its times in whole microseconds, as written."""
+
+    start_us: int  # Unix time the request started
+    response_time_us: int
+    failed: bool
+    name: str
+
+    @property
+    def completed_us(self) -> int:
+        """Unix time the response was read."""
+        return self.start_us + self.response_time_us
+
+
+@dataclass(frozen=True)
+class RequestFigures:
+    """The figures of locust_requests.csv over its measured window (see the
+    module's docstring). The latencies are None when no request completed in it."""
+
+    window_start: float  # Unix time
+    window_end: float
+    requests: int
+    failures: int
+    rps: float
+    mean_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+
+    @property
+    def duration_s(self) -> float:
+        return self.window_end - self.window_start
+
+
+def read_requests(cell_dir: Path) -> list[LoggedRequest] | None:
+    """The rows of the cell's locust_requests.csv; None when it has none; a
+    ReportError, naming the file and line, when a row breaks the shape (the
+    header, four fields, non-negative numbers, failed 0 or 1)."""
+    path = cell_dir / REQUESTS
+    if not path.is_file():
+        return None
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or tuple(field.strip() for field in header) != REQUESTS_HEADER:
+            raise ReportError(
+                f"{path}: expected the header {','.join(REQUESTS_HEADER)}, got "
+                + (",".join(header) if header else "an empty file")
+            )
+        requests = []
+        for fields in reader:
+            if not fields:
+                continue
+            line = reader.line_num
+            expected = len(REQUESTS_HEADER)
+            if len(fields) != expected:
+                raise ReportError(
+                    f"{path}: line {line}: expected {expected} fields, got {len(fields)}"
+                )
+            start, response_time_ms, failed, name = fields
+            if failed.strip() not in ("0", "1"):
+                raise ReportError(f"{path}: line {line}: failed {failed!r} is not 0 or 1")
+            requests.append(
+                LoggedRequest(
+                    start_us=_microseconds(path, line, "start", start, 6),
+                    response_time_us=_microseconds(
+                        path, line, "response_time_ms", response_time_ms, 3
+                    ),
+                    failed=failed.strip() == "1",
+                    name=name,
+                )
+            )
+    return requests
+
+
+def _microseconds(path: Path, line: int, name: str, text: str, places: int) -> int:
+    """A field of seconds (places=6) or milliseconds (places=3) as whole microseconds."""
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite() or value < 0:
+        raise ReportError(f"{path}: line {line}: {name} {text!r} is not a non-negative number")
+    return int(value.scaleb(places).to_integral_value())
+
+
+def users_running_from(history: list[HistoryPoint], users: int) -> float | None:
+    """The end of the first second of the stats history with all users running
+    (its timestamp + 1 s), or None when no row shows them all."""
+    return next((point.time + 1 for point in history if point.users >= users), None)
+
+
+def request_figures(
+    requests: list[LoggedRequest], users_running: float | None
+) -> tuple[RequestFigures | None, str | None]:
+    """(the figures of the request log over its window, None), or (None, why
+    there are none); users_running is when all users were running (Unix time,
+    see `users_running_from`) or None. The window is the module docstring's."""
+    if not requests:
+        return None, f"{REQUESTS} holds no request"
+    mean_all_us = sum(r.response_time_us for r in requests) / len(requests)
+    allowance = max(round(mean_all_us), round(MIN_ALLOWANCE_S * US_PER_S))
+    first_start = min(r.start_us for r in requests)
+    running = first_start
+    if users_running is not None:
+        running = max(first_start, round(users_running * US_PER_S))
+    start = running + allowance
+    end = max(r.completed_us for r in requests) - allowance
+    seconds = (end - start) / US_PER_S
+    if seconds < MIN_STEADY_S:
+        return None, (
+            f"{REQUESTS} spans {max(seconds, 0):.3g} s once the ramp-up and the end are "
+            f"left out, fewer than {MIN_STEADY_S:g}"
+        )
+    inside = [r for r in requests if start <= r.completed_us <= end]
+    latencies = sorted(r.response_time_us for r in inside)
+    work = sum(share_inside(r.start_us, r.response_time_us, start, end) for r in requests)
+
+    def ms(us):
+        return us / 1000 if us is not None else None
+
+    return (
+        RequestFigures(
+            window_start=start / US_PER_S,
+            window_end=end / US_PER_S,
+            requests=len(inside),
+            failures=sum(1 for r in inside if r.failed),
+            rps=work / seconds,
+            mean_ms=ms(sum(latencies) / len(latencies)) if latencies else None,
+            p50_ms=ms(percentile(latencies, 50)),
+            p95_ms=ms(percentile(latencies, 95)),
+            p99_ms=ms(percentile(latencies, 99)),
+            max_ms=ms(latencies[-1] if latencies else None),
+        ),
+        None,
+    )
 
 
 def read_top_failure(cell_dir: Path) -> str | None:

@@ -209,6 +209,18 @@ def _mean(values):
     return sum(values) / len(values) if values else None
 
 
+@dataclass(frozen=True)
+class Measured:
+    """A cell's throughput and latencies, from whichever source the row uses."""
+
+    rps: float | None
+    mean_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+
+
 class _CellReader:
     """Works out one cell's row, collecting notes on what is missing as it goes
     (the note column lists them in that order)."""
@@ -242,7 +254,8 @@ class _CellReader:
         if stats is None:
             self.notes.append(f"no Aggregated row in {locust.STATS}")
             stats = locust.Stats()
-        rps = self.throughput(stats)
+        measured = self.measured(stats)
+        rps = measured.rps
         hey_result = hey.read_hey(cell.directory)
 
         app = self.hosts("app", "unit_cpu_usage_usec")
@@ -288,13 +301,13 @@ class _CellReader:
             failure_ratio=failures / requests if requests and failures is not None else None,
             rps=rps,
             locust_rps_reported=stats.rps,
-            mean_ms=stats.mean_ms,
-            p50_ms=stats.p50_ms,
-            p95_ms=stats.p95_ms,
-            p99_ms=stats.p99_ms,
-            max_ms=stats.max_ms,
+            mean_ms=measured.mean_ms,
+            p50_ms=measured.p50_ms,
+            p95_ms=measured.p95_ms,
+            p99_ms=measured.p99_ms,
+            max_ms=measured.max_ms,
             ideal_latency_ms=ideal_s * 1000 if ideal_s is not None else None,
-            identity_ratio=identity_ratio(cell.users, rps, stats.mean_ms),
+            identity_ratio=identity_ratio(cell.users, rps, measured.mean_ms),
             hey_requests=hey_result.requests if hey_result else None,
             hey_failures=hey_result.non_2xx if hey_result else None,
             hey_rps=hey_result.rps if hey_result else None,
@@ -326,15 +339,44 @@ class _CellReader:
             note="; ".join(self.notes) or None,
         )
 
-    def throughput(self, stats: locust.Stats) -> float | None:
-        """Requests per second over the steady window of the stats history, else
-        Locust's own Requests/s, noting why."""
-        rate, why_not = locust.steady_rate(self.history, self.cell.users, stats.mean_ms)
+    def measured(self, stats: locust.Stats) -> Measured:
+        """The row's rate and latencies: exact, from locust_requests.csv over its
+        window (report.locust), when the cell has one that spans long enough;
+        else Locust's statistics -- the rate over the steady window of the stats
+        history, or Locust's own Requests/s, and Locust's latencies -- noting
+        which and why."""
+        requests = locust.read_requests(self.cell.directory)
+        if requests is None:
+            why_not = f"no {locust.REQUESTS}"
+        else:
+            running = locust.users_running_from(self.history, self.cell.users)
+            figures, why_not = locust.request_figures(requests, running)
+            if figures is not None:
+                return Measured(
+                    rps=figures.rps,
+                    mean_ms=figures.mean_ms,
+                    p50_ms=figures.p50_ms,
+                    p95_ms=figures.p95_ms,
+                    p99_ms=figures.p99_ms,
+                    max_ms=figures.max_ms,
+                )
+        latencies = "latencies Locust's own (percentiles rounded to its buckets)"
+        rate, why_not_steady = locust.steady_rate(self.history, self.cell.users, stats.mean_ms)
         if rate is not None:
-            return rate
-        if stats.rps is not None:
-            self.notes.append(f"req/s is Locust's own Requests/s: {why_not}")
-        return stats.rps
+            self.notes.append(f"{why_not}: req/s from {locust.HISTORY}, {latencies}")
+        else:
+            rate = stats.rps
+            self.notes.append(f"{why_not}: {latencies}")
+            if rate is not None:
+                self.notes.append(f"req/s is Locust's own Requests/s: {why_not_steady}")
+        return Measured(
+            rps=rate,
+            mean_ms=stats.mean_ms,
+            p50_ms=stats.p50_ms,
+            p95_ms=stats.p95_ms,
+            p99_ms=stats.p99_ms,
+            max_ms=stats.max_ms,
+        )
 
     def config(self) -> str:
         cell = self.cell

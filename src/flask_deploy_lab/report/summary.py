@@ -67,16 +67,29 @@ class Row:
     db_mode: str | None = column("db mode", "naive (a connection per request) or pool", table=40)
     endpoint: str = column("endpoint", "the endpoint under load", table=2)
     users: int = column("users", "concurrent Locust users (closed loop, wait 0)", table=3)
-    # Locust: the Aggregated row of locust_stats.csv, and its stats history
-    requests: int | None = column("requests", "requests in the measured run", table=21)
-    failures: int | None = column("failures", "failed requests in the measured run", table=22)
+    # Locust: its request log (locust_requests.csv) where the cell has one, else the
+    # Aggregated row of locust_stats.csv and its stats history (report.locust)
+    requests: int | None = column(
+        "requests",
+        "requests in the measured run: Locust's Request Count (locust_stats.csv)",
+        table=21,
+    )
+    failures: int | None = column(
+        "failures",
+        "failed requests in the measured run: Locust's Failure Count (locust_stats.csv)",
+        table=22,
+    )
     failure_ratio: float | None = column("fail ratio", "failures / requests", digits=4, table=23)
     rps: float | None = column(
         "req/s",
-        "throughput, the headline figure: Locust's completed requests per second over the "
-        "steady window (the stats history's cumulative count, from the first second with "
-        "all users running plus one mean latency to the end); Locust's own Requests/s when "
-        "the history holds less than 5 s of it (the note says so)",
+        "throughput, the headline figure. From the request log (locust_requests.csv) when "
+        "the cell has one: the requests' work in its window / the window's length, each "
+        "request counting the share of its time inside the window, which runs from all "
+        "users running + A to the last completion - A, A = max(1 s, mean response time). "
+        "Without one (or with less than 5 s in that window): Locust's completed requests "
+        "per second over the steady window of its stats history (from the first second "
+        "with all users running plus one mean latency to the end); Locust's own "
+        "Requests/s when the history holds less than 5 s of it. The note says which",
         unit="requests/s",
         digits=2,
         table=6,
@@ -89,12 +102,42 @@ class Row:
         table=7,
     )
     mean_ms: float | None = column(
-        "mean ms", "mean latency: Locust's Average Response Time", unit="ms", digits=1, table=10
+        "mean ms",
+        "mean latency of the request log's requests completed in its window; without "
+        "the log, Locust's Average Response Time",
+        unit="ms",
+        digits=1,
+        table=10,
     )
-    p50_ms: float | None = column("p50 ms", "median latency", unit="ms", table=11)
-    p95_ms: float | None = column("p95 ms", "95th percentile latency", unit="ms", table=12)
-    p99_ms: float | None = column("p99 ms", "99th percentile latency", unit="ms", table=13)
-    max_ms: float | None = column("max ms", "slowest request", unit="ms", digits=1, table=14)
+    p50_ms: float | None = column(
+        "p50 ms",
+        "median latency: exact (nearest rank) over the request log's window; without "
+        "the log, Locust's, rounded to its buckets",
+        unit="ms",
+        table=11,
+    )
+    p95_ms: float | None = column(
+        "p95 ms",
+        "95th percentile latency: exact (nearest rank) over the request log's window; "
+        "without the log, Locust's, rounded to its buckets",
+        unit="ms",
+        table=12,
+    )
+    p99_ms: float | None = column(
+        "p99 ms",
+        "99th percentile latency: exact (nearest rank) over the request log's window; "
+        "without the log, Locust's, rounded to its buckets",
+        unit="ms",
+        table=13,
+    )
+    max_ms: float | None = column(
+        "max ms",
+        "slowest request completed in the request log's window; without the log, "
+        "Locust's Max Response Time",
+        unit="ms",
+        digits=1,
+        table=14,
+    )
     ideal_latency_ms: float | None = column(
         "ideal ms",
         "closed-loop latency of a perfect server, delay-bound endpoints: "
@@ -105,8 +148,8 @@ class Row:
     )
     identity_ratio: float | None = column(
         "identity",
-        "(users / req/s) / mean latency: 1.0 in a closed loop whose measurement sees all "
-        "of each user's time",
+        "(users / req/s) / mean latency, both from the same source: 1.0 in a closed loop "
+        "whose measurement sees all of each user's time",
         digits=3,
         table=16,
     )
@@ -122,7 +165,8 @@ class Row:
     )
     hey_rps: float | None = column(
         "hey req/s",
-        "hey's requests completed in the window / its duration",
+        "hey's requests' work in its window / the window's duration, each request "
+        "counting the share of its time inside the window",
         unit="requests/s",
         digits=2,
         table=8,
