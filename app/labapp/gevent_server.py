@@ -31,6 +31,12 @@ def main(argv=None):
         help="requests served at once (default 1000)",
     )
     parser.add_argument(
+        "--backlog",
+        type=positive_int,
+        default=1024,
+        help="connections waiting to be accepted (default 1024)",
+    )
+    parser.add_argument(
         "--graceful-timeout",
         type=float,
         default=10.0,
@@ -43,7 +49,9 @@ def main(argv=None):
 
     app = create_app()
     # No access log, like the other servers' defaults; errors still go to stderr.
-    server = NoDelayWSGIServer(args.bind, app, spawn=Pool(args.greenlets), log=None, backlog=1024)
+    server = NoDelayWSGIServer(
+        args.bind, app, spawn=Pool(args.greenlets), log=None, backlog=args.backlog
+    )
     stop_on_signals(server, args.graceful_timeout)
     log.info("serving on %s:%d with up to %d greenlets", *args.bind, args.greenlets)
     server.serve_forever()

@@ -22,7 +22,7 @@ PER_PROCESS = ("one", "threads", "greenlets", "unbounded")
 BOUND = ("cpu", "db", "io", "none")
 PLACEHOLDERS = (
     "venv", "host", "port", "bind", "config_dir", "workers", "threads", "greenlets", "app",
-    "graceful_timeout",
+    "graceful_timeout", "backlog",
 )  # fmt: skip
 
 

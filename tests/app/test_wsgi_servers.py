@@ -56,6 +56,7 @@ def render_config(server, values, config_dir):
         "flask_app_threads": values["threads"],
         "flask_app_greenlets": values["greenlets"],
         "flask_app_graceful_timeout": values["graceful_timeout"],
+        "flask_app_listen_backlog": 128,
         "__flask_app_this": server,
         "__flask_app_venv": values["venv"],
         "__flask_app_bind": values["bind"],
@@ -78,6 +79,7 @@ def command(server, port, config_dir):
         "greenlets": GREENLETS,
         "app": server.app,
         "graceful_timeout": GRACEFUL_TIMEOUT,
+        "backlog": 1024,
     }
     if server.config:
         render_config(server, values, config_dir)
@@ -128,9 +130,12 @@ def test_serves_every_kind_of_endpoint(server):
 
 
 def test_kept_alive_connections_do_not_stall(server):
-    # nginx keeps its upstream connections open. A server that sends a
-    # response in two writes without TCP_NODELAY makes every request after the
-    # first on a connection wait for the peer's delayed ACK (40 ms on Linux).
+    # nginx keeps its upstream connections open to the servers whose catalogue
+    # entry says keepalive: true, and any client may keep one open to any
+    # server (the others close it after each response; http.client reopens).
+    # A server that sends a response in two writes without TCP_NODELAY makes
+    # every request after the first on a connection wait for the peer's
+    # delayed ACK (40 ms on Linux).
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     seconds = []
     try:
