@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterator
 from pathlib import Path
+
+from flask_deploy_lab.report.errors import ReportError
 
 
 def read_rows(path: Path) -> list[dict[str, str]] | None:
@@ -14,6 +17,29 @@ def read_rows(path: Path) -> list[dict[str, str]] | None:
         return None
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def checked_rows(path: Path, header: tuple[str, ...], what: str) -> Iterator[tuple[int, list]]:
+    """(line number, fields) of each non-empty row of a CSV file that must start with
+    exactly this header and hold as many fields in every row; a ReportError naming
+    the file (and the line) otherwise. ``what`` names the header in the message."""
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        found = next(reader, None)
+        if found is None or tuple(field.strip() for field in found) != header:
+            raise ReportError(
+                f"{path}: expected {what} {','.join(header)}, got "
+                + (",".join(found) if found else "an empty file")
+            )
+        for fields in reader:
+            if not fields:
+                continue
+            if len(fields) != len(header):
+                raise ReportError(
+                    f"{path}: line {reader.line_num}: expected {len(header)} fields, "
+                    f"got {len(fields)}"
+                )
+            yield reader.line_num, fields
 
 
 def number(text: str | None) -> int | float | None:

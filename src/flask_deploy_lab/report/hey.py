@@ -55,12 +55,12 @@ A file that breaks this shape fails the report with a ReportError naming it.
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from flask_deploy_lab.report.csvfile import checked_rows
 from flask_deploy_lab.report.errors import ReportError
 from flask_deploy_lab.report.exact import percentile, share_inside  # percentile: API here too
 
@@ -159,33 +159,18 @@ def _share_inside(request: Request, start: Decimal, end: Decimal) -> Decimal:
 def read_requests(path: Path) -> list[Request]:
     """The rows of a hey.csv; ReportError, naming the file and line, when one breaks
     the shape (the header, eight fields, non-negative numbers, an integer status)."""
-    with path.open(newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or tuple(field.strip() for field in header) != HEADER:
+    requests = []
+    for line, fields in checked_rows(path, HEADER, "hey's CSV header"):
+        values = dict(zip(HEADER, fields, strict=True))
+        status_text = values.pop("status-code")
+        times = {name: _seconds(path, line, name, text) for name, text in values.items()}
+        try:
+            status = int(status_text)
+        except ValueError:
             raise ReportError(
-                f"{path}: expected hey's CSV header {','.join(HEADER)}, got "
-                + (",".join(header) if header else "an empty file")
-            )
-        requests = []
-        for fields in reader:
-            if not fields:
-                continue
-            line = reader.line_num
-            if len(fields) != len(HEADER):
-                raise ReportError(
-                    f"{path}: line {line}: expected {len(HEADER)} fields, got {len(fields)}"
-                )
-            values = dict(zip(HEADER, fields, strict=True))
-            status_text = values.pop("status-code")
-            times = {name: _seconds(path, line, name, text) for name, text in values.items()}
-            try:
-                status = int(status_text)
-            except ValueError:
-                raise ReportError(
-                    f"{path}: line {line}: status-code {status_text!r} is not an integer"
-                ) from None
-            requests.append(Request(times["response-time"], status, times["offset"]))
+                f"{path}: line {line}: status-code {status_text!r} is not an integer"
+            ) from None
+        requests.append(Request(times["response-time"], status, times["offset"]))
     return requests
 
 

@@ -71,12 +71,11 @@ Figures from Locust's own statistics
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from flask_deploy_lab.report.csvfile import number, read_rows
+from flask_deploy_lab.report.csvfile import checked_rows, number, read_rows
 from flask_deploy_lab.report.errors import ReportError
 from flask_deploy_lab.report.exact import percentile, share_inside
 
@@ -250,37 +249,19 @@ def read_requests(cell_dir: Path) -> list[LoggedRequest] | None:
     path = cell_dir / REQUESTS
     if not path.is_file():
         return None
-    with path.open(newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or tuple(field.strip() for field in header) != REQUESTS_HEADER:
-            raise ReportError(
-                f"{path}: expected the header {','.join(REQUESTS_HEADER)}, got "
-                + (",".join(header) if header else "an empty file")
+    requests = []
+    for line, fields in checked_rows(path, REQUESTS_HEADER, "the header"):
+        start, response_time_ms, failed, name = fields
+        if failed.strip() not in ("0", "1"):
+            raise ReportError(f"{path}: line {line}: failed {failed!r} is not 0 or 1")
+        requests.append(
+            LoggedRequest(
+                start_us=_microseconds(path, line, "start", start, 6),
+                response_time_us=_microseconds(path, line, "response_time_ms", response_time_ms, 3),
+                failed=failed.strip() == "1",
+                name=name,
             )
-        requests = []
-        for fields in reader:
-            if not fields:
-                continue
-            line = reader.line_num
-            expected = len(REQUESTS_HEADER)
-            if len(fields) != expected:
-                raise ReportError(
-                    f"{path}: line {line}: expected {expected} fields, got {len(fields)}"
-                )
-            start, response_time_ms, failed, name = fields
-            if failed.strip() not in ("0", "1"):
-                raise ReportError(f"{path}: line {line}: failed {failed!r} is not 0 or 1")
-            requests.append(
-                LoggedRequest(
-                    start_us=_microseconds(path, line, "start", start, 6),
-                    response_time_us=_microseconds(
-                        path, line, "response_time_ms", response_time_ms, 3
-                    ),
-                    failed=failed.strip() == "1",
-                    name=name,
-                )
-            )
+        )
     return requests
 
 
