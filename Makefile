@@ -20,7 +20,7 @@ export FDL_NO_SKIP ?= 1
 PY_REQUIREMENTS := requirements.txt app/requirements.txt loadtest/requirements.txt pyproject.toml
 
 .PHONY: help setup doctor packages venv image lint lab-up lab-down test test-unit test-vagrant test-lab \
-	molecule test-e2e test-fresh bench locust-ui locust-ui-stop faults clean
+	molecule test-e2e test-fresh bench compare locust-ui locust-ui-stop faults clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -81,6 +81,10 @@ clean: lab-down  ## lab-down, and drop caches and reports
 
 bench: lab-up  ## converge and load-test each server on a concurrency ladder, then the report (SERVERS= ENDPOINTS= LADDER= DELAYS= USERS= DURATION=)
 	fdl-bench
+
+compare: venv  ## run B against run A per configuration, exit 1 on a regression (A= B= THRESHOLD= OUT= GATE_SINGLE_RUNS=1)
+	@test -n "$(A)" && test -n "$(B)" || { echo "usage: make compare A=<run dir> B=<run dir> [THRESHOLD=0.05] [OUT=<dir>] [GATE_SINGLE_RUNS=1]" >&2; exit 2; }
+	fdl-compare "$(A)" "$(B)" $(if $(THRESHOLD),--threshold "$(THRESHOLD)") $(if $(OUT),--out "$(OUT)") $(if $(filter 1 yes true,$(GATE_SINGLE_RUNS)),--gate-single-runs)
 
 locust-ui: venv  ## Locust's web UI on the lab (stop it: make locust-ui-stop)
 	ansible-playbook playbooks/loadtest.yml -e locust_ui=true

@@ -44,15 +44,32 @@ Measured runs
     writes ``<prefix>_requests.csv``, the request log: one row per request of
     the run, ramp-up included (``--reset-stats`` does not apply to it; a
     process that runs several tests, as the web UI can, logs them all), sorted
-    by completion, under the header ``start,response_time_ms,failed,name``:
+    by completion, under the header ``start,response_time_ms,failed,name,stopped_at``:
     ``start`` is when the request started, in Unix seconds with six decimals
     (the ``start_time`` Locust's request event passes, from the clock of the
     host that ran the user), ``response_time_ms`` Locust's response time in
     milliseconds with three, ``failed`` 1 when Locust counted the request as
-    a failure, else 0, and ``name`` its Locust name. Locust's statistics
-    round response times into buckets and its history counts move only when
-    a worker reports; the report takes its exact figures from this file
-    instead. Without ``--csv`` nothing is written.
+    a failure, else 0, ``name`` its Locust name, and ``stopped_at`` empty.
+    After them come the requests that were still in flight when the test
+    stopped, oldest first, one row each: ``start`` when the user began it (the
+    time taken just before Locust's own), ``response_time_ms`` and ``failed``
+    empty, ``name``, and ``stopped_at`` when the process that ran the user
+    stopped the test (Unix seconds, six decimals): ``stopped_at - start`` is
+    how long it had waited. Locust's statistics round response times into
+    buckets, its history counts move only when a worker reports, and it counts
+    no request it killed at the stop; the report takes its exact figures from
+    this file instead, and from the in-flight rows whether the stop cut off
+    latency the percentiles do not hold. (A log written before the in-flight
+    rows existed has the header ``start,response_time_ms,failed,name`` and no
+    such rows; the report reads both.) Without ``--csv`` nothing is written.
+
+    How the requests in flight are known: every user's HTTP client notes each
+    request it begins and forgets it once it returns, answered or failed
+    (`InFlight`); a request Locust kills when it stops the users never
+    returns. On ``test_stop``, which fires once the users are stopped, the
+    process (a worker, or a single process) moves what is still noted into
+    its request log with the time, and a worker's next report (the final one)
+    carries them to the master.
 
     How the rows travel: each worker keeps the requests it recorded since its
     last report to the master and adds them to that report (the
@@ -66,8 +83,8 @@ Measured runs
     it has waited. The file therefore holds the requests Locust's own final
     statistics count (and, with ``--reset-stats``, also those that completed
     before the reset): a report arriving too late for Locust is missing from
-    both, and so are the requests in flight when the users were stopped,
-    which Locust kills without counting them.
+    both. The requests in flight when the users were stopped, which Locust
+    kills without counting them, are the file's in-flight rows.
 
     Memory: the process that writes the file keeps about 21 bytes a request,
     a worker only those since its last report. At most ``REQUEST_LOG_CAP``
@@ -77,7 +94,8 @@ Measured runs
     two reports. Past that the log is abandoned (a worker's, and with it the
     master's), a warning goes to Locust's log, and no file is written (a file
     of that name left from an earlier run is removed), so that no partial log
-    passes for a whole one.
+    passes for a whole one. The in-flight rows, at most one per user, are
+    kept beside the cap.
 
 Measurement rules
     Every user waits 0 s between requests: the load is a closed loop of
@@ -102,6 +120,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import functools
+import itertools
 import logging
 import os
 import time
@@ -121,7 +141,7 @@ DEFAULTS = {
 QUERIES_MIN, QUERIES_MAX = 1, 500
 
 REQUEST_LOG_SUFFIX = "_requests.csv"
-REQUEST_LOG_HEADER = ("start", "response_time_ms", "failed", "name")
+REQUEST_LOG_HEADER = ("start", "response_time_ms", "failed", "name", "stopped_at")
 REQUEST_LOG_CAP = int(os.environ.get("LOADTEST_REQUEST_LOG_CAP") or 2_000_000)
 # the key of a worker's report that carries its requests to the master
 REQUEST_LOG_KEY = "request_log"
@@ -248,10 +268,55 @@ def _non_empty(resp):
     return None if resp.content else "empty body"
 
 
+class InFlight:
+    """The requests this process's users have begun and not yet seen return."""
+
+    def __init__(self):
+        self._begun = {}  # token -> (Unix time begun, name)
+        self._tokens = itertools.count()
+
+    def __len__(self):
+        return len(self._begun)
+
+    def tracking(self, request):
+        """`request` (an HTTP client's request method), noting each call here
+        while it runs. A call that returns or raises an error is forgotten; one
+        killed (GreenletExit, as Locust stops its users) stays noted."""
+
+        @functools.wraps(request)
+        def tracked(method, url, *args, name=None, **kwargs):
+            token = next(self._tokens)
+            self._begun[token] = (time.time(), name or url)
+            try:
+                response = request(method, url, *args, name=name, **kwargs)
+            except Exception:
+                self._begun.pop(token, None)
+                raise
+            self._begun.pop(token, None)
+            return response
+
+        return tracked
+
+    def take(self):
+        """[(Unix time begun, name)] of what is noted, oldest first; forgets them."""
+        begun = sorted(self._begun.values(), key=lambda item: item[0])
+        self._begun.clear()
+        return begun
+
+
+# the requests in flight of this process's users
+IN_FLIGHT = InFlight()
+
+
 class _EndpointUser(FastHttpUser):
     abstract = True
     wait_time = constant(0)
     endpoint = ""
+
+    def __init__(self, environment):
+        super().__init__(environment)
+        # every request of the user goes through client.request (get, post, ...)
+        self.client.request = IN_FLIGHT.tracking(self.client.request)
 
     def option(self, name):
         return _option(self.environment, name)
@@ -358,7 +423,9 @@ class TasksUser(_EndpointUser):
 
 
 class RequestLog:
-    """Requests kept in columns (about 21 bytes each), at most `cap` of them.
+    """Requests kept in columns (about 21 bytes each), at most `cap` of them,
+    and beside them the requests in flight when a test stopped (`unfinished`:
+    Unix time begun, Unix time stopped, name).
 
     One more than the cap abandons the log: what it holds is dropped, and it
     only counts the requests it is handed from then on (`overflowed`).
@@ -377,6 +444,7 @@ class RequestLog:
         self.name_ids = array("I")  # indexes into names
         self.names = []
         self._name_id = {}
+        self.unfinished = []  # (start, stopped, name) of each request in flight at a stop
 
     def __len__(self):
         return len(self.starts)
@@ -396,6 +464,12 @@ class RequestLog:
         self.response_times.append(response_time)
         self.failed.append(1 if failed else 0)
         self.name_ids.append(name_id)
+
+    def add_unfinished(self, begun, stopped):
+        """The requests in flight when the test stopped: InFlight.take()'s
+        (start, name) pairs, and the Unix time of the stop."""
+        if not self.overflowed:
+            self.unfinished += [(start, stopped, name) for start, name in begun]
 
     def _overflow(self):
         logger.warning(
@@ -424,6 +498,7 @@ class RequestLog:
             "failed": list(self.failed),
             "name": self.name_ids.tolist(),
             "names": self.names,
+            "unfinished": [list(item) for item in self.unfinished],
             "seen": self.seen,
             "overflowed": self.overflowed,
         }
@@ -451,10 +526,13 @@ class RequestLog:
             strict=True,
         ):
             self.add(start, response_time, failed, names[name_id])
+        if not self.overflowed:
+            self.unfinished += [tuple(item) for item in message.get("unfinished", ())]
 
     def write(self, path):
-        """The requests, sorted by completion, into the CSV file at path (written
-        whole or not at all); nothing, and no stale file there, once abandoned."""
+        """The requests, sorted by completion, then those in flight at a stop,
+        oldest first, into the CSV file at path (written whole or not at all);
+        nothing, and no stale file there, once abandoned."""
         if self.overflowed:
             logger.warning(
                 "the request log went over its cap (%d requests seen, a process keeps at "
@@ -479,22 +557,41 @@ class RequestLog:
                         f"{response_times[i]:.3f}",
                         self.failed[i],
                         self.names[self.name_ids[i]],
+                        "",
                     )
                 )
+            for start, stopped, name in sorted(self.unfinished):
+                writer.writerow((f"{start:.6f}", "", "", name, f"{stopped:.6f}"))
         os.replace(partial, path)
-        logger.info("wrote %d requests to %s", len(self), path)
+        logger.info(
+            "wrote %d requests and %d in flight at the stop to %s",
+            len(self),
+            len(self.unfinished),
+            path,
+        )
+
+
+def _take_unfinished(log):
+    """A test_stop listener: the requests still in flight once the users are stopped."""
+
+    def on_test_stop(**_kwargs):
+        log.add_unfinished(IN_FLIGHT.take(), time.time())
+
+    return on_test_stop
 
 
 @events.init.add_listener
 def _log_requests(environment, **_kwargs):
-    """Record every request: a worker for its next report to the master, the
-    master or a single process for the request log it writes when it quits."""
+    """Record every request, and those in flight when a test stops: a worker
+    for its next report to the master, the master or a single process for the
+    request log it writes when it quits."""
     runner = environment.runner
     if runner is None:
         return
     if isinstance(runner, WorkerRunner):
         since_report = RequestLog()
         environment.events.request.add_listener(since_report.on_request)
+        environment.events.test_stop.add_listener(_take_unfinished(since_report))
 
         def on_report_to_master(client_id, data, **_kwargs):
             data[REQUEST_LOG_KEY] = since_report.take()
@@ -514,6 +611,7 @@ def _log_requests(environment, **_kwargs):
         environment.events.worker_report.add_listener(on_worker_report)
     else:
         environment.events.request.add_listener(log.on_request)
+        environment.events.test_stop.add_listener(_take_unfinished(log))
     environment.events.quit.add_listener(lambda **_kwargs: log.write(prefix + REQUEST_LOG_SUFFIX))
 
 

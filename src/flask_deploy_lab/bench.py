@@ -15,8 +15,10 @@ takes the sizing's expected concurrency instead), by Locust and then by hey, the
 independent client. Every other endpoint is one cell of USERS users. A cell that
 fails is recorded and the bench goes on; at the end the report
 (``flask_deploy_lab.report``) writes ``reports/<run-id>/index.html``, each
-target's verdict is printed (``flask_deploy_lab.targets``), and the exit status
-is 1 if any cell failed or missed a target. Server and endpoint names are the
+target's verdict is printed (``flask_deploy_lab.targets``), then each invalid
+cell of any endpoint with why (the report's validity rules: its figures are
+not results), and the exit status is 1 if any cell failed, missed a target or
+is invalid. Server and endpoint names are the
 catalogue's (catalogue.yml); an unknown one stops the bench before anything runs.
 
 Every option has an environment variable (the make variables of the same name):
@@ -52,8 +54,9 @@ from datetime import UTC, datetime
 from flask_deploy_lab import PROJECT_DIR, catalogue, targets
 from flask_deploy_lab.ansible import run_module, run_playbook
 from flask_deploy_lab.cell import AppDeployment, FactsError
-from flask_deploy_lab.report import locust
+from flask_deploy_lab.report import locust, model
 from flask_deploy_lab.report.model import ReportError, summarize_run
+from flask_deploy_lab.report.summary import Row
 
 DEFAULT_LADDER = "0.5 1 2 4"
 DEFAULT_DELAYS = "1 0.5"
@@ -343,7 +346,7 @@ def main(argv=None):
         check=False,
     )
     print((report.stdout + report.stderr).strip(), flush=True)
-    verdicts = judge(run_dir)
+    verdicts, rows = judge(run_dir)
     print(f"bench {args.run_id}: {total - len(failures)} of {total} cells in "
           f"{clock(time.monotonic() - started)}")  # fmt: skip
     for cell_id, why in failures:
@@ -351,32 +354,54 @@ def main(argv=None):
     index_html = run_dir / "index.html"
     if index_html.is_file():
         print(f"report: {index_html}")
+    return exit_status(failures, report.returncode, verdicts, rows)
+
+
+def exit_status(failures, report_returncode, verdicts, rows) -> int:
+    """1 when a cell failed, the report could not be written, a verdict missed a
+    target or a cell is invalid (saying how many of each of the last two); else 0."""
     missed = [v for v in verdicts if not v.met]
     if missed:
         print(f"{len(missed)} of {len(verdicts)} verdicts missed a target")
-    return 1 if failures or report.returncode or missed else 0
+    invalid = [row for row in rows if row.valid is False]
+    if invalid:
+        print(f"{len(invalid)} of {len(rows)} cells invalid: their figures are not results")
+    return 1 if failures or report_returncode or missed or invalid else 0
 
 
-def judge(run_dir) -> list[targets.Verdict]:
-    """Prints each target's verdict for the run's cells; returns them."""
+def judge(run_dir) -> tuple[list[targets.Verdict], list[Row]]:
+    """Prints each target's verdict for the run's cells, then each invalid cell
+    (of any endpoint) and why; returns (the verdicts, every row)."""
     try:
         _, rows = summarize_run(run_dir)
     except ReportError as error:
         print(f"targets: cannot read the run: {error}")
-        return []
+        return [], []
     verdicts = targets.check(rows)
     print(
         f"targets (delay-bound cells, Locust and hey): throughput >= {targets.TARGET_EFFICIENCY} "
         f"of min(users, slots) / delay (one-at-a-time servers: within "
         f"{targets.SERIAL_TOLERANCE:.0%} of 1 / delay), p99 <= {targets.TARGET_P99_FACTOR} x the "
-        f"closed-loop ideal, 0 failures, the clients within {targets.CLIENTS_AGREE:.0%}, "
-        f"users / throughput within {targets.IDENTITY_TOLERANCE:.0%} of the mean latency"
+        f"closed-loop ideal, 0 failures, the clients within {targets.CLIENTS_AGREE:.0%}; "
+        "an invalid cell is not judged and misses"
     )
     for verdict in verdicts or []:
         print(f"  {'met   ' if verdict.met else 'MISSED'} {verdict.line}")
     if not verdicts:
         print("  no delay-bound cells to judge")
-    return verdicts
+    invalid = [row for row in rows if row.valid is False]
+    print(
+        f"validity (every cell): no load generator above {model.SATURATED_CPU_PERCENT:g} % CPU "
+        f"or Locust process above {model.SATURATED_PROCESS_CORES:g} of a core in any sample, nor "
+        "Locust's CPU warning; no worker lost; no request in flight at the stop older than the "
+        f"p99; efficiency <= {model.MAX_EFFICIENCY:g}; a ceiling; users / throughput within "
+        f"{targets.IDENTITY_TOLERANCE:.0%} of the mean latency (Locust's, hey's)"
+    )
+    for row in invalid:
+        print(f"  INVALID {row.cell}: {'; '.join(row.invalid_reasons)}")
+    if not invalid:
+        print(f"  all {len(rows)} cells valid")
+    return verdicts, rows
 
 
 def aggregated(cell_dir):

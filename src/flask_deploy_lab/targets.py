@@ -6,8 +6,18 @@
 
 Only delay-bound cells are judged: the endpoint has a ``delay_param`` in
 catalogue.yml and the cell's ``delay_s`` is above 0. Each gets a verdict for
-Locust, and one for hey when the cell holds a hey run; a verdict is met when
-none of these rules is broken for its client:
+Locust, and one for hey when the cell holds a hey run.
+
+validity
+    A cell the report marks invalid (its ``valid`` column: report.model's
+    validity rules, among them a saturated load generator, no ceiling and
+    users / rate off the mean latency by more than IDENTITY_TOLERANCE, 5 %,
+    Locust's or hey's) is not judged: its figures are not results, so both of
+    its verdicts miss, their reasons the cell's ``invalid_reasons``, each
+    after "invalid: ". A row of an older summary.json without the column has
+    its validity worked out by the same rules from its other columns.
+
+A valid cell's verdict is met when none of these rules is broken for its client:
 
 throughput
     A server that holds one request at a time (the catalogue's ``processes:
@@ -26,15 +36,11 @@ failures
 agreement
     Locust's and hey's rates within CLIENTS_AGREE (5 %) of hey's: further
     apart, one of them is not measuring the server, and both verdicts miss.
-identity
-    (users / rate) / mean latency within IDENTITY_TOLERANCE (5 %) of 1.0: a
-    closed loop keeps each user in a request all the time, so a ratio off 1.0
-    is time the measurement does not see.
-saturated load generator
-    A cell whose load generator was saturated (``generator_saturated``) is
-    not judged on throughput: it misses with the reason "load generator
-    saturated", and a disagreement between the clients is put down to it
-    rather than counted.
+
+The closed-loop identity ((users / rate) / mean latency within
+IDENTITY_TOLERANCE of 1.0: each user is in a request all the time, so a ratio
+off 1.0 is time the measurement does not see) is one of the validity rules,
+whose tolerance is kept here.
 
 Server names appear nowhere here: what a server is comes from its catalogue
 entry.
@@ -56,11 +62,12 @@ IDENTITY_TOLERANCE = 0.05
 
 # Figures at a target's limit meet it: the report rounds them (rps to 0.01,
 # ratios to 0.001), and a rounded 1.05 minus 1 is a hair above 0.05 in binary.
-_SLACK = 1e-9
+# (The report's validity rules allow the same.)
+ROUNDING_SLACK = 1e-9
 
 LOCUST, HEY = "locust", "hey"
 _NAMES = {LOCUST: "Locust", HEY: "hey"}
-SATURATED = "load generator saturated"
+INVALID = "invalid: "
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ def clients_agree(rps: float | None, hey_rps: float | None) -> bool | None:
         return None
     if hey_rps == 0:
         return rps == 0
-    return abs(rps - hey_rps) / hey_rps <= CLIENTS_AGREE + _SLACK
+    return abs(rps - hey_rps) / hey_rps <= CLIENTS_AGREE + ROUNDING_SLACK
 
 
 def check(rows: Iterable[Row | Mapping]) -> list[Verdict]:
@@ -118,6 +125,18 @@ def _num(value) -> str:
     return "n/a" if value is None else f"{value:g}"
 
 
+def invalid_reasons(row: Row) -> tuple[str, ...]:
+    """Why the row's figures are not results (empty: they are): its
+    invalid_reasons, or for a row that does not say (valid is None, an older
+    summary.json) the report's validity rules applied to its columns."""
+    if row.valid is not None:
+        return tuple(row.invalid_reasons or ())
+    # here, not at the top: report.model imports this module for its constants
+    from flask_deploy_lab.report.model import invalid_reasons as rules
+
+    return tuple(rules(row))
+
+
 def _judge(row: Row, client: str) -> Verdict:
     if client == LOCUST:
         rps, p99_ms, identity = row.rps, row.p99_ms, row.identity_ratio
@@ -128,33 +147,28 @@ def _judge(row: Row, client: str) -> Verdict:
         failures, failure_word = row.hey_failures, "non-2xx"
         other, other_rps = LOCUST, row.rps
     serial = serves_one_at_a_time(row.server)
-    saturated = bool(row.generator_saturated)
     figures, reasons = [], []
 
     # throughput
-    if saturated:
-        reasons.append(SATURATED)
     if rps is None:
         figures.append("no rate measured")
-        if not saturated:
-            reasons.append("no rate measured")
+        reasons.append("no rate measured")
     elif serial:
         expected = 1 / row.delay_s
         off = (rps - expected) / expected
         figures.append(f"{_num(rps)} req/s, 1/delay = {expected:g} ({off * 100:+.1f} %)")
-        if not saturated and abs(off) > SERIAL_TOLERANCE + _SLACK:
+        if abs(off) > SERIAL_TOLERANCE + ROUNDING_SLACK:
             reasons.append(
                 f"rate {off * 100:+.1f} % off 1/delay, beyond {SERIAL_TOLERANCE * 100:g} %"
             )
     elif row.ceiling_rps:
         efficiency = rps / row.ceiling_rps
         figures.append(f"{_num(rps)} req/s of {_num(row.ceiling_rps)}, efficiency {efficiency:.3f}")
-        if not saturated and efficiency < TARGET_EFFICIENCY - _SLACK:
+        if efficiency < TARGET_EFFICIENCY - ROUNDING_SLACK:
             reasons.append(f"efficiency {efficiency:.3f} < {TARGET_EFFICIENCY:g}")
     else:
+        # no ceiling makes the cell invalid (below)
         figures.append(f"{_num(rps)} req/s, no ceiling")
-        if not saturated:
-            reasons.append("no ceiling to judge the rate by (server slots unknown)")
 
     # latency
     if not serial:
@@ -164,7 +178,7 @@ def _judge(row: Row, client: str) -> Verdict:
             reasons.append("no p99 measured")
         elif ideal is None:
             reasons.append("no ideal latency to judge p99 by (server slots unknown)")
-        elif p99_ms > TARGET_P99_FACTOR * ideal + _SLACK:
+        elif p99_ms > TARGET_P99_FACTOR * ideal + ROUNDING_SLACK:
             reasons.append(f"p99 {p99_ms:g} ms > {TARGET_P99_FACTOR:g} x ideal {ideal:g} ms")
 
     # failures
@@ -179,32 +193,24 @@ def _judge(row: Row, client: str) -> Verdict:
     if agree is True:
         figures.append(f"{_NAMES[other]} {other_rps:g} req/s, agree")
     elif agree is False:
+        figures.append(f"{_NAMES[other]} {other_rps:g} req/s")
         if row.hey_rps:
             how_far = f"by {abs(row.rps - row.hey_rps) / row.hey_rps * 100:.1f} %"
         else:
             how_far = "(hey completed none)"
-        if saturated:
-            figures.append(
-                f"{_NAMES[other]} {other_rps:g} req/s: the clients disagree {how_far}, "
-                "as the load generator was saturated"
-            )
-        else:
-            figures.append(f"{_NAMES[other]} {other_rps:g} req/s")
-            reasons.append(
-                f"Locust and hey disagree {how_far} (more than {CLIENTS_AGREE * 100:g} %)"
-            )
+        reasons.append(f"Locust and hey disagree {how_far} (more than {CLIENTS_AGREE * 100:g} %)")
 
-    # the closed-loop identity
+    # the closed-loop identity: a validity rule, shown here
     if identity is not None:
         figures.append(f"identity {identity:.3f}")
-        if abs(identity - 1) > IDENTITY_TOLERANCE + _SLACK:
-            reasons.append(
-                f"closed-loop identity off by {abs(identity - 1) * 100:.1f} %: "
-                "time the measurement does not see"
-            )
 
     if row.generator_saturated is None:
         figures.append("load generator not sampled")
+
+    # an invalid cell is not judged: its figures are not results
+    invalid = invalid_reasons(row)
+    if invalid:
+        reasons = [INVALID + reason for reason in invalid]
 
     verdict = ("MISSED: " + "; ".join(reasons)) if reasons else "met"
     line = f"{row.cell} [{client}]: {', '.join(figures)}: {verdict}"

@@ -4,7 +4,7 @@ Every run stops by itself (-t, and a subprocess timeout behind it), but one
 whose master is stopped by SIGTERM a few seconds into its load. Runs that
 drive load go one at a time, so none starves another of CPU and the assertions
 hold on a slow CI machine (the light ones, a user or two waiting on a delay,
-share a batch); the whole module takes about twenty-five seconds.
+share a batch); the whole module takes about thirty seconds.
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ STATS_COLUMNS = [
     "100%",
 ]
 TIMEOUT = 60
-REQUEST_LOG_HEADER = ["start", "response_time_ms", "failed", "name"]
+REQUEST_LOG_HEADER = ["start", "response_time_ms", "failed", "name", "stopped_at"]
+# a request of the stuck runs: far longer than they run
+STUCK_DELAY_S = 30
 # the request log writes the start in whole microseconds and the response time in
 # thousandths of a millisecond: half a unit either way
 START_ROUNDING_S = 0.5e-6
@@ -158,12 +160,29 @@ class Run:
 
     def request_log(self):
         """(header, rows) of locust_requests.csv, each row (start s, response time ms,
-        failed, name)."""
+        failed, name) of a completed request; the in-flight rows: `in_flight()`."""
+        header, completed, _ = self._request_log()
+        return header, completed
+
+    def in_flight(self):
+        """(start s, stopped_at s, name) of each request in flight at the stop."""
+        return self._request_log()[2]
+
+    def _request_log(self):
+        completed, in_flight = [], []
         with (self.out / "locust_requests.csv").open(newline="") as handle:
             reader = csv.reader(handle)
             header = next(reader)
-            rows = [(float(s), float(t), {"0": False, "1": True}[f], n) for s, t, f, n in reader]
-        return header, rows
+            for start, response_time, failed, name, stopped_at in reader:
+                if stopped_at:
+                    # strictly: no response time, no failed flag
+                    assert (response_time, failed) == ("", ""), (response_time, failed)
+                    in_flight.append((float(start), float(stopped_at), name))
+                else:
+                    assert not in_flight, "a completed request after the in-flight ones"
+                    failed = {"0": False, "1": True}[failed]
+                    completed.append((float(start), float(response_time), failed, name))
+        return header, completed, in_flight
 
 
 def _wait_for_load(app, seconds):
@@ -187,14 +206,17 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("locust")
     names = [
         "all", "by_class", "capped", "broken", "distributed", "worker", "signalled",
-        "signalled_worker", "list", "bad",
+        "signalled_worker", "list", "bad", "stuck", "stuck_worker", "stuck_single",
     ]  # fmt: skip
     out = {name: base / name for name in names}
     for path in out.values():
         path.mkdir()
     apps, result = {}, {}
     try:
-        for name in ("all", "by_class", "capped", "broken", "distributed", "signalled"):
+        for name in (
+            "all", "by_class", "capped", "broken", "distributed", "signalled", "stuck",
+            "stuck_single",
+        ):  # fmt: skip
             apps[name] = FakeApp(out[name], broken=name == "broken")
 
         def start(name, *args, env=None):
@@ -308,6 +330,47 @@ def runs(tmp_path_factory):
         _wait_for_load(apps["signalled"], 3.5)
         signalled[0].process.send_signal(signal.SIGTERM)
         _finish(signalled)
+        # every request waits far longer than the run: all of them in flight at the
+        # stop, a master and its worker beside a single process (no load: together)
+        port = _free_port()
+        stuck = {"LOADTEST_DELAY": str(STUCK_DELAY_S)}
+        _finish(
+            [
+                start(
+                    "stuck",
+                    *_headless(
+                        apps["stuck"],
+                        out["stuck"],
+                        3,
+                        2,
+                        "--master",
+                        "--expect-workers",
+                        "1",
+                        "--master-bind-host",
+                        "127.0.0.1",
+                        "--master-bind-port",
+                        str(port),
+                        "SlowUser",
+                    ),
+                    env=stuck,
+                ),
+                start(
+                    "stuck_worker",
+                    "--worker",
+                    "--master-host",
+                    "127.0.0.1",
+                    "--master-port",
+                    str(port),
+                    "--loglevel",
+                    "WARNING",
+                ),
+                start(
+                    "stuck_single",
+                    *_headless(apps["stuck_single"], out["stuck_single"], 2, 2, "SlowUser"),
+                    env=stuck,
+                ),
+            ]
+        )
     finally:
         for run in result.values():
             run.process.kill()
@@ -397,10 +460,11 @@ def test_bad_parameter_is_refused_at_start(runs):
 # --------------------------------------------------------------------------- the request log
 # How its count relates to Locust's: both see the same requests. The log takes
 # each request from Locust's request event, as Locust's statistics do, and a
-# worker hands both to the master in the same report. Neither has the
-# requests in flight when the users were stopped (Locust kills them uncounted).
-# So, without --reset-stats, the log holds exactly the requests of Locust's
-# final statistics (--json-file, written once the run has ended).
+# worker hands both to the master in the same report. Neither counts the
+# requests in flight when the users were stopped (Locust kills them uncounted):
+# the log lists them apart, as in-flight rows. So, without --reset-stats, the
+# log's completed requests are exactly those of Locust's final statistics
+# (--json-file, written once the run has ended).
 # locust_stats.csv holds the same counts as they stood at its last rewrite:
 # Locust rewrites it every second and not at the end, so it may lag, never lead.
 
@@ -451,12 +515,42 @@ def test_the_request_log_holds_each_request_locust_counted(runs, name, users, re
     assert run.started <= min(start for start, *_ in rows)
     assert max(completions) <= run.ended
     assert all(a <= b + 4 * START_ROUNDING_S for a, b in itertools.pairwise(completions))
+    # the requests in flight at the stop: at most one per user, each begun while
+    # Locust ran and stopped no earlier than it began
+    in_flight = run.in_flight()
+    for start, stopped_at, request_name in in_flight:
+        assert run.started <= start <= stopped_at + START_ROUNDING_S <= run.ended
+        assert request_name in ALL_NAMES
     if users:
-        # the app got each logged request and at most one more per user: the one in
-        # flight when Locust stopped the user
+        assert len(in_flight) <= users
+        # the app got each logged request, and at most the requests in flight
+        # besides (one may have been stopped before it reached the app)
         (path,) = stats
         received = sum(1 for p, _ in run.app.requests if p == path)
-        assert len(rows) <= received <= len(rows) + users
+        assert len(rows) <= received <= len(rows) + len(in_flight)
+
+
+@pytest.mark.parametrize(("name", "users"), [("stuck_single", 2), ("stuck", 3)])
+def test_requests_in_flight_at_the_stop_are_logged_with_their_age(runs, name, users):
+    """Every request takes 30 s and the run 2: none completes, each user's first is
+    in flight when Locust stops it, and the log says how long it had waited."""
+    run = runs[name]
+    assert run.returncode == 0, run.output
+    header, completed = run.request_log()
+    assert header == REQUEST_LOG_HEADER
+    assert completed == []
+    in_flight = run.in_flight()
+    assert len(in_flight) == users
+    assert {request_name for *_, request_name in in_flight} == {"/slow"}
+    # oldest first
+    assert [start for start, *_ in in_flight] == sorted(start for start, *_ in in_flight)
+    for start, stopped_at, _ in in_flight:
+        # begun once the users were spawned, stopped at the end of the 2 s run time
+        assert run.started <= start < stopped_at <= run.ended
+        assert 0.5 < stopped_at - start < 2 + TIMEOUT / 10
+    # Locust counted none of them
+    assert sum(entry["num_requests"] for entry in run.stats().values()) == 0
+    assert len(run.app.requests) == users
 
 
 def test_the_signalled_run_sent_its_requests_in_more_than_one_report(runs):
@@ -509,18 +603,32 @@ first, second, master = lf.RequestLog(cap=5), lf.RequestLog(cap=5), lf.RequestLo
 first.on_request(name="/a", response_time=500.0, start_time=100.0)  # completes 100.5
 first.on_request(name="/b", response_time=100.0, start_time=100.1, exception=ValueError())
 second.on_request(name="/b", response_time=300.0, start_time=100.05)  # completes 100.35
+# and in flight when each stopped its test
+first.add_unfinished([(100.2, "/a")], 101.0)
+second.add_unfinished([(99.5, "/b"), (100.6, "/b")], 101.25)
 master.merge(first.take())
 master.merge(second.take())
 master.merge(None)
-result["emptied"] = len(first) + len(second)
+result["emptied"] = len(first) + len(second) + len(first.unfinished) + len(second.unfinished)
 master.write(os.path.join(out, "merged.csv"))
+
+# a report of a worker that lists none (an older locustfile's) merges as before
+older = lf.RequestLog(cap=5)
+older.on_request(name="/a", response_time=1.0, start_time=1.0)
+message = older.take()
+del message["unfinished"]
+master = lf.RequestLog(cap=5)
+master.merge(message)
+result["older_report"] = [len(master), master.unfinished]
 
 # a worker over its cap abandons the master's log too, which writes no file
 worker, master = lf.RequestLog(cap=1), lf.RequestLog(cap=5)
 master.on_request(name="/a", response_time=1.0, start_time=1.0)
 for start in (2.0, 3.0, 4.0):
     worker.on_request(name="/a", response_time=1.0, start_time=start)
+worker.add_unfinished([(4.5, "/a")], 5.0)
 master.merge(worker.take())
+result["overflow_unfinished"] = master.unfinished
 stale = os.path.join(out, "stale.csv")
 open(stale, "w").close()
 master.write(stale)
@@ -548,14 +656,90 @@ def test_the_request_log_merges_reports_sorts_and_gives_up_past_its_cap(tmp_path
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["emptied"] == 0
     assert (tmp_path / "merged.csv").read_text().splitlines() == [
-        "start,response_time_ms,failed,name",
-        "100.100000,100.000,1,/b",
-        "100.050000,300.000,0,/b",
-        "100.000000,500.000,0,/a",
+        "start,response_time_ms,failed,name,stopped_at",
+        "100.100000,100.000,1,/b,",
+        "100.050000,300.000,0,/b,",
+        "100.000000,500.000,0,/a,",
+        # the requests in flight at the stops, oldest first, each with its stop
+        "99.500000,,,/b,101.250000",
+        "100.200000,,,/a,101.000000",
+        "100.600000,,,/b,101.250000",
     ]
+    assert result["older_report"] == [1, []]
+    # an abandoned log keeps no in-flight rows either
+    assert result["overflow_unfinished"] == []
     assert not (tmp_path / "merged.csv.partial").exists()
     # 1 of its own and 3 of the worker's
     assert result["worker_overflow"] == [True, 4, False]
     assert result["master_overflow"] == [True, 3, 0]
     assert "more than 1 requests: the request log is abandoned" in done.stderr
     assert "went over its cap (4 requests seen, a process keeps at most 5)" in done.stderr
+
+
+# InFlight, in a process of its own: a tracked request is noted while it runs,
+# forgotten when it returns or raises, and kept when its greenlet is killed, as
+# Locust kills its users at the stop
+IN_FLIGHT_SCRIPT = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("locustfile", sys.argv[1])
+lf = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lf)
+import gevent
+
+in_flight = lf.InFlight()
+seen = []
+
+def request(method, url, name=None, **kwargs):
+    seen.append((method, url, name, kwargs, len(in_flight)))
+    if url == "/error":
+        raise ValueError("a failure below HTTP")
+    if url.startswith("/slow"):
+        gevent.sleep(30)
+    return "answer"
+
+tracked = in_flight.tracking(request)
+result = {"answer": tracked("GET", "/ok", name="/ok", catch_response=True)}
+result["after_answer"] = len(in_flight)
+try:
+    tracked("GET", "/error", name="/error")
+except ValueError:
+    result["after_error"] = len(in_flight)
+stuck = [gevent.spawn(tracked, "GET", "/slow?delay=30", name="/slow"),
+         gevent.spawn(tracked, "GET", "/slow?delay=31")]
+gevent.sleep(0.1)
+result["while_waiting"] = len(in_flight)
+gevent.killall(stuck, block=True)
+result["after_kill"] = len(in_flight)
+taken = in_flight.take()
+result["taken"] = [name for _, name in taken]
+result["ordered"] = [start for start, _ in taken] == sorted(start for start, _ in taken)
+result["after_take"] = len(in_flight)
+# each call reached the request with its arguments, counted in flight while it ran
+result["seen"] = [[m, u, n, k, c] for m, u, n, k, c in seen]
+print(json.dumps(result))
+"""
+
+
+def test_requests_in_flight_are_noted_until_they_return_and_kept_when_killed():
+    done = subprocess.run(
+        [sys.executable, "-c", IN_FLIGHT_SCRIPT, str(LOCUSTFILE)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["answer"] == "answer"
+    assert result["after_answer"] == result["after_error"] == 0
+    assert result["while_waiting"] == result["after_kill"] == 2
+    # named by Locust's name, else by the URL
+    assert result["taken"] == ["/slow", "/slow?delay=31"]
+    assert result["ordered"] is True
+    assert result["after_take"] == 0
+    assert result["seen"] == [
+        ["GET", "/ok", "/ok", {"catch_response": True}, 1],
+        ["GET", "/error", "/error", {}, 1],
+        ["GET", "/slow?delay=30", "/slow", {}, 1],
+        ["GET", "/slow?delay=31", None, {}, 2],
+    ]

@@ -36,12 +36,27 @@ HISTORY_NOTE = (
 # idle CPU and decoy DB connection counts that must not show up below.
 # Throughput is the stats history's Total Request Count from the first row at
 # or after T0+1 + the mean latency (T0+2 in every cell) to T0+10, over 8 s, and
-# the latencies are Locust's: no cell has a request log (locust_requests.csv).
+# the latencies are Locust's: no cell has a request log (locust_requests.csv),
+# so none says what was in flight at the stop, and none has a locust.log.
+# Validity: uwsgi--sleep--u50's loadgen2 has one sample at 93 % (its mean 19.2,
+# its host's busiest sample), gevent--db--u200's loadgen1 is above 90 % in
+# every sample, flask--render--u10 has no ceiling; gunicorn--json--u20 is valid,
+# though its loadgen1 has a sample at 99 % (and a Locust process at 0.99) just
+# after the window.
+NOT_LOGGED = {
+    "unfinished_requests": None,
+    "unfinished_oldest_ms": None,
+    "cutoff_requests": None,
+    "locust_cpu_warning": None,
+}
 EXPECTED = {
     "uwsgi--sleep--u50": {
         "config": "uwsgi",
         "endpoint": "sleep",
         "users": 50,
+        "valid": False,
+        "invalid_reasons": ["load generator at 93 % CPU in a sample (above 90 %)"],
+        **NOT_LOGGED,
         "requests": 952,
         "failures": 0,
         "failure_ratio": 0.0,
@@ -76,11 +91,15 @@ EXPECTED = {
         "throttled_s": 0.0,
         # 10-11 inside the window, 25 outside it
         "peak_db_connections": 11,
-        # loadgen1 20,22,24,26,28,30,31,25,23: peak 31, mean 229 / 9
-        "loadgen_cpu_peak_pct": 31.0,
+        # loadgen1 20,22,24,26,28,30,31,25,23: peak 31, mean 229 / 9 = 25.4;
+        # loadgen2 10 but one 93: peak 93, mean 173 / 9 = 19.2. The busiest
+        # sample is loadgen2's, the busiest mean loadgen1's, both below 90
+        "loadgen_cpu_peak_pct": 93.0,
         "loadgen_cpu_mean_pct": 25.4,
         "loadgen_process_cores": 0.2,
-        "generator_saturated": False,
+        "loadgen_process_peak_cores": 0.2,
+        # one sample above 90 % is enough
+        "generator_saturated": True,
         "top_failure": None,
         "note": HISTORY_NOTE,
     },
@@ -88,6 +107,9 @@ EXPECTED = {
         "config": "gunicorn",
         "endpoint": "json",
         "users": 20,
+        "valid": True,
+        "invalid_reasons": [],
+        **NOT_LOGGED,
         "requests": 8000,
         "failures": 0,
         "failure_ratio": 0.0,
@@ -114,10 +136,12 @@ EXPECTED = {
         "throttled_ratio": 0.3,
         "throttled_s": 0.16,
         "peak_db_connections": 0,
-        # loadgen1 40,45,50,55,62.5,50,50,47.5,50: peak 62.5, mean 450 / 9
+        # loadgen1 40,45,50,55,62.5,50,50,47.5,50: peak 62.5, mean 450 / 9; its
+        # 99 % (and 0.99 cores) at T0+10.5 is after the window
         "loadgen_cpu_peak_pct": 62.5,
         "loadgen_cpu_mean_pct": 50.0,
         "loadgen_process_cores": 0.5,
+        "loadgen_process_peak_cores": 0.5,
         "generator_saturated": False,
         "top_failure": None,
         "note": HISTORY_NOTE,
@@ -126,6 +150,11 @@ EXPECTED = {
         "config": "gevent",
         "endpoint": "db",
         "users": 200,
+        "valid": False,
+        "invalid_reasons": [
+            "load generator at 99 % CPU in a sample (above 90 %)",
+            "a Locust process at 0.99 cores in a sample (above 0.9)",
+        ],
         "requests": 4000,
         "failures": 0,
         "rps": 400.0,
@@ -146,14 +175,19 @@ EXPECTED = {
         # loadgen1 92,95,96,97,99,95,94,93,94: mean 855 / 9 = 95 > 90
         "loadgen_cpu_peak_pct": 99.0,
         "loadgen_cpu_mean_pct": 95.0,
-        # busiest Locust process: mean 8.55 / 9 = 0.95 > 0.9
+        # busiest Locust process: .90,.95,.96,.97,.99,.95,.94,.93,.96: mean 8.55 / 9
+        # = 0.95, busiest sample 0.99 > 0.9
         "loadgen_process_cores": 0.95,
+        "loadgen_process_peak_cores": 0.99,
         "generator_saturated": True,
     },
     "flask--render--u10": {
         "config": "flask",
         "endpoint": "render",
         "users": 10,
+        # no ceiling: nothing to measure its throughput against
+        "valid": False,
+        "invalid_reasons": ["no ceiling"],
         "requests": 555,
         "failures": 3,
         # 3 / 555 = 0.005405...
@@ -180,25 +214,27 @@ EXPECTED = {
 # The files' columns and the page's table, pinned: the schema (summary.Row)
 # generates all three, and readers (bench.py, spreadsheets) rely on them.
 SUMMARY_CSV_COLUMNS = [
-    "cell", "config", "server", "db_mode", "endpoint", "users", "requests", "failures",
-    "failure_ratio", "rps", "locust_rps_reported", "mean_ms", "p50_ms", "p95_ms", "p99_ms",
-    "max_ms", "ideal_latency_ms", "identity_ratio", "hey_requests", "hey_failures", "hey_rps",
+    "cell", "config", "server", "db_mode", "endpoint", "users", "valid", "invalid_reasons",
+    "requests", "failures", "failure_ratio", "rps", "locust_rps_reported", "mean_ms", "p50_ms",
+    "p95_ms", "p99_ms", "max_ms", "ideal_latency_ms", "identity_ratio", "unfinished_requests",
+    "unfinished_oldest_ms", "cutoff_requests", "hey_requests", "hey_failures", "hey_rps",
     "hey_mean_ms", "hey_p50_ms", "hey_p99_ms", "hey_identity_ratio", "clients_agree",
     "ceiling_model", "ceiling_rps", "efficiency", "cpu_s_per_request", "app_cpu_cores",
     "app_cpu_source", "app_cpus", "throttled_periods", "throttled_ratio", "throttled_s",
     "peak_db_connections", "loadgen_cpu_peak_pct", "loadgen_cpu_mean_pct", "loadgen_process_cores",
-    "generator_saturated", "workers_lost", "delay_s", "server_slots", "pool_size", "top_failure",
-    "note",
+    "loadgen_process_peak_cores", "locust_cpu_warning", "generator_saturated", "workers_lost",
+    "delay_s", "server_slots", "pool_size", "top_failure", "note",
 ]  # fmt: skip
 TABLE_HEADERS = [
-    "cell", "configuration", "endpoint", "users", "generator", "workers lost", "req/s",
-    "Locust req/s", "hey req/s", "clients agree", "mean ms", "p50 ms", "p95 ms", "p99 ms", "max ms",
-    "ideal ms", "identity", "hey mean ms", "hey p50 ms", "hey p99 ms", "hey identity", "requests",
-    "failures", "fail ratio", "hey requests", "hey non-2xx", "ceiling model", "ceiling req/s",
-    "efficiency", "CPU s/req", "app CPU cores", "app CPU from", "app CPUs", "throttled periods",
-    "throttled ratio", "throttled s", "peak DB conns", "loadgen CPU peak %", "loadgen CPU mean %",
-    "busiest Locust proc cores", "db mode", "delay s", "server slots", "pool size", "top failure",
-    "note",
+    "cell", "configuration", "endpoint", "users", "valid", "invalid because", "generator",
+    "workers lost", "req/s", "Locust req/s", "hey req/s", "clients agree", "mean ms", "p50 ms",
+    "p95 ms", "p99 ms", "max ms", "ideal ms", "identity", "in flight at stop",
+    "oldest in flight ms", "cut off", "hey mean ms", "hey p50 ms", "hey p99 ms", "hey identity",
+    "requests", "failures", "fail ratio", "hey requests", "hey non-2xx", "ceiling model",
+    "ceiling req/s", "efficiency", "CPU s/req", "app CPU cores", "app CPU from", "app CPUs",
+    "throttled periods", "throttled ratio", "throttled s", "peak DB conns", "loadgen CPU peak %",
+    "loadgen CPU mean %", "busiest Locust proc cores", "busiest Locust proc peak cores",
+    "Locust CPU warning", "db mode", "delay s", "server slots", "pool size", "top failure", "note",
 ]  # fmt: skip
 
 
@@ -250,6 +286,14 @@ def test_summary_csv_has_every_column_and_matches_json(written):
     assert rows["gunicorn--json--u20"]["ceiling_rps"] == "1000.0"
     assert rows["flask--render--u10"]["efficiency"] == ""
     assert rows["gevent--db--u200"]["generator_saturated"] == "True"
+    # validity: two columns, the reasons joined by "; "
+    assert rows["gevent--db--u200"]["valid"] == "False"
+    assert rows["gevent--db--u200"]["invalid_reasons"] == (
+        "load generator at 99 % CPU in a sample (above 90 %); "
+        "a Locust process at 0.99 cores in a sample (above 0.9)"
+    )
+    assert rows["gunicorn--json--u20"]["valid"] == "True"
+    assert rows["gunicorn--json--u20"]["invalid_reasons"] == ""
 
 
 def test_page_is_self_contained_with_plots_table_and_flags(written):
@@ -263,11 +307,41 @@ def test_page_is_self_contained_with_plots_table_and_flags(written):
     assert '<a href="gunicorn--json--u20/locust_report.html">' in page
     # no locust_report.html in that cell: no dead link
     assert "flask--render--u10/locust_report.html" not in page
-    saturated_row = re.search(r'<tr class="saturated">.*?</tr>', page, re.S).group(0)
-    assert "gevent--db--u200" in saturated_row
-    assert "SATURATED" in saturated_row
-    assert page.count('<tr class="saturated">') == 1
-    assert "Saturated load generator" in page
+    # every invalid cell is marked, says why, and its figures are struck through
+    invalid_rows = re.findall(
+        r'<tr class="invalid" title="invalid: ([^"]*)">(.*?)</tr>', page, re.S
+    )
+    assert len(invalid_rows) == 3
+    by_cell = {
+        re.search(r">([^<]+--[^<]+)<", row).group(1): (title, row) for title, row in invalid_rows
+    }
+    assert set(by_cell) == {"uwsgi--sleep--u50", "gevent--db--u200", "flask--render--u10"}
+    title, row = by_cell["gevent--db--u200"]
+    assert title == (
+        "load generator at 99 % CPU in a sample (above 90 %); "
+        "a Locust process at 0.99 cores in a sample (above 0.9)"
+    )
+    assert '<span class="badge">INVALID</span>' in row
+    assert '<span class="badge">SATURATED</span>' in row
+    assert f'<td class="reasons">{title}</td>' in row
+    # its figures: throughput, latency, efficiency, all struck (class fig)
+    assert '<td class="num fig">400.0</td>' in row
+    assert '<td class="num fig">0.5</td>' in row
+    # not its parameters, nor what the rules read of the load generator
+    assert '<td class="num">200</td>' in row
+    assert '<td class="num">99.0</td>' in row
+    assert '<td class="num fig">200</td>' not in row
+    assert "no ceiling</td>" in by_cell["flask--render--u10"][1]
+    valid_row = re.search(r"<tr>(<td><a href=\"gunicorn--json--u20/.*?)</tr>", page, re.S).group(1)
+    assert "INVALID" not in valid_row
+    assert '<td class="reasons"></td>' in valid_row
+    # the rules that mark them head the page, each with its cells
+    assert "3 of 4 cells invalid</strong>" in page
+    assert "Saturated load generator</strong> in gevent--db--u200, uwsgi--sleep--u50:" in page
+    assert "No ceiling</strong> in flask--render--u10:" in page
+    assert "Closed-loop identity broken" not in page
+    # the figures hatch them
+    assert "Hatched bars: invalid cells" in page
     assert "n/a" in page
     # the environment heads the page, with the verdict on unit limits
     assert page.index("Environment") < page.index("<svg")
@@ -446,19 +520,115 @@ def test_cell_without_samples_reports_na_not_numbers(tmp_path):
     assert "environment.json is missing" in page
 
 
+def _history(cell_dir, start, seconds, users):
+    """A stats history of Aggregated rows, one a second from `start`, all users running."""
+    lines = ["Timestamp,User Count,Type,Name,Total Request Count"]
+    lines += [f"{start + t},{users},,Aggregated,{10 * t}" for t in range(seconds + 1)]
+    (cell_dir / locust.HISTORY).write_text("\n".join(lines) + "\n")
+
+
+def _samples(cell_dir, host, header, rows):
+    (cell_dir / "samples").mkdir(exist_ok=True)
+    (cell_dir / "samples" / f"{host}.csv").write_text("\n".join([header, *rows]) + "\n")
+
+
 def test_a_busy_locust_process_alone_flags_the_generator(tmp_path):
     cell_dir = _minimal_cell(
         tmp_path, "c", {"server": "gevent", "endpoint": "json", "users": 1, "loadgen_hosts": ["lg"]}
     )
-    (cell_dir / "samples").mkdir()
-    # the host has 4 CPUs and is 25 % busy, but its one Locust process uses a whole core
-    (cell_dir / "samples" / "lg.csv").write_text(
-        "time,cpu_percent,proc_count,proc_max_cores\n1,25.0,1,0.97\n2,25.0,1,0.99\n"
+    # the window is [100, 105]
+    _history(cell_dir, 100, 5, 1)
+    # the host has 4 CPUs and is 25 % busy; its one Locust process uses half a core
+    # but for one second, 0.98 of one (and 0.99 after the window, which does not count)
+    _samples(
+        cell_dir,
+        "lg",
+        "time,cpu_percent,proc_count,proc_max_cores",
+        ["101,25.0,1,0.50", "102,25.0,1,0.50", "103,25.0,1,0.98", "104,25.0,1,0.50",
+         "106,95.0,1,0.99"],
+    )  # fmt: skip
+    (row,) = model.summarize_run(tmp_path)[1]
+    assert row.loadgen_cpu_mean_pct == row.loadgen_cpu_peak_pct == 25.0
+    # mean 2.48 / 4 = 0.62, below 0.9; its busiest sample is above
+    assert row.loadgen_process_cores == 0.62
+    assert row.loadgen_process_peak_cores == 0.98
+    assert row.generator_saturated is True
+    assert row.valid is False
+    assert "a Locust process at 0.98 cores in a sample (above 0.9)" in row.invalid_reasons
+
+
+def test_one_sample_above_90_percent_invalidates_a_cell_whose_mean_is_below(written):
+    """uwsgi--sleep--u50: 25.4 % and 19.2 % on average, one second of loadgen2 at 93 %."""
+    (row,) = [r for r in model.summarize_run(written)[1] if r.cell == "uwsgi--sleep--u50"]
+    assert row.loadgen_cpu_mean_pct == 25.4
+    assert row.loadgen_cpu_peak_pct == 93.0
+    assert row.generator_saturated is True
+    assert row.valid is False
+    assert row.invalid_reasons == ("load generator at 93 % CPU in a sample (above 90 %)",)
+
+
+def test_in_window_keeps_only_what_is_inside_however_few():
+    host = samples.HostSamples("lg", [{"time": str(t), "cpu_percent": "50"} for t in (1, 2, 5, 9)])
+    assert [r["time"] for r in samples.in_window(host, (2, 5)).rows] == ["2", "5"]
+    # one row inside: that one, never all four
+    assert [r["time"] for r in samples.in_window(host, (4, 6)).rows] == ["5"]
+    assert samples.in_window(host, (6, 8)).rows == []
+    # no window: nothing is known to be inside the run
+    assert samples.in_window(host, None).rows == []
+
+
+def test_a_host_with_fewer_than_two_samples_in_the_window_gives_no_figure(tmp_path):
+    cell = {
+        "server": "uwsgi", "endpoint": "json", "users": 1, "app_cpus": 1,
+        "app_hosts": ["app1"], "loadgen_hosts": ["lg"],
+    }  # fmt: skip
+    cell_dir = _minimal_cell(tmp_path, "c", cell)
+    _history(cell_dir, 100, 5, 1)
+    # one row each inside [100, 105]; the busy ones outside it are not the run's
+    _samples(
+        cell_dir,
+        "lg",
+        "time,cpu_percent,proc_count,proc_max_cores",
+        ["98,99.0,1,0.99", "99,99.0,1,0.99", "103,20.0,1,0.20", "107,99.0,1,0.99"],
+    )
+    _samples(
+        cell_dir,
+        "app1",
+        "time,cpu_busy_cores,unit_cpu_usage_usec",
+        ["98,1.0,0", "103,0.5,500000", "107,1.0,4500000"],
     )
     (row,) = model.summarize_run(tmp_path)[1]
-    assert row.loadgen_cpu_mean_pct == 25.0
-    assert row.loadgen_process_cores == 0.98
-    assert row.generator_saturated is True
+    for figure in (
+        "loadgen_cpu_peak_pct", "loadgen_cpu_mean_pct", "loadgen_process_cores",
+        "loadgen_process_peak_cores", "generator_saturated", "app_cpu_cores", "app_cpu_source",
+        "cpu_s_per_request", "ceiling_rps",
+    ):  # fmt: skip
+        assert getattr(row, figure) is None, figure
+    assert "fewer than two samples in the window from app host app1" in row.note
+    assert "fewer than two samples in the window from loadgen host lg" in row.note
+    assert "no load-generator samples" in row.note
+    # the 99 % outside the window does not make it invalid (having no ceiling does)
+    assert "no ceiling" in row.invalid_reasons
+    assert not any("load generator" in reason for reason in row.invalid_reasons)
+
+
+def test_without_a_measured_window_no_sample_is_used(tmp_path):
+    cell_dir = _minimal_cell(
+        tmp_path, "c", {"server": "gevent", "endpoint": "json", "users": 1, "loadgen_hosts": ["lg"]}
+    )
+    _samples(
+        cell_dir,
+        "lg",
+        "time,cpu_percent,proc_count,proc_max_cores",
+        ["1,95.0,1,0.5", "2,95.0,1,0.5"],
+    )
+    (row,) = model.summarize_run(tmp_path)[1]
+    assert row.loadgen_cpu_peak_pct is None
+    assert row.generator_saturated is None
+    assert (
+        f"no measured window ({locust.HISTORY} has no row): no samples used from loadgen host lg"
+        in row.note
+    )
 
 
 def test_a_server_run_in_both_db_modes_is_labelled_by_mode(tmp_path):
@@ -482,7 +652,7 @@ def test_named_hosts_without_samples_are_noted(tmp_path):
     assert row.app_cpu_cores is None
 
 
-def test_a_cell_that_lost_a_worker_is_flagged_as_partial(tmp_path):
+def test_a_cell_that_lost_a_worker_is_invalid(tmp_path):
     cell = {"server": "uwsgi", "endpoint": "json", "users": 20, "workers_lost": ["loadgen2_ab12"]}
     _minimal_cell(tmp_path, "uwsgi--json--u20", cell)
     _minimal_cell(
@@ -490,9 +660,13 @@ def test_a_cell_that_lost_a_worker_is_flagged_as_partial(tmp_path):
     )
     environment, rows = model.summarize_run(tmp_path)
     by_cell = {row.cell: row for row in rows}
-    assert by_cell["uwsgi--json--u20"].workers_lost == 1
-    assert "1 Locust worker(s) lost mid-run" in by_cell["uwsgi--json--u20"].note
+    lost = by_cell["uwsgi--json--u20"]
+    assert lost.workers_lost == 1
+    assert lost.valid is False
+    # (neither cell has a ceiling: no app samples)
+    assert lost.invalid_reasons == ("1 Locust worker(s) lost mid-run", "no ceiling")
     assert by_cell["gevent--json--u20"].workers_lost == 0
+    assert by_cell["gevent--json--u20"].invalid_reasons == ("no ceiling",)
     page = html.render_html(tmp_path, environment, rows)
     assert "worker lost mid-run</strong> in uwsgi--json--u20:" in page
 
@@ -745,9 +919,18 @@ def test_the_ladder_plot_draws_each_client_and_bound():
     assert svg.startswith("<svg")
     for text in ("Locust", "hey", "ceiling / ideal", "Throughput", "p99 latency"):
         assert text in svg
-    assert "saturated generator" not in svg
-    saturated = [dataclasses.replace(rows[0], generator_saturated=True), *rows[1:]]
-    assert "saturated generator" in plots.ladder_plot(saturated)
+    # an invalid cell's points are boxed, and the legend says they are no result
+    assert "invalid cell" not in svg
+    invalid = [dataclasses.replace(rows[0], valid=False, invalid_reasons=("x",)), *rows[1:]]
+    assert "invalid cell: not a result" in plots.ladder_plot(invalid)
+
+
+def test_the_endpoint_plot_hatches_invalid_cells_only():
+    rows = model.summarize_run(FIXTURES / "ladder")[1]
+    assert all(row.valid for row in rows)
+    assert "<pattern" not in plots.endpoint_plot(rows)
+    invalid = [dataclasses.replace(rows[0], valid=False, invalid_reasons=("x",)), *rows[1:]]
+    assert "<pattern" in plots.endpoint_plot(invalid)
 
 
 def test_a_malformed_hey_file_fails_the_report_naming_it(tmp_path, capsys):
@@ -771,8 +954,9 @@ def test_a_malformed_hey_file_fails_the_report_naming_it(tmp_path, capsys):
 # uwsgi--slow--d0.5--u4: 4 users spawned 0.5 s apart from T0 (the history shows
 # 1, 3, then from T0+2 all 4 running). Each user's first request takes 1.5 s
 # (the ramp), every later one 0.5 s, except user 2's from T0+7 to T0+8 (1 s).
-# Locust stopped at T0+12.25: the requests begun at T0+12 are not in the log.
-# 81 requests, 4 failed: user 0's first, user 1's completing at T0+6 and
+# Locust stopped at T0+12.25: the requests begun at T0+12 are not in the log,
+# which has the older header (no stopped_at), so nothing says what was in
+# flight at the stop. 81 requests, 4 failed: user 0's first, user 1's completing at T0+6 and
 # T0+6.5, user 3's last (at T0+12). Mean of all: 45000 / 81 = 555.6 ms, so the
 # allowance is 1 s. All users running from T0+2 + 1 s; the window is
 # [T0+3 + 1, T0+12 - 1] = [T0+4, T0+11], 7 s.
@@ -780,6 +964,8 @@ def test_a_malformed_hey_file_fails_the_report_naming_it(tmp_path, capsys):
 # uwsgi--slow--d1--u10: 10 users started at T0, every request 1.02 s, Locust
 # stopped at T0+15.5: completions in bursts of 10 at T0 + 1.02 k, k = 1..15.
 # Allowance 1.02 s; window [T0+1 + 1.02, T0+15.3 - 1.02] = [T0+2.02, T0+14.28].
+# The log's last 10 rows are the requests begun at T0+15.3 and in flight at
+# the stop, T0+15.5: 200 ms old, younger than the p99 (1020 ms).
 REQUESTS_RUN = FIXTURES / "requests"
 T0 = 1795290000
 
@@ -807,8 +993,13 @@ REQUEST_LOG_CELLS = {
         # min(4 users, 8 slots) / 0.5 s
         "ceiling_rps": 8.0,
         "efficiency": 0.982,
-        # no note on the figures' source: only the samples are missing
-        "note": "no load-generator samples",
+        "unfinished_requests": None,
+        "unfinished_oldest_ms": None,
+        "cutoff_requests": None,
+        "valid": True,
+        # no note on the figures' source: only the samples, and the in-flight rows
+        "note": "no load-generator samples; locust_requests.csv has no stopped_at column "
+        "(an older log): the requests in flight at the stop are unknown",
     },
     "uwsgi--slow--d1--u10": {
         "users": 10,
@@ -825,6 +1016,11 @@ REQUEST_LOG_CELLS = {
         "identity_ratio": 1.0,
         "ceiling_rps": 10.0,
         "efficiency": 0.98,
+        "unfinished_requests": 10,
+        "unfinished_oldest_ms": 200.0,
+        "cutoff_requests": 0,
+        "valid": True,
+        "invalid_reasons": (),
         "note": "no load-generator samples",
     },
 }
@@ -840,9 +1036,160 @@ def test_cells_with_a_request_log_take_its_exact_figures():
 
 def _log(cell):
     cell_dir = REQUESTS_RUN / cell
-    requests = locust.read_requests(cell_dir)
+    requests = locust.read_requests(cell_dir).completed
     users = REQUEST_LOG_CELLS[cell]["users"]
     return requests, locust.users_running_from(locust.read_history(cell_dir), users)
+
+
+def test_the_request_log_lists_the_requests_in_flight_at_the_stop():
+    log = locust.read_requests(REQUESTS_RUN / "uwsgi--slow--d1--u10")
+    assert len(log.completed) == 150
+    assert (
+        log.unfinished
+        == [
+            locust.UnfinishedRequest(
+                start_us=(T0 + 15) * 1_000_000 + 300_000,
+                stopped_us=(T0 + 15) * 1_000_000 + 500_000,
+                name="/slow",
+            )
+        ]
+        * 10
+    )
+    assert log.unfinished[0].age_us == 200_000
+    # the older layout reads as before, and says nothing of them
+    older = locust.read_requests(REQUESTS_RUN / "uwsgi--slow--d0.5--u4")
+    assert len(older.completed) == 81
+    assert older.unfinished is None
+
+
+def test_cut_off_counts_the_requests_that_had_waited_longer_than_the_p99():
+    def waiting(*ages_ms):
+        return [locust.UnfinishedRequest(0, round(age * 1000), "/") for age in ages_ms]
+
+    # older than 1020 ms: 2500 and 1020.001, not 1020 itself
+    assert locust.cut_off(waiting(200, 1020, 1020.001, 2500), 1020) == locust.CutOff(
+        in_flight=4, cut_off=2, oldest_ms=2500.0
+    )
+    assert locust.cut_off([], 1020) == locust.CutOff(in_flight=0, cut_off=0, oldest_ms=None)
+    # without a p99 there is nothing to compare with
+    assert locust.cut_off(waiting(200), None) == locust.CutOff(1, None, 200.0)
+
+
+def _request_log_cell(tmp_path, edit=None, cell_json=None):
+    """uwsgi--slow--d1--u10 copied, its request log's rows and cell.json edited."""
+    source = REQUESTS_RUN / "uwsgi--slow--d1--u10"
+    cell_dir = tmp_path / source.name
+    shutil.copytree(source, cell_dir)
+    if edit:
+        log = cell_dir / locust.REQUESTS
+        log.write_text("\n".join(edit(log.read_text().splitlines())) + "\n")
+    if cell_json:
+        path = cell_dir / "cell.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **cell_json}))
+    return cell_dir
+
+
+def _stuck(count):
+    # `count` users' last requests began at T0+13 and still waited at T0+15.5:
+    # 2500 ms; another's at T0+14.48: 1020 ms, the p99 exactly, which is not longer
+    def stuck(lines):
+        lines[-1] = f"{T0 + 14}.480000,,,/slow,{T0 + 15}.500000"
+        for k in range(2, count + 2):
+            lines[-k] = f"{T0 + 13}.000000,,,/slow,{T0 + 15}.500000"
+        return lines
+
+    return stuck
+
+
+def test_requests_in_flight_at_the_stop_older_than_the_p99_make_the_cell_invalid(tmp_path):
+    _request_log_cell(tmp_path, _stuck(3))
+    (row,) = model.summarize_run(tmp_path)[1]
+    # the completed requests, and so every figure, are those of the fixture
+    assert (row.rps, row.p99_ms, row.identity_ratio) == (9.8, 1020.0, 1.0)
+    assert (row.unfinished_requests, row.unfinished_oldest_ms, row.cutoff_requests) == (
+        10, 2500.0, 3,
+    )  # fmt: skip
+    # 3 of the 150 requests Locust counted: above 1 %
+    assert row.requests == 150
+    assert row.valid is False
+    assert row.invalid_reasons == (
+        "3 request(s) in flight at the stop had waited longer than p99 1020 ms "
+        "(oldest 2500 ms), more than 1% of the 150 measured",
+    )
+
+
+def test_one_request_in_flight_past_the_p99_is_within_chance(tmp_path):
+    # 1 of 150 (0.7 %): one of the slowest 1 % can be in flight at the stop
+    _request_log_cell(tmp_path, _stuck(1))
+    (row,) = model.summarize_run(tmp_path)[1]
+    assert row.cutoff_requests == 1
+    assert row.valid is True
+
+
+def test_efficiency_above_1_02_makes_the_cell_invalid(tmp_path):
+    # 9 slots: ceiling min(10 users, 9) / 1 s = 9 req/s; 9.804 / 9 = 1.089
+    _request_log_cell(tmp_path, cell_json={"server_slots": 9})
+    (row,) = model.summarize_run(tmp_path)[1]
+    assert (row.ceiling_rps, row.efficiency) == (9.0, 1.089)
+    assert row.invalid_reasons == ("efficiency 1.089 above 1.02",)
+
+
+def test_no_ceiling_makes_the_cell_invalid(tmp_path):
+    # a bounded server without its slots: no ceiling
+    _request_log_cell(tmp_path, cell_json={"server_slots": None})
+    (row,) = model.summarize_run(tmp_path)[1]
+    assert row.ceiling_rps is None
+    assert row.invalid_reasons == ("no ceiling",)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # the master's, of a worker whose heartbeat said so, and at the end of the test
+        "[2026-11-21 15:49:30,101] loadgen1/WARNING/locust.runners: Worker loadgen2_c8bd "
+        "(index 0) exceeded cpu threshold (will only log this once per worker)",
+        "[2026-11-21 15:49:38,300] loadgen1/WARNING/locust.runners: CPU usage threshold was "
+        "exceeded on workers during the test!",
+        # a process's own (the master's, or a single process's)
+        "[2026-11-21 15:49:30,101] loadgen1/WARNING/root: CPU usage above 90%! This may "
+        "constrain your throughput",
+        "[2026-11-21 15:49:38,300] loadgen1/WARNING/locust.runners: CPU usage was too high at "
+        "some point during the test!",
+    ],
+)
+def test_locusts_cpu_warning_in_its_log_makes_the_cell_invalid(tmp_path, line):
+    cell_dir = _request_log_cell(tmp_path)
+    normal = (FIXTURES / "master-logs" / "normal.log").read_text()
+    (cell_dir / locust.LOG).write_text(normal + line + "\n")
+    (row,) = model.summarize_run(tmp_path)[1]
+    assert row.locust_cpu_warning is True
+    # no samples, but the warning says it: saturated
+    assert row.generator_saturated is True
+    assert row.invalid_reasons == ("Locust's CPU warning in locust.log",)
+
+
+def test_a_log_without_the_warning_says_so(tmp_path):
+    cell_dir = _request_log_cell(tmp_path)
+    shutil.copy(FIXTURES / "master-logs" / "normal.log", cell_dir / locust.LOG)
+    (row,) = model.summarize_run(tmp_path)[1]
+    assert row.locust_cpu_warning is False
+    assert row.generator_saturated is None  # not sampled
+    assert row.valid is True
+    assert locust.read_cpu_warning(REQUESTS_RUN / "uwsgi--slow--d1--u10") is None
+
+
+def test_a_broken_hey_identity_makes_the_cell_invalid(tmp_path):
+    source = FIXTURES / "ladder" / f"{BOUNDED}--slow--d1--u2"
+    cell_dir = tmp_path / source.name
+    shutil.copytree(source, cell_dir)
+    meta = json.loads((cell_dir / "hey.json").read_text())
+    # hey.csv holds 2 connections' requests; said to be 3, a third of their time is missing:
+    # (3 / 1.998) / 1.001 s = 1.5
+    (cell_dir / "hey.json").write_text(json.dumps({**meta, "connections": 3}))
+    (row,) = model.summarize_run(tmp_path)[1]
+    assert row.identity_ratio == 0.995
+    assert row.hey_identity_ratio == 1.5
+    assert row.invalid_reasons == ("hey identity 1.5 off 1 by more than 5 %",)
 
 
 def test_the_request_window_leaves_out_the_ramp_up_and_the_stop():
@@ -927,8 +1274,10 @@ def test_a_request_log_of_only_its_header_leaves_the_figures_to_locust(tmp_path)
     source = REQUESTS_RUN / "uwsgi--slow--d1--u10"
     cell_dir = tmp_path / source.name
     shutil.copytree(source, cell_dir)
+    (cell_dir / locust.REQUESTS).write_text("start,response_time_ms,failed,name,stopped_at\n")
+    assert locust.read_requests(cell_dir) == locust.RequestLog([], [])
     (cell_dir / locust.REQUESTS).write_text("start,response_time_ms,failed,name\n")
-    assert locust.read_requests(cell_dir) == []
+    assert locust.read_requests(cell_dir) == locust.RequestLog([], None)
     (row,) = model.summarize_run(tmp_path)[1]
     assert row.rps == 9.23
     assert row.note.startswith(f"{locust.REQUESTS} holds no request: req/s from")
@@ -938,31 +1287,45 @@ def test_a_cell_without_a_request_log_has_none():
     assert locust.read_requests(FIXTURES / "run" / "gunicorn--json--u20") is None
 
 
+HEADERS = (
+    "start,response_time_ms,failed,name,stopped_at "
+    "(or an older log's start,response_time_ms,failed,name)"
+)
+V2 = "start,response_time_ms,failed,name,stopped_at\n"
+V1 = "start,response_time_ms,failed,name\n"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", "expected the header start,response_time_ms,failed,name, got an empty file"),
+        ("", f"expected the header {HEADERS}, got an empty file"),
+        ("start,latency\n", f"expected the header {HEADERS}, got start,latency"),
         (
-            "start,latency\n",
-            "expected the header start,response_time_ms,failed,name, got start,latency",
+            "start,response_time_ms,failed,name,state\n",
+            f"expected the header {HEADERS}, got start,response_time_ms,failed,name,state",
         ),
-        ("start,response_time_ms,failed,name\n1.5,2.0,0\n", "line 2: expected 4 fields, got 3"),
+        (V1 + "1.5,2.0,0\n", "line 2: expected 4 fields, got 3"),
+        # a row of the older layout under the newer header, and the other way round
+        (V2 + "1.5,2.0,0,/\n", "line 2: expected 5 fields, got 4"),
+        (V1 + "1.5,2.0,0,/,\n", "line 2: expected 4 fields, got 5"),
+        (V1 + "1.5,2.0,0,/\nsoon,2.0,0,/\n", "line 3: start 'soon' is not a non-negative number"),
+        (V1 + "1.5,-2.0,0,/\n", "line 2: response_time_ms '-2.0' is not a non-negative number"),
+        (V2 + "1.5,NaN,0,/,\n", "line 2: response_time_ms 'NaN' is not a non-negative number"),
+        (V1 + "1.5,2.0,True,/\n", "line 2: failed 'True' is not 0 or 1"),
+        # a completed row without its figures
+        (V2 + "1.5,,,/,\n", "line 2: failed '' is not 0 or 1"),
+        # in-flight rows: stopped_at set, no response time, no failed, not before start
         (
-            "start,response_time_ms,failed,name\n1.5,2.0,0,/\nsoon,2.0,0,/\n",
-            "line 3: start 'soon' is not a non-negative number",
+            V2 + "1.5,2.0,0,/,\n1.5,2.0,,/,3.0\n",
+            "line 3: response_time_ms '2.0' in a request in flight at the stop (stopped_at set)",
         ),
         (
-            "start,response_time_ms,failed,name\n1.5,-2.0,0,/\n",
-            "line 2: response_time_ms '-2.0' is not a non-negative number",
+            V2 + "1.5,,0,/,3.0\n",
+            "line 2: failed '0' in a request in flight at the stop (stopped_at set)",
         ),
-        (
-            "start,response_time_ms,failed,name\n1.5,NaN,0,/\n",
-            "line 2: response_time_ms 'NaN' is not a non-negative number",
-        ),
-        (
-            "start,response_time_ms,failed,name\n1.5,2.0,True,/\n",
-            "line 2: failed 'True' is not 0 or 1",
-        ),
+        (V2 + "1.5,,,/,later\n", "line 2: stopped_at 'later' is not a non-negative number"),
+        (V2 + "1.5,,,/,1.4\n", "line 2: stopped_at '1.4' before start"),
+        (V2 + "soon,,,/,1.4\n", "line 2: start 'soon' is not a non-negative number"),
     ],
 )
 def test_a_malformed_request_log_is_an_error_naming_file_and_line(tmp_path, text, message):
@@ -979,7 +1342,8 @@ def test_a_malformed_request_log_fails_the_report(tmp_path, capsys):
     log.write_text(log.read_text() + "1795290016.000000,1020.000,0\n")
     assert cli.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"report: {log}: line 152: expected 4 fields, got 3")
+    # the header, 150 completed requests, 10 in flight
+    assert err.startswith(f"report: {log}: line 162: expected 5 fields, got 3")
     assert not (tmp_path / "index.html").exists()
 
 
@@ -998,3 +1362,100 @@ def test_times_are_read_as_whole_microseconds():
 def test_hey_and_locust_share_one_percentile():
     assert hey.percentile is exact.percentile
     assert exact.percentile([1_000, 2_000, 3_000, 4_000], 50) == 2_000
+
+
+# --------------------------------------------------------------------------- validity
+# Each rule on a row that breaks no other: a cell with a ceiling and nothing
+# else said. Each rule's limit itself is valid: the figures are rounded by the
+# schema (percent to 0.1, cores and ratios to 0.001), and a rule that holds at
+# the limit would hold on rounding alone.
+
+
+def _row(**values) -> summary.Row:
+    return summary.Row(**{**dict.fromkeys(SUMMARY_CSV_COLUMNS), "ceiling_rps": 100.0, **values})
+
+
+@pytest.mark.parametrize(
+    ("values", "reasons"),
+    [
+        ({}, []),
+        # 1: the load generator, judged on every sample of the window, not the mean
+        ({"loadgen_cpu_peak_pct": 90.0, "loadgen_cpu_mean_pct": 60.0}, []),
+        (
+            {"loadgen_cpu_peak_pct": 90.1, "loadgen_cpu_mean_pct": 60.0},
+            ["load generator at 90.1 % CPU in a sample (above 90 %)"],
+        ),
+        ({"loadgen_process_peak_cores": 0.9, "loadgen_process_cores": 0.5}, []),
+        (
+            {"loadgen_process_peak_cores": 0.901, "loadgen_process_cores": 0.5},
+            ["a Locust process at 0.901 cores in a sample (above 0.9)"],
+        ),
+        ({"locust_cpu_warning": False}, []),
+        ({"locust_cpu_warning": True}, ["Locust's CPU warning in locust.log"]),
+        # a row of an older summary.json says no more than this
+        ({"generator_saturated": True}, ["load generator saturated"]),
+        # 2: a worker lost
+        ({"workers_lost": 0}, []),
+        ({"workers_lost": 2}, ["2 Locust worker(s) lost mid-run"]),
+        # 3: latency cut off by the stop
+        (
+            {"p99_ms": 1020.0, "unfinished_requests": 10, "unfinished_oldest_ms": 1020.0,
+             "cutoff_requests": 0},
+            [],
+        ),
+        # more than 1 % of the requests measured: 3 of 200 is, 2 of 200 is not
+        (
+            {"p99_ms": 1020.0, "unfinished_requests": 10, "unfinished_oldest_ms": 2500.0,
+             "cutoff_requests": 2, "requests": 200},
+            [],
+        ),
+        (
+            {"p99_ms": 1020.0, "unfinished_requests": 10, "unfinished_oldest_ms": 2500.0,
+             "cutoff_requests": 3, "requests": 200},
+            ["3 request(s) in flight at the stop had waited longer than p99 1020 ms "
+             "(oldest 2500 ms), more than 1% of the 200 measured"],
+        ),
+        # 4: efficiency above 1.02
+        ({"efficiency": 1.02}, []),
+        ({"efficiency": 1.021}, ["efficiency 1.021 above 1.02"]),
+        # 5: no ceiling
+        ({"ceiling_rps": None}, ["no ceiling"]),
+        # 6: the closed-loop identity, Locust's and hey's, within 5 %
+        ({"identity_ratio": 1.05, "hey_identity_ratio": 0.95}, []),
+        ({"identity_ratio": 1.051}, ["identity 1.051 off 1 by more than 5 %"]),
+        ({"identity_ratio": 0.949}, ["identity 0.949 off 1 by more than 5 %"]),
+        ({"hey_identity_ratio": 0.9}, ["hey identity 0.9 off 1 by more than 5 %"]),
+        # several at once: every reason, in the rules' order
+        (
+            {"ceiling_rps": None, "workers_lost": 1, "identity_ratio": 1.2,
+             "loadgen_cpu_peak_pct": 97.0},
+            ["load generator at 97 % CPU in a sample (above 90 %)",
+             "1 Locust worker(s) lost mid-run", "no ceiling",
+             "identity 1.2 off 1 by more than 5 %"],
+        ),
+    ],
+)  # fmt: skip
+def test_each_validity_rule(values, reasons):
+    row = _row(**values)
+    assert model.invalid_reasons(row) == reasons
+    checked = model.with_validity(row)
+    assert checked.valid is (not reasons)
+    assert checked.invalid_reasons == tuple(reasons)
+
+
+def test_the_validity_rules_are_the_pages_headings():
+    assert [rule.name for rule in model.VALIDITY_RULES] == [
+        "generator_saturated", "workers_lost", "cut_off", "efficiency_above_one", "no_ceiling",
+        "identity_broken",
+    ]  # fmt: skip
+    rows = [_row(cell="a", workers_lost=1), _row(cell="b"), _row(cell="c", ceiling_rps=None)]
+    assert [rule.cells(rows) for rule in model.VALIDITY_RULES] == [[], ["a"], [], [], ["c"], []]
+
+
+def test_validity_survives_summary_json(written):
+    document = json.loads((written / "summary.json").read_text())
+    rows = model.summarize_run(written)[1]
+    assert [summary.Row.from_dict(cell) for cell in document["cells"]] == rows
+    # an older summary.json without the columns: validity unknown, not valid
+    older = {k: v for k, v in document["cells"][0].items() if k not in ("valid", "invalid_reasons")}
+    assert summary.Row.from_dict(older).valid is None

@@ -27,6 +27,10 @@ DELAY_BOUND = next(
     n for n, e in CATALOGUE.endpoints.items() if e.delay_bound and not e.holds_db_connection
 )
 CPU_BOUND = next(n for n, e in CATALOGUE.endpoints.items() if e.bound == "cpu")
+# the first cell of the ladder fixture with a hey run
+HEY_LADDER_CELL = next(
+    p.name for p in sorted((FIXTURES / "ladder").iterdir()) if (p / "hey.json").is_file()
+)
 
 
 def _row(**values) -> summary.Row:
@@ -125,40 +129,70 @@ def test_disagreement_is_judged_from_the_rates_not_the_stored_flag():
     assert any("disagree" in r for r in verdicts["locust"].reasons)
 
 
-def test_an_identity_that_is_off():
+def test_an_identity_that_is_off_makes_the_cell_invalid_and_both_verdicts_miss():
+    """The identity is one of the report's validity rules: the cell is invalid, and
+    neither client's figures are judged."""
     verdicts = _verdicts(identity_ratio=1.08)
-    assert verdicts["locust"].reasons == (
-        "closed-loop identity off by 8.0 %: time the measurement does not see",
-    )
-    assert verdicts["hey"].met
+    reason = "invalid: identity 1.08 off 1 by more than 5 %"
+    assert verdicts["locust"].reasons == verdicts["hey"].reasons == (reason,)
+    assert verdicts["locust"].line.endswith(f"identity 1.080: MISSED: {reason}")
     # hey losing requests below HTTP: its file holds less of the connections' time
     verdicts = _verdicts(hey_identity_ratio=0.9)
-    assert verdicts["hey"].reasons == (
-        "closed-loop identity off by 10.0 %: time the measurement does not see",
-    )
+    reason = "invalid: hey identity 0.9 off 1 by more than 5 %"
+    assert verdicts["locust"].reasons == verdicts["hey"].reasons == (reason,)
     assert _verdicts(identity_ratio=1.05)["locust"].met
 
 
-def test_a_saturated_generator_is_not_judged_on_throughput_and_does_not_pass():
+def test_an_invalid_cell_is_not_judged_on_its_figures_and_does_not_pass():
+    # a load generator above 90 % in a sample: these are the generator's figures
     verdicts = _verdicts(
-        generator_saturated=True, rps=300.0, identity_ratio=1.0, hey_rps=340.0, clients_agree=False
-    )
+        loadgen_cpu_peak_pct=95.0, generator_saturated=True, rps=300.0, identity_ratio=1.0,
+        hey_rps=340.0, clients_agree=False, failures=4, p99_ms=2000,
+    )  # fmt: skip
     locust = verdicts["locust"]
     assert not locust.met
-    assert locust.reasons == ("load generator saturated",)
-    # the disagreement (|300 - 340| / 340 = 11.8 %) is put down to it, not counted
-    assert "the clients disagree by 11.8 %, as the load generator was saturated" in locust.line
+    assert locust.reasons == ("invalid: load generator at 95 % CPU in a sample (above 90 %)",)
+    # the figures are shown, none judged: no efficiency, p99, failures or disagreement
     assert "efficiency 0.750" in locust.line
-    assert verdicts["hey"].reasons == ("load generator saturated",)
+    assert "p99 2000 ms" in locust.line
+    assert "4 failures" in locust.line
+    assert "hey 340 req/s" in locust.line
+    assert verdicts["hey"].reasons == locust.reasons
 
 
-def test_a_saturated_generator_still_counts_failures_and_latency():
-    verdicts = _verdicts(generator_saturated=True, failures=4, p99_ms=2000)
-    assert verdicts["locust"].reasons == (
-        "load generator saturated",
-        "p99 2000 ms > 1.2 x ideal 1000 ms",
-        "4 failures",
-    )
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"workers_lost": 1}, "1 Locust worker(s) lost mid-run"),
+        (
+            {
+                "unfinished_requests": 400,
+                "unfinished_oldest_ms": 4000.0,
+                "cutoff_requests": 70,
+                "requests": 6000,
+            },
+            "70 request(s) in flight at the stop had waited longer than p99 1100 ms "
+            "(oldest 4000 ms), more than 1% of the 6000 measured",
+        ),
+        # a ceiling too low: 398 / 380
+        ({"ceiling_rps": 380.0, "efficiency": 1.047}, "efficiency 1.047 above 1.02"),
+        ({"locust_cpu_warning": True}, "Locust's CPU warning in locust.log"),
+        (
+            {"loadgen_process_peak_cores": 0.95},
+            "a Locust process at 0.95 cores in a sample (above 0.9)",
+        ),
+    ],
+)
+def test_each_validity_rule_misses_both_verdicts(values, reason):
+    verdicts = _verdicts(**values)
+    assert verdicts["locust"].reasons == verdicts["hey"].reasons == (f"invalid: {reason}",)
+
+
+def test_the_rows_own_validity_is_the_verdicts():
+    # a row the report marked: its reasons, not worked out again
+    row = _row(valid=False, invalid_reasons=("a reason of the report",))
+    assert [v.reasons for v in targets.check([row])] == [("invalid: a reason of the report",)] * 2
+    assert targets.check([_row(valid=True, invalid_reasons=(), identity_ratio=1.0)])[0].met
 
 
 @pytest.mark.parametrize(
@@ -210,13 +244,12 @@ def test_without_hey_only_locust_is_judged():
 
 
 def test_missing_figures_are_missed_not_passed():
-    verdicts = _verdicts(rps=None, p99_ms=None, identity_ratio=None, ceiling_rps=None)
+    verdicts = _verdicts(rps=None, p99_ms=None, identity_ratio=None)
     assert verdicts["locust"].reasons == ("no rate measured", "no p99 measured")
+    # no ceiling makes the cell invalid
     verdicts = _verdicts(ceiling_rps=None, ideal_latency_ms=None)
-    assert verdicts["locust"].reasons == (
-        "no ceiling to judge the rate by (server slots unknown)",
-        "no ideal latency to judge p99 by (server slots unknown)",
-    )
+    assert verdicts["locust"].reasons == ("invalid: no ceiling",)
+    assert "req/s, no ceiling" in verdicts["locust"].line
 
 
 def test_an_unsampled_generator_is_said():
@@ -226,7 +259,7 @@ def test_an_unsampled_generator_is_said():
 
 
 def test_the_ladder_fixture_meets_every_target_and_summary_json_gives_the_same(tmp_path):
-    """A server without a bound is judged against users / delay."""
+    """A server without a bound is judged against users / delay. Every cell is valid."""
     run_dir = tmp_path / "ladder"
     shutil.copytree(FIXTURES / "ladder", run_dir)
     assert cli.main([str(run_dir)]) == 0
@@ -244,6 +277,28 @@ def test_the_ladder_fixture_meets_every_target_and_summary_json_gives_the_same(t
         assert verdict.met, verdict.line
     cells = json.loads((run_dir / "summary.json").read_text())["cells"]
     assert targets.check(cells) == verdicts
+    # an older summary.json, without the validity columns: the same verdicts, by the
+    # report's rules applied to the other columns
+    older = [{k: v for k, v in c.items() if k not in ("valid", "invalid_reasons")} for c in cells]
+    assert targets.check(older) == verdicts
+
+
+def test_an_invalid_cell_of_summary_json_misses_with_its_reasons(tmp_path):
+    run_dir = tmp_path / "ladder"
+    shutil.copytree(FIXTURES / "ladder", run_dir)
+    cell_dir = run_dir / f"{HEY_LADDER_CELL}"
+    meta = json.loads((cell_dir / "hey.json").read_text())
+    (cell_dir / "hey.json").write_text(json.dumps({**meta, "connections": 3}))
+    assert cli.main([str(run_dir)]) == 0
+    cells = json.loads((run_dir / "summary.json").read_text())["cells"]
+    (marked,) = [c for c in cells if c["valid"] is False]
+    assert marked["invalid_reasons"] == ["hey identity 1.5 off 1 by more than 5 %"]
+    missed = [v for v in targets.check(cells) if not v.met]
+    assert [(v.cell, v.client) for v in missed] == [
+        (HEY_LADDER_CELL, "locust"),
+        (HEY_LADDER_CELL, "hey"),
+    ]
+    assert missed[0].reasons == ("invalid: hey identity 1.5 off 1 by more than 5 %",)
 
 
 def test_the_constants():

@@ -19,11 +19,14 @@ Input layout (written by the load-test playbook)
         cell.json
         locust_stats.csv              Locust --csv=<cell-id>/locust --csv-full-history
         locust_stats_history.csv
-        locust_requests.csv           every request of the run, written by the
-                                      locustfile (layout and figures: report.locust)
+        locust_requests.csv           every request of the run, and those in flight
+                                      at the stop, written by the locustfile
+                                      (layout and figures: report.locust)
         locust_failures.csv
         locust_exceptions.csv
         locust_report.html            Locust --html (linked from the page)
+        locust.log                    the master's log (Locust --logfile): read for
+                                      Locust's CPU warning only (report.locust)
         samples/<host>.csv            the sampler role, one file per host
         hey.csv, hey.json             I/O-bound cells only: the second client, hey
                                       (layout and figures: report.hey)
@@ -76,9 +79,13 @@ the facts the playbook gathers (``<cell>/facts.json``).
                                     plus [db_mode] when the run has that server in both modes
 
 The measured run is the one Locust writes the CSVs for. Warm-up is a separate
-short run before it whose output is discarded. The stats history fixes when
-all users were running; only sampler rows inside the measured window count
-(all rows if fewer than two fall inside).
+short run before it whose output is discarded. The stats history fixes the
+measured window, from the first second with all users running to its last
+row; only sampler rows inside it count. A host with fewer than two rows inside
+(or a cell without a stats history) gives no figure at all, and the note says
+"fewer than two samples in the window from <role> host <host>": rows from
+outside the run never stand in for it (an app host's CPU is then None, and so
+is a load generator's when no load generator has two).
 
 Throughput, mean and percentiles come from ``locust_requests.csv``, every
 request of the run (its start, its response time, whether it failed), over a
@@ -123,16 +130,63 @@ Numbers per cell
   ``clients_agree``: ``|rps - hey_rps| / hey_rps <= 0.05``; null without hey.
 - throttling: increase of ``nr_throttled`` (and ``nr_periods``, throttled
   seconds) over the window, summed over app hosts.
-- generator_saturated: a load generator whose mean CPU over the window was
-  above 90 % of what it may use, or whose busiest Locust process used more
-  than 0.9 of a core (one Locust process cannot use more than one).
+- load generators, each figure the highest of any of them: the busiest
+  1-second sample (``loadgen_cpu_peak_pct``) and the mean
+  (``loadgen_cpu_mean_pct``) of CPU, in % of what the host may use, and the
+  busiest Locust process's mean and busiest sample (``loadgen_process_cores``,
+  ``loadgen_process_peak_cores``: one Locust process cannot use more than one
+  core); ``locust_cpu_warning``:
+  whether locust.log holds Locust's own CPU warning (None without the file).
+  ``generator_saturated``: validity rule 1 below holds (None: no load
+  generator sampled and no warning).
+- requests in flight at the stop (from locust_requests.csv, see
+  report.locust): ``unfinished_requests``, the oldest one's age
+  (``unfinished_oldest_ms``) and how many had waited longer than the row's
+  ``p99_ms`` (``cutoff_requests``); None with no request log, or an older
+  one that does not list them (the note says so).
+
+Validity
+========
+
+A cell whose figures do not measure the server is invalid: ``valid`` is
+false and ``invalid_reasons`` lists one short reason for each rule that holds
+(empty when valid). The rules (model.VALIDITY_RULES) read the row's own
+rounded columns, so anyone can check them from summary.json; each rule's
+limit itself is valid:
+
+1. a saturated load generator: a sample of a load generator's CPU in the
+   window above 90 % (``loadgen_cpu_peak_pct``: any second, not the mean), a
+   sample of the busiest Locust process above 0.9 of a core
+   (``loadgen_process_peak_cores``), or Locust's CPU warning in locust.log
+   ("CPU usage above 90%!", "CPU usage was too high", and the master's
+   "Worker ... exceeded cpu threshold" for a worker);
+2. a Locust worker lost mid-run (``workers_lost``): Locust restarted its
+   statistics then;
+3. latency cut off by the end of the run: requests in flight when the run
+   stopped had already waited longer than ``p99_ms``, more than 1 % of the
+   requests measured (``cutoff_requests`` > 0.01 x ``requests``; one of the
+   slowest 1 % may be in flight by chance): Locust counted none of them, so
+   the percentiles understate the tail;
+4. ``efficiency`` above 1.02: the ceiling is wrong;
+5. no ceiling (``ceiling_rps`` None): nothing to measure the throughput
+   against;
+6. the closed-loop identity broken: ``identity_ratio``, or with hey
+   ``hey_identity_ratio``, off 1.0 by more than 5 %
+   (flask_deploy_lab.targets.IDENTITY_TOLERANCE).
+
+The page marks each invalid cell with its reasons and strikes its figures
+through (and hatches its bars, boxes its points in the figures): they are not
+results. flask_deploy_lab.targets does not judge an invalid cell (its
+verdicts miss with the reasons), and ``make bench`` prints every invalid cell
+with why and exits 1.
 
 Output
 ======
 
 ``summary.csv`` has one row per cell with the columns of ``summary.Row``
-(empty = not measured); ``summary.json`` is ``{"run", "environment", "cells":
-[the same rows]}``; ``index.html`` shows them, with a figure per endpoint
+(empty = not measured; ``invalid_reasons`` joined by "; "); ``summary.json``
+is ``{"run", "environment", "cells": [the same rows]}`` (``invalid_reasons``
+a list); ``index.html`` shows them, with a figure per endpoint
 and, when the run has ladders (cells of one endpoint and delay at more than
 one number of users), a "Concurrency ladder" section: throughput and latency
 against users per configuration, Locust's and hey's, with the ceiling and the
@@ -148,9 +202,10 @@ Modules
 ::
 
     cli        main(argv): the command line, writes the three files
-    model      a run directory -> summary rows: cells, ceilings, cell warnings
-    locust     Locust's CSVs (stats, history, failures) and its request log:
-               the figures over the steady window
+    model      a run directory -> summary rows: cells, ceilings, validity rules
+    locust     Locust's CSVs (stats, history, failures), its log's CPU warning
+               and its request log: the figures over the steady window, the
+               requests in flight at the stop
     hey        hey's CSV and JSON: its figures over its measured window
     exact      nearest-rank percentiles and a request's share of a window
     errors     ReportError: a run that breaks the layout

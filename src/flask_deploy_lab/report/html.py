@@ -1,10 +1,12 @@
 """The page, index.html: templates/report.html.j2 rendered with Jinja2.
 
 The template does the markup; this module hands it the rows, the schema's
-table columns, the warnings, the figures (one per endpoint, and one per
-concurrency ladder when the run has ladders) and the environment in the shape
-the page shows them. Everything is escaped (autoescape), except the figures,
-which are matplotlib's own SVG.
+table columns, the invalid cells under each validity rule that marks them, the
+figures (one per endpoint, and one per concurrency ladder when the run has
+ladders) and the environment in the shape the page shows them. An invalid
+cell's row says why, and its figures are struck through: they are not results.
+Everything is escaped (autoescape), except the figures, which are
+matplotlib's own SVG.
 """
 
 from __future__ import annotations
@@ -110,11 +112,12 @@ def render_html(run_dir: Path, environment: dict | None, rows: list[Row]) -> str
         }
         for endpoint, delay, ladder_rows in ladders(rows)
     ]
-    flagged_cells = [(warning, warning.cells(rows)) for warning in model.CELL_WARNINGS]
+    marked = [(rule, rule.cells(rows)) for rule in model.VALIDITY_RULES]
     return _TEMPLATES.get_template("report.html.j2").render(
         title=f"Flask Deploy Lab — run {run_dir.name}",
         environment=environment_cards(environment) if environment else None,
-        warnings=[(warning, cells) for warning, cells in flagged_cells if cells],
+        invalid=[r.cell for r in rows if r.valid is False],
+        warnings=[(rule, cells) for rule, cells in marked if cells],
         failing=[r for r in rows if r.failures],
         endpoints=endpoints,
         ladders=ladder_figures,
@@ -122,7 +125,7 @@ def render_html(run_dir: Path, environment: dict | None, rows: list[Row]) -> str
         rows=[
             {
                 "row": r,
-                "flagged": model.flagged(r),
+                "invalid": r.valid is False,
                 "linked": locust.has_html_report(run_dir / r.cell),
             }
             for r in rows

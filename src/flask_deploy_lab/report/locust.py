@@ -8,12 +8,37 @@ Locust runs with ``--csv=<cell>/locust --csv-full-history --html
                               row, cumulative since the statistics were last reset
     locust_failures.csv       one row per (method, name, error) with its occurrences
     locust_report.html        Locust's own page
+    locust.log                the master's log (the single process's, run without
+                              workers); read for Locust's CPU warning only
     locust_requests.csv       written by the lab's locustfile (see its docstring),
                               not by Locust: one row per request of the whole run,
                               ramp-up included, in the order they completed, under
-                              the header ``start,response_time_ms,failed,name``:
+                              the header ``start,response_time_ms,failed,name,stopped_at``:
                               start in Unix seconds with six decimals, the response
-                              time in milliseconds with three, failed 0 or 1
+                              time in milliseconds with three, failed 0 or 1,
+                              stopped_at empty; then one row per request still in
+                              flight when the run stopped, oldest first: its start,
+                              response_time_ms and failed empty, stopped_at the
+                              Unix time the stop found it waiting (six decimals)
+
+The request log's layout, checked strictly (`read_requests`)
+    The header is one of two: ``start,response_time_ms,failed,name,stopped_at``,
+    or ``start,response_time_ms,failed,name`` (a log written before the
+    locustfile listed the requests in flight at the stop; its rows are all
+    completed requests, and whether any was cut off is unknown). Every row has
+    as many fields as its header. A completed row: start and response_time_ms
+    non-negative numbers, failed 0 or 1, stopped_at empty. An in-flight row:
+    start and stopped_at non-negative numbers, stopped_at not before start,
+    response_time_ms and failed empty. Anything else is a ReportError naming
+    the file and the line.
+
+Requests in flight at the stop (`cut_off`)
+    Locust kills the requests in flight when a run stops and counts none of
+    them, so a request stuck for longer than the run is in no figure. Their
+    age at the stop (stopped_at - start) says whether the tail was cut off: one
+    that had already waited longer than the cell's p99 is latency the
+    percentiles do not hold, and the report marks the cell invalid (see
+    report.model). None of them counts in the rate or the percentiles below.
 
 Figures from locust_requests.csv (`request_figures`)
     Locust's statistics are coarse for a short window. The history's cumulative
@@ -33,12 +58,14 @@ Figures from locust_requests.csv (`request_figures`)
     a row, the first request's start. The start leaves out the ramp-up and the
     first round of requests of a closed loop that has just started. The end
     allows for how a run stops: Locust kills the requests then in flight, one
-    per user, and the file does not have them. A killed request that had run
-    for less than A started after the window's end, so the window misses
-    nothing of it; only one that had run for longer than A leaves out its part
-    between its start and the window's end: nothing in a cell whose requests
-    all take less than A, next to nothing where they all take about A, as in
-    the delay-bound cells. Over the window:
+    per user, with no response time. A killed request that had run for less
+    than A started after the window's end, so the window misses nothing of
+    it; only one that had run for longer than A leaves out its part between
+    its start and the window's end: nothing in a cell whose requests all take
+    less than A, next to nothing where they all take about A, as in the
+    delay-bound cells. (The killed requests are in the log, as in-flight rows,
+    for `cut_off`: a cell where one had waited longer than the p99 is invalid
+    whatever these figures say.) Over the window, the completed requests:
 
         requests   the requests that completed in it, both ends included
         failures   of them, those Locust counted as failed
@@ -55,8 +82,8 @@ Figures from locust_requests.csv (`request_figures`)
     clocks of the hosts that ran the users and the history's seconds from the
     master's: on different hosts they agree as well as those clocks do. A
     worker lost mid-run takes the requests it had not yet reported with it (up
-    to 3 s of its users'); such a cell is flagged anyway (cell.json's
-    workers_lost).
+    to 3 s of its users'); such a cell is invalid anyway (cell.json's
+    workers_lost, report.model).
 
 Figures from Locust's own statistics
     Without a request log, or with one that spans less than MIN_STEADY_S once
@@ -71,6 +98,8 @@ Figures from Locust's own statistics
 
 from __future__ import annotations
 
+import csv
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -84,7 +113,20 @@ HISTORY = "locust_stats_history.csv"
 FAILURES = "locust_failures.csv"
 HTML_REPORT = "locust_report.html"
 REQUESTS = "locust_requests.csv"
-REQUESTS_HEADER = ("start", "response_time_ms", "failed", "name")
+LOG = "locust.log"
+# the request log's header, and an older log's, which has no in-flight rows
+REQUESTS_HEADER = ("start", "response_time_ms", "failed", "name", "stopped_at")
+REQUESTS_HEADER_V1 = REQUESTS_HEADER[:4]
+
+# What Locust logs when a process of the run goes above its CPU threshold (90 %):
+# the process itself ("CPU usage above 90%!", and at the end "CPU usage was too
+# high"), and the master of a worker whose heartbeat said so ("Worker <id>
+# (index <n>) exceeded cpu threshold", and at the end "CPU usage threshold was
+# exceeded on workers").
+CPU_WARNING = re.compile(
+    r"CPU usage above \d+%|CPU usage was too high|exceeded cpu threshold"
+    r"|CPU usage threshold was exceeded"
+)
 
 # the Name of the row that sums every request name
 AGGREGATED = "Aggregated"
@@ -208,7 +250,8 @@ def steady_rate(
 
 @dataclass(frozen=True, slots=True)
 class LoggedRequest:
-    """One row of locust_requests.csv, its times in whole microseconds, as written."""
+    """One completed request of locust_requests.csv, its times in whole
+    microseconds, as written."""
 
     start_us: int  # Unix time the request started
     response_time_us: int
@@ -219,6 +262,30 @@ class LoggedRequest:
     def completed_us(self) -> int:
         """Unix time the response was read."""
         return self.start_us + self.response_time_us
+
+
+@dataclass(frozen=True, slots=True)
+class UnfinishedRequest:
+    """One request of locust_requests.csv still in flight when the run stopped."""
+
+    start_us: int  # Unix time the request started
+    stopped_us: int  # Unix time the stop found it waiting
+    name: str
+
+    @property
+    def age_us(self) -> int:
+        """How long it had waited when the run stopped."""
+        return self.stopped_us - self.start_us
+
+
+@dataclass(frozen=True)
+class RequestLog:
+    """locust_requests.csv: the completed requests and those in flight at the
+    stop; unfinished is None for a log of the older layout, which does not
+    list them."""
+
+    completed: list[LoggedRequest]
+    unfinished: list[UnfinishedRequest] | None
 
 
 @dataclass(frozen=True)
@@ -242,19 +309,38 @@ class RequestFigures:
         return self.window_end - self.window_start
 
 
-def read_requests(cell_dir: Path) -> list[LoggedRequest] | None:
-    """The rows of the cell's locust_requests.csv; None when it has none; a
-    ReportError, naming the file and line, when a row breaks the shape (the
-    header, four fields, non-negative numbers, failed 0 or 1)."""
+def read_requests(cell_dir: Path) -> RequestLog | None:
+    """The cell's locust_requests.csv; None when it has none; a ReportError,
+    naming the file and line, when it breaks the layout (the module's
+    docstring: either header, as many fields as it, a completed or an
+    in-flight row)."""
     path = cell_dir / REQUESTS
     if not path.is_file():
         return None
-    requests = []
-    for line, fields in checked_rows(path, REQUESTS_HEADER, "the header"):
-        start, response_time_ms, failed, name = fields
+    header = _requests_header(path)
+    completed, unfinished = [], []
+    for line, fields in checked_rows(path, header, "the header"):
+        start, response_time_ms, failed, name = fields[:4]
+        stopped_at = fields[4] if len(fields) > 4 else ""
+        if stopped_at.strip():
+            for field, text in (("response_time_ms", response_time_ms), ("failed", failed)):
+                if text.strip():
+                    raise ReportError(
+                        f"{path}: line {line}: {field} {text!r} in a request in flight at "
+                        "the stop (stopped_at set)"
+                    )
+            request = UnfinishedRequest(
+                start_us=_microseconds(path, line, "start", start, 6),
+                stopped_us=_microseconds(path, line, "stopped_at", stopped_at, 6),
+                name=name,
+            )
+            if request.stopped_us < request.start_us:
+                raise ReportError(f"{path}: line {line}: stopped_at {stopped_at!r} before start")
+            unfinished.append(request)
+            continue
         if failed.strip() not in ("0", "1"):
             raise ReportError(f"{path}: line {line}: failed {failed!r} is not 0 or 1")
-        requests.append(
+        completed.append(
             LoggedRequest(
                 start_us=_microseconds(path, line, "start", start, 6),
                 response_time_us=_microseconds(path, line, "response_time_ms", response_time_ms, 3),
@@ -262,7 +348,20 @@ def read_requests(cell_dir: Path) -> list[LoggedRequest] | None:
                 name=name,
             )
         )
-    return requests
+    return RequestLog(completed, unfinished if header == REQUESTS_HEADER else None)
+
+
+def _requests_header(path: Path) -> tuple[str, ...]:
+    """Which of the two headers the file has; a ReportError naming both otherwise."""
+    with path.open(newline="") as handle:
+        found = next(csv.reader(handle), None)
+    stripped = tuple(field.strip() for field in found) if found else None
+    if stripped in (REQUESTS_HEADER, REQUESTS_HEADER_V1):
+        return stripped
+    raise ReportError(
+        f"{path}: expected the header {','.join(REQUESTS_HEADER)} (or an older log's "
+        f"{','.join(REQUESTS_HEADER_V1)}), got " + (",".join(found) if found else "an empty file")
+    )
 
 
 def _microseconds(path: Path, line: int, name: str, text: str, places: int) -> int:
@@ -326,6 +425,39 @@ def request_figures(
         ),
         None,
     )
+
+
+@dataclass(frozen=True)
+class CutOff:
+    """The requests in flight when the run stopped, against the cell's p99."""
+
+    in_flight: int
+    # of them, those that had waited longer than p99 by the stop; None without a p99
+    cut_off: int | None
+    # the longest any had waited by the stop; None when none was in flight
+    oldest_ms: float | None
+
+
+def cut_off(unfinished: list[UnfinishedRequest], p99_ms: float | None) -> CutOff:
+    """How many requests were in flight at the stop, how many of them had
+    waited longer than p99_ms (the cell's reported p99) by then, and the
+    oldest's age: a request still waiting past the p99 is latency the
+    percentiles do not hold."""
+    ages_ms = [request.age_us / 1000 for request in unfinished]
+    return CutOff(
+        in_flight=len(ages_ms),
+        cut_off=None if p99_ms is None else sum(1 for age in ages_ms if age > p99_ms),
+        oldest_ms=max(ages_ms, default=None),
+    )
+
+
+def read_cpu_warning(cell_dir: Path) -> bool | None:
+    """Whether the cell's locust.log holds Locust's CPU warning (CPU_WARNING);
+    None when the cell has no locust.log."""
+    path = cell_dir / LOG
+    if not path.is_file():
+        return None
+    return CPU_WARNING.search(path.read_text(errors="replace")) is not None
 
 
 def read_top_failure(cell_dir: Path) -> str | None:

@@ -1,11 +1,14 @@
 """A run directory read into summary rows: each cell's numbers against its
-ceiling, the warnings a cell can carry, and the errors of a run that breaks
-the layout (see the package's docstring for both)."""
+ceiling, whether they are results at all (the validity rules, VALIDITY_RULES),
+and the errors of a run that breaks the layout (see the package's docstring
+for all three)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from flask_deploy_lab import catalogue
 from flask_deploy_lab.report import hey, locust
 from flask_deploy_lab.report.errors import ReportError
 from flask_deploy_lab.report.samples import (
+    MIN_SAMPLES,
     HostSamples,
     counter_increase,
     counter_rate,
@@ -20,11 +24,13 @@ from flask_deploy_lab.report.samples import (
     read_samples,
 )
 from flask_deploy_lab.report.summary import Row
-from flask_deploy_lab.targets import clients_agree
+from flask_deploy_lab.targets import IDENTITY_TOLERANCE, ROUNDING_SLACK, clients_agree
 
-# A load generator above either is measuring itself rather than the server.
+# A load generator above either in any sample is measuring itself rather than the server.
 SATURATED_CPU_PERCENT = 90.0
 SATURATED_PROCESS_CORES = 0.9  # one Locust process cannot use more than one core
+# Throughput further above its ceiling than this says the ceiling is wrong.
+MAX_EFFICIENCY = 1.02
 
 REQUIRED_CELL_KEYS = ("server", "endpoint", "users")
 
@@ -38,37 +44,145 @@ CEILING_MODELS = {
 }
 
 
-@dataclass(frozen=True)
-class CellWarning:
-    """A flag of Row that means the cell's numbers do not measure the server as
-    they should: what the page calls it, and what it means."""
+# --------------------------------------------------------------------------- validity
+# A cell is valid when none of these rules holds: its figures are then results.
+# Each rule reads the row's own (rounded) columns, so a reader of summary.json
+# can check it, and flask_deploy_lab.targets takes the verdict from here.
 
-    flag: str
+
+def _saturated_generator(row: Row) -> list[str]:
+    reasons = []
+    if row.loadgen_cpu_peak_pct is not None and row.loadgen_cpu_peak_pct > SATURATED_CPU_PERCENT:
+        reasons.append(
+            f"load generator at {row.loadgen_cpu_peak_pct:g} % CPU in a sample "
+            f"(above {SATURATED_CPU_PERCENT:g} %)"
+        )
+    peak_cores = row.loadgen_process_peak_cores
+    if peak_cores is not None and peak_cores > SATURATED_PROCESS_CORES:
+        reasons.append(
+            f"a Locust process at {peak_cores:g} cores in a sample "
+            f"(above {SATURATED_PROCESS_CORES:g})"
+        )
+    if row.locust_cpu_warning:
+        reasons.append(f"Locust's CPU warning in {locust.LOG}")
+    if not reasons and row.generator_saturated:
+        # a row of an older summary.json, which says no more than that
+        reasons.append("load generator saturated")
+    return reasons
+
+
+# In-flight requests older than the p99 at the stop, as a share of the requests
+# measured, above which the percentiles understate the tail (rule cut_off).
+CUT_OFF_SHARE = 0.01
+
+
+def _worker_lost(row: Row) -> list[str]:
+    return [f"{row.workers_lost} Locust worker(s) lost mid-run"] if row.workers_lost else []
+
+
+def _cut_off(row: Row) -> list[str]:
+    # a closed loop always stops with a request per user in flight, and one of
+    # them may have waited past the p99 by chance (the slowest 1 % do); more
+    # than CUT_OFF_SHARE of the requests measured would move the p99 itself
+    if not row.cutoff_requests or row.cutoff_requests <= CUT_OFF_SHARE * (row.requests or 0):
+        return []
+    return [
+        f"{row.cutoff_requests} request(s) in flight at the stop had waited longer than "
+        f"p99 {row.p99_ms:g} ms (oldest {row.unfinished_oldest_ms:g} ms), more than "
+        f"{CUT_OFF_SHARE:.0%} of the {row.requests or 0} measured"
+    ]
+
+
+def _efficiency_above_one(row: Row) -> list[str]:
+    if row.efficiency is None or row.efficiency <= MAX_EFFICIENCY + ROUNDING_SLACK:
+        return []
+    return [f"efficiency {row.efficiency:g} above {MAX_EFFICIENCY:g}"]
+
+
+def _no_ceiling(row: Row) -> list[str]:
+    return ["no ceiling"] if row.ceiling_rps is None else []
+
+
+def _identity_broken(row: Row) -> list[str]:
+    reasons = []
+    ratios = (("identity", row.identity_ratio), ("hey identity", row.hey_identity_ratio))
+    for label, ratio in ratios:
+        if ratio is not None and abs(ratio - 1) > IDENTITY_TOLERANCE + ROUNDING_SLACK:
+            reasons.append(f"{label} {ratio:g} off 1 by more than {IDENTITY_TOLERANCE * 100:g} %")
+    return reasons
+
+
+@dataclass(frozen=True)
+class ValidityRule:
+    """A reason a cell's figures are not results: what the page calls it, what
+    it means, and the function that gives its reasons for a row (none: the
+    rule does not hold)."""
+
+    name: str
     title: str
     meaning: str
+    reasons: Callable[[Row], list[str]]
 
     def cells(self, rows: list[Row]) -> list[str]:
-        """The cells that raise the flag."""
-        return [row.cell for row in rows if getattr(row, self.flag)]
+        """The cells the rule holds for."""
+        return [row.cell for row in rows if self.reasons(row)]
 
 
-CELL_WARNINGS = (
-    CellWarning(
+VALIDITY_RULES = (
+    ValidityRule(
         "generator_saturated",
         "Saturated load generator",
-        "these numbers measure the generator, not the server.",
+        f"a load generator above {SATURATED_CPU_PERCENT:g} % CPU, or a Locust process above "
+        f"{SATURATED_PROCESS_CORES:g} of a core, in a sample of the window (or Locust's own "
+        "CPU warning): these numbers measure the generator, not the server.",
+        _saturated_generator,
     ),
-    CellWarning(
+    ValidityRule(
         "workers_lost",
         "Load generator worker lost mid-run",
         "Locust restarted its statistics then, so these figures cover only the rest of the run.",
+        _worker_lost,
+    ),
+    ValidityRule(
+        "cut_off",
+        "Latency cut off by the end of the run",
+        "requests still in flight when the run stopped had already waited longer than the "
+        f"p99, more than {CUT_OFF_SHARE:.0%} of the requests measured: Locust counted none of "
+        "them, so the percentiles understate the tail.",
+        _cut_off,
+    ),
+    ValidityRule(
+        "efficiency_above_one",
+        "Throughput above the ceiling",
+        f"efficiency above {MAX_EFFICIENCY:g}: the ceiling is wrong, so the efficiency says "
+        "nothing.",
+        _efficiency_above_one,
+    ),
+    ValidityRule(
+        "no_ceiling",
+        "No ceiling",
+        "nothing to measure the throughput against (the note says what is missing).",
+        _no_ceiling,
+    ),
+    ValidityRule(
+        "identity_broken",
+        "Closed-loop identity broken",
+        f"users / throughput is off the mean latency by more than {IDENTITY_TOLERANCE * 100:g} "
+        "% (Locust's or hey's): time the measurement does not see.",
+        _identity_broken,
     ),
 )
 
 
-def flagged(row: Row) -> bool:
-    """Whether any cell warning holds for the row."""
-    return any(getattr(row, warning.flag) for warning in CELL_WARNINGS)
+def invalid_reasons(row: Row) -> list[str]:
+    """Every reason the row's figures are not results, rule by rule; empty when valid."""
+    return [reason for rule in VALIDITY_RULES for reason in rule.reasons(row)]
+
+
+def with_validity(row: Row) -> Row:
+    """The row with its valid and invalid_reasons columns worked out from the others."""
+    reasons = invalid_reasons(row)
+    return dataclasses.replace(row, valid=not reasons, invalid_reasons=tuple(reasons))
 
 
 @dataclass(frozen=True)
@@ -233,9 +347,12 @@ class _CellReader:
         self.window = locust.measured_window(self.history, cell.users)
 
     def hosts(self, role: str, column: str) -> list[HostSamples]:
-        """The samples of the role's hosts, cut to the measured window.
+        """The samples of the role's hosts inside the measured window.
 
-        cell.json names the hosts; without it, any host whose samples carry the column.
+        cell.json names the hosts; without it, any host whose samples carry the
+        column. A host with fewer than MIN_SAMPLES rows in the window (or a cell
+        without a window) keeps none, and the note says so: no figure of it comes
+        from outside the measured run.
         """
         names = getattr(self.cell, f"{role}_hosts")
         samples = self.cell.samples
@@ -246,7 +363,18 @@ class _CellReader:
                 self.notes.append(f"no samples from {role} host {', '.join(missing)}")
         else:
             chosen = [s for s in samples.values() if s.has(column)]
-        return [in_window(s, self.window) for s in chosen]
+        inside = [in_window(s, self.window) for s in chosen]
+        few = [s.host for s in inside if len(s.rows) < MIN_SAMPLES]
+        if few and self.window is None:
+            self.notes.append(
+                f"no measured window ({locust.HISTORY} has no row): no samples used from "
+                f"{role} host {', '.join(few)}"
+            )
+        elif few:
+            self.notes.append(
+                f"fewer than two samples in the window from {role} host {', '.join(few)}"
+            )
+        return [s if len(s.rows) >= MIN_SAMPLES else HostSamples(s.host, []) for s in inside]
 
     def row(self) -> Row:
         cell = self.cell
@@ -254,7 +382,7 @@ class _CellReader:
         if stats is None:
             self.notes.append(f"no Aggregated row in {locust.STATS}")
             stats = locust.Stats()
-        measured = self.measured(stats)
+        measured, request_log = self.measured(stats)
         rps = measured.rps
         hey_result = hey.read_hey(cell.directory)
 
@@ -280,22 +408,20 @@ class _CellReader:
         db_points = [
             v for s in self.hosts("db", "pg_connections") for v in s.values("pg_connections")
         ]
-        peak_pct, mean_pct, process_cores, saturated = self.generator_load()
-
-        if cell.workers_lost:
-            self.notes.append(
-                f"{len(cell.workers_lost)} Locust worker(s) lost mid-run: "
-                "the figures cover only the part after it"
-            )
+        generator = self.generator_load()
+        cpu_warning = locust.read_cpu_warning(cell.directory)
+        in_flight = self.in_flight(request_log, measured.p99_ms)
 
         requests, failures = stats.requests, stats.failures
-        return Row(
+        row = Row(
             cell=cell.name,
             config=self.config(),
             server=cell.server,
             db_mode=cell.db_mode,
             endpoint=cell.endpoint,
             users=cell.users,
+            valid=None,
+            invalid_reasons=None,
             requests=requests,
             failures=failures,
             failure_ratio=failures / requests if requests and failures is not None else None,
@@ -308,6 +434,9 @@ class _CellReader:
             max_ms=measured.max_ms,
             ideal_latency_ms=ideal_s * 1000 if ideal_s is not None else None,
             identity_ratio=identity_ratio(cell.users, rps, measured.mean_ms),
+            unfinished_requests=in_flight.in_flight if in_flight else None,
+            unfinished_oldest_ms=in_flight.oldest_ms if in_flight else None,
+            cutoff_requests=in_flight.cut_off if in_flight else None,
             hey_requests=hey_result.requests if hey_result else None,
             hey_failures=hey_result.non_2xx if hey_result else None,
             hey_rps=hey_result.rps if hey_result else None,
@@ -327,10 +456,12 @@ class _CellReader:
             throttled_ratio=throttled_ratio,
             throttled_s=throttled_s,
             peak_db_connections=max(db_points) if db_points else None,
-            loadgen_cpu_peak_pct=peak_pct,
-            loadgen_cpu_mean_pct=mean_pct,
-            loadgen_process_cores=process_cores,
-            generator_saturated=saturated,
+            loadgen_cpu_peak_pct=generator.peak_pct,
+            loadgen_cpu_mean_pct=generator.mean_pct,
+            loadgen_process_cores=generator.process_mean_cores,
+            loadgen_process_peak_cores=generator.process_peak_cores,
+            locust_cpu_warning=cpu_warning,
+            generator_saturated=None,
             workers_lost=len(cell.workers_lost),
             delay_s=cell.delay_s,
             server_slots=cell.server_slots,
@@ -338,21 +469,44 @@ class _CellReader:
             top_failure=locust.read_top_failure(cell.directory),
             note="; ".join(self.notes) or None,
         )
+        # saturated by any of the first rule's signs; unknown only with neither
+        # samples nor the warning
+        saturated = bool(_saturated_generator(row)) or (False if generator.sampled else None)
+        return with_validity(dataclasses.replace(row, generator_saturated=saturated))
 
-    def measured(self, stats: locust.Stats) -> Measured:
-        """The row's rate and latencies: exact, from locust_requests.csv over its
-        window (report.locust), when the cell has one that spans long enough;
-        else Locust's statistics -- the rate over the steady window of the stats
+    def in_flight(
+        self, request_log: locust.RequestLog | None, p99_ms: float | None
+    ) -> locust.CutOff | None:
+        """The requests in flight at the stop against the row's p99 (report.locust's
+        cut_off); None, noting why, when the request log does not list them."""
+        if request_log is None:
+            return None  # the note already says there is no request log
+        if request_log.unfinished is None:
+            self.notes.append(
+                f"{locust.REQUESTS} has no stopped_at column (an older log): the requests "
+                "in flight at the stop are unknown"
+            )
+            return None
+        figures = locust.cut_off(request_log.unfinished, p99_ms)
+        if figures.in_flight and figures.cut_off is None:
+            self.notes.append("no p99 to compare the requests in flight at the stop with")
+        return figures
+
+    def measured(self, stats: locust.Stats) -> tuple[Measured, locust.RequestLog | None]:
+        """(the row's rate and latencies, the cell's request log or None). The
+        figures are exact, from locust_requests.csv over its window
+        (report.locust), when the cell has one that spans long enough; else
+        Locust's statistics -- the rate over the steady window of the stats
         history, or Locust's own Requests/s, and Locust's latencies -- noting
         which and why."""
-        requests = locust.read_requests(self.cell.directory)
-        if requests is None:
+        request_log = locust.read_requests(self.cell.directory)
+        if request_log is None:
             why_not = f"no {locust.REQUESTS}"
         else:
             running = locust.users_running_from(self.history, self.cell.users)
-            figures, why_not = locust.request_figures(requests, running)
+            figures, why_not = locust.request_figures(request_log.completed, running)
             if figures is not None:
-                return Measured(
+                measured = Measured(
                     rps=figures.rps,
                     mean_ms=figures.mean_ms,
                     p50_ms=figures.p50_ms,
@@ -360,6 +514,7 @@ class _CellReader:
                     p99_ms=figures.p99_ms,
                     max_ms=figures.max_ms,
                 )
+                return measured, request_log
         latencies = "latencies Locust's own (percentiles rounded to its buckets)"
         rate, why_not_steady = locust.steady_rate(self.history, self.cell.users, stats.mean_ms)
         if rate is not None:
@@ -369,7 +524,7 @@ class _CellReader:
             self.notes.append(f"{why_not}: {latencies}")
             if rate is not None:
                 self.notes.append(f"req/s is Locust's own Requests/s: {why_not_steady}")
-        return Measured(
+        measured = Measured(
             rps=rate,
             mean_ms=stats.mean_ms,
             p50_ms=stats.p50_ms,
@@ -377,6 +532,7 @@ class _CellReader:
             p99_ms=stats.p99_ms,
             max_ms=stats.max_ms,
         )
+        return measured, request_log
 
     def config(self) -> str:
         cell = self.cell
@@ -422,10 +578,12 @@ class _CellReader:
             return "no ceiling: app_cpus unknown"
         return "no ceiling: no requests served"
 
-    def generator_load(self):
-        """(peak CPU %, mean CPU %, busiest Locust process cores, saturated) of the
-        busiest load generator; saturated is None without load-generator samples."""
-        peaks, means, process_cores = [], [], []
+    def generator_load(self) -> GeneratorLoad:
+        """The load generators' CPU over the window, each figure the highest of
+        any of them: the busiest sample, the mean, and the busiest Locust
+        process's mean and busiest sample. Every sample is judged by the first
+        validity rule, not the mean."""
+        peaks, means, process_means, process_peaks = [], [], [], []
         for s in self.hosts("loadgen", "proc_count"):
             percent = s.values("cpu_percent")
             if percent:
@@ -433,20 +591,29 @@ class _CellReader:
                 means.append(_mean(percent))
             busiest = s.values("proc_max_cores")
             if busiest:
-                process_cores.append(_mean(busiest))
-        saturated = None
-        if means or process_cores:
-            saturated = any(m > SATURATED_CPU_PERCENT for m in means) or any(
-                c > SATURATED_PROCESS_CORES for c in process_cores
-            )
-        else:
+                process_means.append(_mean(busiest))
+                process_peaks.append(max(busiest))
+        sampled = bool(peaks or process_peaks)
+        if not sampled:
             self.notes.append("no load-generator samples")
-        return (
-            max(peaks) if peaks else None,
-            max(means) if means else None,
-            max(process_cores) if process_cores else None,
-            saturated,
+        return GeneratorLoad(
+            peak_pct=max(peaks, default=None),
+            mean_pct=max(means, default=None),
+            process_mean_cores=max(process_means, default=None),
+            process_peak_cores=max(process_peaks, default=None),
+            sampled=sampled,
         )
+
+
+@dataclass(frozen=True)
+class GeneratorLoad:
+    """The load generators' CPU over the window (each the highest of any host)."""
+
+    peak_pct: float | None
+    mean_pct: float | None
+    process_mean_cores: float | None
+    process_peak_cores: float | None
+    sampled: bool  # whether any load generator had samples in the window
 
 
 def identity_ratio(users: int, rps: float | None, mean_ms: float | None) -> float | None:

@@ -1,7 +1,9 @@
 """The page's figures: matplotlib, written as inline SVG.
 
 endpoint_plot: one figure per endpoint, a bar per cell. ladder_plot: one figure
-per concurrency ladder (`ladders`), throughput and latency against users.
+per concurrency ladder (`ladders`), throughput and latency against users. An
+invalid cell (Row.valid false) is drawn so it does not pass for a result:
+its bars hatched and faded, its points boxed in red.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from flask_deploy_lab.report.summary import Row
 # SVG come from a fixed salt, so the same run gives the same page.
 _RC = {"svg.fonttype": "none", "svg.hashsalt": "flask-deploy-lab"}
 
-# the bars of a cell whose load generator was saturated ("Hatched bars" on the page)
-_SATURATED_HATCH, _SATURATED_EDGE = "//", "#b00020"
+# the bars of an invalid cell, whose figures are not results ("Hatched bars" on the page)
+_INVALID_HATCH, _INVALID_EDGE, _INVALID_ALPHA = "//", "#b00020", 0.35
 
 # latency markers: column, marker, colour (light to dark as the percentile rises)
 _PERCENTILES = (("p50_ms", "o", "#9ecae1"), ("p95_ms", "s", "#4292c6"), ("p99_ms", "^", "#08519c"))
@@ -64,15 +66,16 @@ def _endpoint_figure(rows: list[Row]) -> Figure:
     bottom.set_xticks(positions)
     bottom.set_xticklabels([f"{r.config}\nu{r.users}" for r in rows], fontsize=8)
 
-    def hatch_saturated(bars):
+    def hatch_invalid(bars):
         for bar, row in zip(bars, rows, strict=True):
-            if row.generator_saturated:
-                bar.set_hatch(_SATURATED_HATCH)
-                bar.set_edgecolor(_SATURATED_EDGE)
+            if row.valid is False:
+                bar.set_hatch(_INVALID_HATCH)
+                bar.set_edgecolor(_INVALID_EDGE)
+                bar.set_alpha(_INVALID_ALPHA)
 
     top.set_title("Throughput, requests/s (black line: ceiling)", fontsize=10, loc="left")
     throughput = [r.rps or 0 for r in rows]
-    hatch_saturated(top.bar(positions, throughput, width=0.6, color=colours))
+    hatch_invalid(top.bar(positions, throughput, width=0.6, color=colours))
     highest = max(throughput, default=0)
     for position, row in zip(positions, rows, strict=True):
         if row.ceiling_rps is not None:
@@ -109,7 +112,7 @@ def _endpoint_figure(rows: list[Row]) -> Figure:
 
     bottom.set_title("Efficiency = throughput / ceiling", fontsize=10, loc="left")
     efficiencies = [r.efficiency or 0 for r in rows]
-    hatch_saturated(bottom.bar(positions, efficiencies, width=0.6, color=colours))
+    hatch_invalid(bottom.bar(positions, efficiencies, width=0.6, color=colours))
     for position, row in zip(positions, rows, strict=True):
         if row.efficiency is None:
             bottom.text(position, 0.03, "n/a", ha="center", va="bottom", fontsize=9)
@@ -214,16 +217,27 @@ def _ladder_figure(rows: list[Row]) -> Figure:
                 y = [_value(getattr(r, key)) for r in series]
                 if not all(math.isnan(v) for v in y):
                     ax.plot(x, y, style, marker=marker, color=colour, lw=1.6, ms=5)
-        saturated = [(r.users, _value(r.rps)) for r in series if r.generator_saturated]
-        if saturated:
-            top.scatter(
-                *zip(*saturated, strict=True),
-                marker="s",
-                s=120,
-                facecolors="none",
-                edgecolors=_SATURATED_EDGE,
-                zorder=4,
-            )
+        invalid = [r for r in series if r.valid is False]
+        for ax, locust_key, hey_key in (
+            (top, "rps", "hey_rps"),
+            (middle, "p50_ms", "hey_p50_ms"),
+            (bottom, "p99_ms", "hey_p99_ms"),
+        ):
+            marked = [
+                (r.users, value)
+                for r in invalid
+                for value in (_value(getattr(r, locust_key)), _value(getattr(r, hey_key)))
+                if not math.isnan(value)
+            ]
+            if marked:
+                ax.scatter(
+                    *zip(*marked, strict=True),
+                    marker="s",
+                    s=120,
+                    facecolors="none",
+                    edgecolors=_INVALID_EDGE,
+                    zorder=4,
+                )
 
     top.set_ylim(0, None)
     known = [
@@ -251,7 +265,7 @@ def _ladder_figure(rows: list[Row]) -> Figure:
     handles.append(
         Line2D([], [], color=_BOUND_COLOUR, linestyle=_BOUND_STYLE, label="ceiling / ideal")
     )
-    if any(r.generator_saturated for r in rows):
+    if any(r.valid is False for r in rows):
         handles.append(
             Line2D(
                 [],
@@ -259,8 +273,8 @@ def _ladder_figure(rows: list[Row]) -> Figure:
                 linestyle="",
                 marker="s",
                 markerfacecolor="none",
-                markeredgecolor=_SATURATED_EDGE,
-                label="saturated generator",
+                markeredgecolor=_INVALID_EDGE,
+                label="invalid cell: not a result",
             )
         )
     top.legend(handles=handles, fontsize=8, loc="best", frameon=False)

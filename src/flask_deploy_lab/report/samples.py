@@ -11,6 +11,10 @@ from flask_deploy_lab.report.csvfile import number, read_rows
 
 Point = tuple[float, float]  # (Unix time, value)
 
+# The fewest samples of a host inside the measured window that its figures are
+# taken from: a counter's rate needs two, and one sample is one second of a run.
+MIN_SAMPLES = 2
+
 
 @dataclass
 class HostSamples:
@@ -42,12 +46,19 @@ def read_samples(cell_dir: Path) -> dict[str, HostSamples]:
 
 
 def in_window(samples: HostSamples, window: tuple[float, float] | None) -> HostSamples:
-    """The samples whose time falls inside the window; all of them if fewer than two do."""
+    """The samples whose time falls inside the window, both ends included: only
+    those, however few (none without a window). A caller that needs two to take
+    a rate or a mean says so (`MIN_SAMPLES`); rows outside the measured run
+    never stand in for it."""
     if window is None:
-        return samples
+        return HostSamples(samples.host, [])
     start, end = window
-    inside = [r for r in samples.rows if start <= (number(r.get("time")) or -1) <= end]
-    return HostSamples(samples.host, inside) if len(inside) >= 2 else samples
+    inside = []
+    for row in samples.rows:
+        time = number(row.get("time"))
+        if time is not None and start <= time <= end:
+            inside.append(row)
+    return HostSamples(samples.host, inside)
 
 
 def counter_increase(points: list[Point]) -> float:

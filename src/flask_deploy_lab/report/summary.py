@@ -9,10 +9,18 @@ says `table=`, of the page's table. `column()` describes it:
     unit     what it counts in (None: a name, a count or a ratio)
     digits   decimals kept, in every output (None: as measured)
     table    position in the page's table, which leads with the cell, its
-             flags and throughput and ends with the cell's parameters (None:
-             only in the files)
+             validity, flags and throughput and ends with the cell's
+             parameters (None: only in the files)
     badge    for a flag: the word shown, in red, when it is raised ("ok" when
              it is not)
+    badge_on the value that raises the flag (True, or for `valid`, False)
+    result   whether the column is a figure of what was measured, which the
+             page strikes through in an invalid cell (False: the cell's
+             parameters, and what the validity rules read of the load
+             generators and of the stop, which stay legible)
+
+A list (`invalid_reasons`) is a JSON list in summary.json and its items
+joined by "; " in summary.csv and on the page.
 
 None anywhere means not measured: an empty CSV field, JSON null, "n/a".
 """
@@ -36,6 +44,8 @@ class Column:
     digits: int | None = None
     table: int | None = None
     badge: str | None = None
+    badge_on: bool = True
+    result: bool = True
 
     @property
     def title(self) -> str:
@@ -43,11 +53,13 @@ class Column:
         return f"{self.tooltip} [{self.unit}]" if self.unit else self.tooltip
 
 
-def column(header, tooltip, *, unit=None, digits=None, table=None, badge=None):
+def column(
+    header, tooltip, *, unit=None, digits=None, table=None, badge=None, badge_on=True, result=True
+):
     """A Row field, described as a column (its name is the field's)."""
     description = {
         "header": header, "tooltip": tooltip, "unit": unit, "digits": digits,
-        "table": table, "badge": badge,
+        "table": table, "badge": badge, "badge_on": badge_on, "result": result,
     }  # fmt: skip
     return field(metadata={_COLUMN: description})
 
@@ -64,22 +76,43 @@ class Row:
         table=1,
     )
     server: str = column("server", "the `server` switch value")
-    db_mode: str | None = column("db mode", "naive (a connection per request) or pool", table=40)
+    db_mode: str | None = column("db mode", "naive (a connection per request) or pool", table=47)
     endpoint: str = column("endpoint", "the endpoint under load", table=2)
-    users: int = column("users", "concurrent Locust users (closed loop, wait 0)", table=3)
+    users: int = column(
+        "users", "concurrent Locust users (closed loop, wait 0)", table=3, result=False
+    )
+    # whether the figures are results (report.model's validity rules); None: an
+    # older summary.json that does not say
+    valid: bool | None = column(
+        "valid",
+        "whether the cell's figures are results: false when any validity rule holds (a "
+        "load generator above 90 % CPU or a Locust process above 0.9 of a core in any "
+        "sample, or Locust's CPU warning; a worker lost; a request in flight at the stop "
+        "older than the p99; efficiency above 1.02; no ceiling; users / req/s off the mean "
+        "latency by more than 5 %, Locust's or hey's). An invalid cell's figures are struck "
+        "through",
+        table=4,
+        badge="INVALID",
+        badge_on=False,
+    )
+    invalid_reasons: tuple[str, ...] | None = column(
+        "invalid because",
+        "one short reason per validity rule the cell breaks; empty when it is valid",
+        table=5,
+    )
     # Locust: its request log (locust_requests.csv) where the cell has one, else the
     # Aggregated row of locust_stats.csv and its stats history (report.locust)
     requests: int | None = column(
         "requests",
         "requests in the measured run: Locust's Request Count (locust_stats.csv)",
-        table=21,
+        table=26,
     )
     failures: int | None = column(
         "failures",
         "failed requests in the measured run: Locust's Failure Count (locust_stats.csv)",
-        table=22,
+        table=27,
     )
-    failure_ratio: float | None = column("fail ratio", "failures / requests", digits=4, table=23)
+    failure_ratio: float | None = column("fail ratio", "failures / requests", digits=4, table=28)
     rps: float | None = column(
         "req/s",
         "throughput, the headline figure. From the request log (locust_requests.csv) when "
@@ -92,14 +125,14 @@ class Row:
         "Requests/s when the history holds less than 5 s of it. The note says which",
         unit="requests/s",
         digits=2,
-        table=6,
+        table=8,
     )
     locust_rps_reported: float | None = column(
         "Locust req/s",
         "Locust's own Requests/s: the whole run, start-up transient included",
         unit="requests/s",
         digits=2,
-        table=7,
+        table=9,
     )
     mean_ms: float | None = column(
         "mean ms",
@@ -107,28 +140,28 @@ class Row:
         "the log, Locust's Average Response Time",
         unit="ms",
         digits=1,
-        table=10,
+        table=12,
     )
     p50_ms: float | None = column(
         "p50 ms",
         "median latency: exact (nearest rank) over the request log's window; without "
         "the log, Locust's, rounded to its buckets",
         unit="ms",
-        table=11,
+        table=13,
     )
     p95_ms: float | None = column(
         "p95 ms",
         "95th percentile latency: exact (nearest rank) over the request log's window; "
         "without the log, Locust's, rounded to its buckets",
         unit="ms",
-        table=12,
+        table=14,
     )
     p99_ms: float | None = column(
         "p99 ms",
         "99th percentile latency: exact (nearest rank) over the request log's window; "
         "without the log, Locust's, rounded to its buckets",
         unit="ms",
-        table=13,
+        table=15,
     )
     max_ms: float | None = column(
         "max ms",
@@ -136,7 +169,7 @@ class Row:
         "Locust's Max Response Time",
         unit="ms",
         digits=1,
-        table=14,
+        table=16,
     )
     ideal_latency_ms: float | None = column(
         "ideal ms",
@@ -144,24 +177,47 @@ class Row:
         "delay * max(1, users / min(slots, pool)); delay when the server has no bound",
         unit="ms",
         digits=1,
-        table=15,
+        table=17,
     )
     identity_ratio: float | None = column(
         "identity",
         "(users / req/s) / mean latency, both from the same source: 1.0 in a closed loop "
         "whose measurement sees all of each user's time",
         digits=3,
-        table=16,
+        table=18,
+    )
+    # the requests Locust killed at the stop (locust_requests.csv's in-flight rows)
+    unfinished_requests: int | None = column(
+        "in flight at stop",
+        "requests still waiting when the run stopped, which Locust kills uncounted (the "
+        "request log's in-flight rows; n/a: no request log, or an older one without them)",
+        table=19,
+        result=False,
+    )
+    unfinished_oldest_ms: float | None = column(
+        "oldest in flight ms",
+        "how long the oldest request in flight at the stop had waited by then",
+        unit="ms",
+        digits=1,
+        table=20,
+        result=False,
+    )
+    cutoff_requests: int | None = column(
+        "cut off",
+        "requests in flight at the stop that had already waited longer than the p99: "
+        "latency the percentiles do not hold (any makes the cell invalid)",
+        table=21,
+        result=False,
     )
     # hey, the second client of the I/O-bound cells (hey.csv, hey.json)
     hey_requests: int | None = column(
-        "hey requests", "hey's requests completed in its measured window", table=24
+        "hey requests", "hey's requests completed in its measured window", table=29
     )
     hey_failures: int | None = column(
         "hey non-2xx",
         "of hey's requests in the window, those with a status outside 2xx "
         "(requests that failed below HTTP are not in hey.csv: see hey identity)",
-        table=25,
+        table=30,
     )
     hey_rps: float | None = column(
         "hey req/s",
@@ -169,38 +225,38 @@ class Row:
         "counting the share of its time inside the window",
         unit="requests/s",
         digits=2,
-        table=8,
+        table=10,
     )
     hey_mean_ms: float | None = column(
-        "hey mean ms", "hey's mean latency over the window", unit="ms", digits=1, table=17
+        "hey mean ms", "hey's mean latency over the window", unit="ms", digits=1, table=22
     )
     hey_p50_ms: float | None = column(
-        "hey p50 ms", "hey's median latency, exact (nearest rank)", unit="ms", digits=1, table=18
+        "hey p50 ms", "hey's median latency, exact (nearest rank)", unit="ms", digits=1, table=23
     )
     hey_p99_ms: float | None = column(
         "hey p99 ms",
         "hey's 99th percentile latency, exact (nearest rank)",
         unit="ms",
         digits=1,
-        table=19,
+        table=24,
     )
     hey_identity_ratio: float | None = column(
         "hey identity",
         "(hey connections / hey req/s) / hey mean latency: below 1.0 is time hey.csv does "
         "not hold, such as requests that failed below HTTP",
         digits=3,
-        table=20,
+        table=25,
     )
     clients_agree: bool | None = column(
         "clients agree",
         "|req/s - hey req/s| / hey req/s at most 0.05 (n/a: no hey run)",
-        table=9,
+        table=11,
     )
     # the ceiling
     ceiling_model: str = column(
         "ceiling model",
         "littles_law for delay-bound endpoints, cpu for the others",
-        table=26,
+        table=31,
     )
     ceiling_rps: float | None = column(
         "ceiling req/s",
@@ -208,15 +264,15 @@ class Row:
         "(users / delay on a server with no bound), or app CPUs / CPU-seconds per request",
         unit="requests/s",
         digits=2,
-        table=27,
+        table=32,
     )
-    efficiency: float | None = column("efficiency", "req/s / ceiling", digits=3, table=28)
+    efficiency: float | None = column("efficiency", "req/s / ceiling", digits=3, table=33)
     cpu_s_per_request: float | None = column(
         "CPU s/req",
         "app CPU cores / req/s, from the unit's CPU counter",
         unit="CPU-seconds",
         digits=6,
-        table=29,
+        table=34,
     )
     # the app hosts' samples
     app_cpu_cores: float | None = column(
@@ -224,81 +280,114 @@ class Row:
         "CPUs the app used, summed over the app hosts",
         unit="CPUs",
         digits=3,
-        table=30,
+        table=35,
     )
     app_cpu_source: str | None = column(
         "app CPU from",
         "unit: the app unit's CPU counter; host: the app hosts' whole CPU",
-        table=31,
+        table=36,
     )
     app_cpus: float | None = column(
-        "app CPUs", "CPUs the app may use, summed over the app hosts", unit="CPUs", table=32
+        "app CPUs",
+        "CPUs the app may use, summed over the app hosts",
+        unit="CPUs",
+        table=37,
+        result=False,
     )
     throttled_periods: int | None = column(
-        "throttled periods", "increase of the unit's nr_throttled over the window", table=33
+        "throttled periods", "increase of the unit's nr_throttled over the window", table=38
     )
     throttled_ratio: float | None = column(
-        "throttled ratio", "throttled periods / CFS periods", digits=3, table=34
+        "throttled ratio", "throttled periods / CFS periods", digits=3, table=39
     )
     throttled_s: float | None = column(
         "throttled s",
         "time the unit was throttled over the window",
         unit="s",
         digits=3,
-        table=35,
+        table=40,
     )
     # the db and load-generator hosts' samples
     peak_db_connections: int | None = column(
-        "peak DB conns", "most client backends in pg_stat_activity over the window", table=36
+        "peak DB conns", "most client backends in pg_stat_activity over the window", table=41
     )
     loadgen_cpu_peak_pct: float | None = column(
         "loadgen CPU peak %",
         "busiest sample of the busiest load generator",
         unit="% of what the host may use",
         digits=1,
-        table=37,
+        table=42,
+        result=False,
     )
     loadgen_cpu_mean_pct: float | None = column(
         "loadgen CPU mean %",
         "mean over the window of the busiest load generator",
         unit="% of what the host may use",
         digits=1,
-        table=38,
+        table=43,
+        result=False,
     )
     loadgen_process_cores: float | None = column(
         "busiest Locust proc cores",
         "mean CPU of the busiest Locust process (one process cannot use more than 1)",
         unit="CPUs",
         digits=3,
-        table=39,
+        table=44,
+        result=False,
+    )
+    loadgen_process_peak_cores: float | None = column(
+        "busiest Locust proc peak cores",
+        "busiest sample of the busiest Locust process",
+        unit="CPUs",
+        digits=3,
+        table=45,
+        result=False,
+    )
+    locust_cpu_warning: bool | None = column(
+        "Locust CPU warning",
+        "Locust's own warning of a process above 90 % CPU, in locust.log (the master's, "
+        "which also reports a worker's; n/a: the cell has no locust.log)",
+        table=46,
+        result=False,
     )
     generator_saturated: bool | None = column(
         "generator",
-        "a load generator above 90 % of its CPU, or a Locust process above 0.9 of a core",
-        table=4,
+        "a load generator above 90 % of its CPU in any sample of the window, a Locust "
+        "process above 0.9 of a core in any sample, or Locust's CPU warning in locust.log "
+        "(n/a: no load-generator samples in the window)",
+        table=6,
         badge="SATURATED",
     )
     workers_lost: int = column(
         "workers lost",
         "Locust workers lost mid-run: the figures cover only the rest of the run",
-        table=5,
+        table=7,
+        result=False,
     )
     # the cell's parameters
-    delay_s: float | None = column("delay s", "?delay= of /slow and /sleep", unit="s", table=41)
+    delay_s: float | None = column(
+        "delay s", "?delay= of /slow and /sleep", unit="s", table=48, result=False
+    )
     server_slots: int | None = column(
-        "server slots", "requests all app hosts can hold at once (None: no bound)", table=42
+        "server slots",
+        "requests all app hosts can hold at once (None: no bound)",
+        table=49,
+        result=False,
     )
     pool_size: int | None = column(
-        "pool size", "connections the app's pools can hold in total", table=43
+        "pool size", "connections the app's pools can hold in total", table=50, result=False
     )
     top_failure: str | None = column(
-        "top failure", "the most frequent failure: METHOD name: error", table=44
+        "top failure", "the most frequent failure: METHOD name: error", table=51
     )
-    note: str | None = column("note", "why a number is missing or partial", table=45)
+    note: str | None = column("note", "why a number is missing or partial", table=52)
 
     def __post_init__(self):
         # Rounded here, once, so the files and the page show the same figure.
         # (A frozen dataclass is set through object.__setattr__ in __post_init__.)
+        if self.invalid_reasons is not None:
+            # summary.json gives a list
+            object.__setattr__(self, "invalid_reasons", tuple(self.invalid_reasons))
         for col in COLUMNS:
             value = getattr(self, col.name)
             if col.digits is not None and value is not None:
@@ -318,12 +407,21 @@ TABLE_COLUMNS = tuple(sorted((c for c in COLUMNS if c.table is not None), key=la
 
 
 def write_csv(rows: list[Row], path: Path) -> None:
-    """summary.csv: a header of the column names, then one line per row; empty = None."""
+    """summary.csv: a header of the column names, then one line per row; empty =
+    None, a list's items joined by "; "."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(c.name for c in COLUMNS)
         for row in rows:
-            writer.writerow("" if value is None else value for value in row.as_dict().values())
+            writer.writerow(_csv_field(value) for value in row.as_dict().values())
+
+
+def _csv_field(value):
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return "; ".join(value)
+    return value
 
 
 def write_json(run: str, environment: dict | None, rows: list[Row], path: Path) -> None:
