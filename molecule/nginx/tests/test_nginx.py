@@ -52,3 +52,10 @@ def test_with_the_app_nginx_proxies_to_it(host, upstream):
 
 def test_a_body_over_the_limit_is_refused(host, upstream):
     assert status(host, "/", "x" * 4096) == 413
+
+
+def test_the_proxy_host_reuses_ports_in_time_wait(host):
+    # set now (the lab gives the container the value) and kept for boot
+    assert host.sysctl("net.ipv4.tcp_tw_reuse") == 1
+    conf = host.file("/etc/sysctl.d/60-nginx-proxy.conf")
+    assert conf.contains("^net.ipv4.tcp_tw_reuse=1$")
