@@ -192,3 +192,33 @@ def test_servers_finish_requests_in_flight_on_sigterm(start_server, name):
         assert process.proc.wait(timeout=10) == 0
     finally:
         process.stop()
+
+
+def test_the_dev_server_listens_with_the_backlog_it_is_given(monkeypatch):
+    # Werkzeug's own is a fixed 128 (LISTEN_QUEUE), which nginx's connection
+    # per request overflowed: the devserver's reason to exist
+    import socket
+
+    from labapp import devserver
+    from werkzeug.serving import LISTEN_QUEUE
+
+    listened = []
+    real_listen = socket.socket.listen
+    monkeypatch.setattr(
+        socket.socket, "listen", lambda sock, n: (listened.append(n), real_listen(sock, n))[1]
+    )
+    server = devserver.make_server("127.0.0.1", 0, lambda environ, start: [], 1024)
+    try:
+        assert listened == [1024] != [LISTEN_QUEUE]
+        assert server.multithread
+    finally:
+        server.server_close()
+
+
+def test_the_dev_server_refuses_a_backlog_below_one(capsys):
+    from labapp import devserver
+
+    with pytest.raises(SystemExit) as stop:
+        devserver.main(["--backlog", "0"])
+    assert stop.value.code == 2
+    assert "expected a positive number, got '0'" in capsys.readouterr().err
