@@ -10,6 +10,20 @@ which writes ``cell.json`` beside it and ``environment.json`` in the run's
 directory (merged with what earlier cells of the run wrote). The report
 (flask_deploy_lab.report) reads both; their keys are documented there.
 
+A CPU-bound cell also has ``<cell>/inprocess.json``, what a request cost the
+app called in-process on each app host (labapp.cost, run by the playbook just
+before the cell's measured run)::
+
+    {"endpoint": "/db", "requests": 2000, "warmup": 200,
+     "hosts": {"<app host>": {"requests": 2000, "cpu_s_per_request": float,
+                              "wall_s_per_request": float}}}
+
+from which cell.json's ``inprocess_cpu_s_per_request`` comes: the cost per
+request of the app hosts as one, ``app_cpus / sum(cpus_h / cost_h)`` over the
+app hosts h (each host's CPUs serve cpus_h / cost_h requests a second, so the
+hosts together serve app_cpus / that; the cost itself where every host has
+the same). null when a host has no figure.
+
 facts.json::
 
     {"params": {"endpoint", "users", "spawn_rate", "duration", "warmup", "delay_s",
@@ -41,8 +55,11 @@ CONTAINER_TYPES = {"container", "podman", "docker", "lxc", "systemd-nspawn", "co
 IGNORED_PACKAGES = {"pip", "setuptools", "wheel"}
 
 
+INPROCESS = "inprocess.json"
+
+
 class FactsError(ValueError):
-    """facts.json lacks what a cell needs."""
+    """facts.json (or inprocess.json) lacks what a cell needs."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +126,8 @@ class Cell:
     loadgen_hosts: list[str]
     workers: int
     workers_lost: list[str] = field(default_factory=list)
+    # CPU seconds a request costs the app called in-process (inprocess.json)
+    inprocess_cpu_s_per_request: float | None = None
 
 
 @dataclass
@@ -153,9 +172,46 @@ def _git():
     return git("rev-parse", "--short", "HEAD"), bool(git("status", "--porcelain"))
 
 
-def compute(facts: dict, before: dict | None = None, now: datetime | None = None):
-    """(Cell, Environment) from facts.json, keeping what an earlier cell of the
-    run recorded (its start, versions, and the bench's failed cells)."""
+def inprocess_cost(
+    inprocess: dict | None, cpus: dict[str, float], path: str | None = None
+) -> float | None:
+    """CPU seconds per request of the app hosts as one, from inprocess.json:
+    sum(cpus) / sum(cpus_h / cost_h) -- the cost at which their CPUs together
+    serve what each host's serve at its own. None without the file or when an
+    app host has no figure; FactsError when the file breaks its layout or
+    measured another endpoint than `path`."""
+    if inprocess is None:
+        return None
+    hosts = inprocess.get("hosts") if isinstance(inprocess, dict) else None
+    if not isinstance(hosts, dict):
+        raise FactsError(f"{INPROCESS} has no hosts object")
+    endpoint = str(inprocess.get("endpoint") or "")
+    if path is not None and endpoint.partition("?")[0] != path:
+        raise FactsError(f"{INPROCESS} measured {endpoint or 'no endpoint'}, not the cell's {path}")
+    served = 0.0
+    for host, share in cpus.items():
+        figure = hosts.get(host)
+        if figure is None:
+            return None
+        cost = figure.get("cpu_s_per_request") if isinstance(figure, dict) else None
+        if isinstance(cost, bool) or not isinstance(cost, int | float) or cost <= 0:
+            raise FactsError(
+                f"{INPROCESS}: host {host} has no cpu_s_per_request > 0 (got {cost!r})"
+            )
+        served += share / cost
+    total = sum(cpus.values())
+    return total / served if served and total else None
+
+
+def compute(
+    facts: dict,
+    before: dict | None = None,
+    now: datetime | None = None,
+    inprocess: dict | None = None,
+):
+    """(Cell, Environment) from facts.json (and the cell's inprocess.json, if it
+    has one), keeping what an earlier cell of the run recorded (its start,
+    versions, and the bench's failed cells)."""
     before = before or {}
     try:
         params, hosts = facts["params"], facts["hosts"]
@@ -182,6 +238,7 @@ def compute(facts: dict, before: dict | None = None, now: datetime | None = None
     endpoint = catalogue.load().endpoint(params["endpoint"])
     db_modes = sorted({a.db_mode for a in apps})
     slots = [a.slots for a in apps]
+    cpus = {h: a.cpu_share(limits_enforced) for h, a in zip(in_group["app"], apps, strict=True)}
     cell = Cell(
         server="+".join(sorted({a.server for a in apps})),
         endpoint=endpoint.name,
@@ -195,12 +252,13 @@ def compute(facts: dict, before: dict | None = None, now: datetime | None = None
         server_slots=None if None in slots else sum(slots),
         pool_size=sum(a.processes * a.db_pool_max for a in apps) if db_modes == ["pool"] else None,
         db_mode="+".join(db_modes),
-        app_cpus=round(sum(a.cpu_share(limits_enforced) for a in apps), 6),
+        app_cpus=round(sum(cpus.values()), 6),
         app_hosts=in_group["app"],
         db_hosts=in_group["db"],
         loadgen_hosts=in_group["loadgen"],
         workers=int(facts.get("locust", {}).get("workers") or 0),
         workers_lost=list(facts.get("locust", {}).get("workers_lost") or []),
+        inprocess_cpu_s_per_request=inprocess_cost(inprocess, cpus, endpoint.path),
     )
     commit, dirty = _git()
     stack_versions = {
@@ -242,11 +300,14 @@ def compute(facts: dict, before: dict | None = None, now: datetime | None = None
 
 
 def write(cell_dir: Path) -> Cell:
-    """Reads <cell_dir>/facts.json; writes cell.json and the run's environment.json."""
+    """Reads <cell_dir>/facts.json (and inprocess.json, if there); writes cell.json
+    and the run's environment.json."""
     facts = json.loads((cell_dir / "facts.json").read_text())
     env_path = cell_dir.parent / "environment.json"
     before = json.loads(env_path.read_text()) if env_path.is_file() else {}
-    cell, environment = compute(facts, before)
+    inprocess_path = cell_dir / INPROCESS
+    inprocess = json.loads(inprocess_path.read_text()) if inprocess_path.is_file() else None
+    cell, environment = compute(facts, before, inprocess=inprocess)
     (cell_dir / "cell.json").write_text(json.dumps(asdict(cell), indent=4) + "\n")
     data = {k: v for k, v in asdict(environment).items() if v is not None or k == "git_commit"}
     env_path.write_text(json.dumps(data, indent=4) + "\n")

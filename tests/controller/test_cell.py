@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -129,3 +130,102 @@ def test_the_command_writes_both_files(tmp_path):
     # the report reads what was written
     assert ReportCell.load(cell_dir).server_slots == 150
     assert cell_module.main([str(tmp_path / "nowhere")]) == 2
+
+
+# ---------------------------------------------------------------- inprocess.json
+
+
+def _inprocess(endpoint="/db", **hosts):
+    """inprocess.json as the playbook writes it: each host's labapp.cost figures."""
+    return {
+        "endpoint": endpoint, "requests": 2000, "warmup": 200,
+        "hosts": {
+            host: {"requests": 2000, "cpu_s_per_request": cost, "wall_s_per_request": 2 * cost}
+            for host, cost in hosts.items()
+        },
+    }  # fmt: skip
+
+
+def _db_facts(**app_hosts):
+    """FACTS on /db with these app hosts ({name: CPUs}), all else as app1."""
+    facts = copy.deepcopy(FACTS)
+    facts["params"]["endpoint"] = "db"
+    app1 = facts["hosts"].pop("app1")
+    for name, cpus in (app_hosts or {"app1": 1.0}).items():
+        facts["hosts"][name] = dict(copy.deepcopy(app1), labapp=dict(APP_FACT, cpus=cpus))
+    return facts
+
+
+def test_the_in_process_cost_of_one_app_host_is_its_figure():
+    cell, _ = compute(_db_facts(), now=NOW, inprocess=_inprocess(app1=0.0004))
+    assert cell.inprocess_cpu_s_per_request == pytest.approx(0.0004)
+    # without inprocess.json: none (the report then has no ceiling for the cell)
+    assert compute(_db_facts(), now=NOW)[0].inprocess_cpu_s_per_request is None
+
+
+def test_app_hosts_of_different_costs_count_as_one():
+    # app1: 1 CPU at 1 ms a request serves 1000 req/s; app2: 2 CPUs at 2 ms, 1000 more.
+    # together 3 CPUs serve 2000 req/s: 3 / 2000 = 1.5 ms a request (here also the
+    # mean of the two costs, by chance: see below)
+    cell, _ = compute(
+        _db_facts(app1=1.0, app2=2.0), now=NOW, inprocess=_inprocess(app1=0.001, app2=0.002)
+    )
+    assert cell.app_cpus == 3.0
+    assert cell.inprocess_cpu_s_per_request == pytest.approx(0.0015)
+    # app1: 3 CPUs at 1 ms = 3000 req/s; app2: 1 CPU at 4 ms = 250 req/s; 4 / 3250 s,
+    # where the mean of the two costs would be 2.5 ms
+    cell, _ = compute(
+        _db_facts(app1=3.0, app2=1.0), now=NOW, inprocess=_inprocess(app1=0.001, app2=0.004)
+    )
+    assert cell.inprocess_cpu_s_per_request == pytest.approx(4 / 3250)
+
+
+def test_an_enforced_quota_leaves_a_hosts_cost_as_it_is():
+    facts = _db_facts()
+    facts["hosts"]["app1"]["probes"][0] = "cgroup-fs==cgroup2fs"  # CPUQuota=50% bites
+    cell, _ = compute(facts, now=NOW, inprocess=_inprocess(app1=0.0004))
+    assert cell.app_cpus == 0.5
+    assert cell.inprocess_cpu_s_per_request == pytest.approx(0.0004)
+
+
+def test_an_app_host_without_a_figure_leaves_none():
+    cell, _ = compute(_db_facts(app1=1.0, app2=1.0), now=NOW, inprocess=_inprocess(app1=0.001))
+    assert cell.inprocess_cpu_s_per_request is None
+
+
+def test_query_strings_are_the_endpoints():
+    facts = _db_facts()
+    facts["params"]["endpoint"] = "queries"
+    inprocess = _inprocess("/queries?n=20", app1=0.002)
+    assert compute(facts, now=NOW, inprocess=inprocess)[0].inprocess_cpu_s_per_request == 0.002
+
+
+@pytest.mark.parametrize(
+    ("inprocess", "message"),
+    [
+        (_inprocess("/json", app1=0.001), "inprocess.json measured /json, not the cell's /db"),
+        ({"endpoint": "/db"}, "inprocess.json has no hosts object"),
+        (_inprocess(app1=0), "host app1 has no cpu_s_per_request > 0 (got 0)"),
+        (_inprocess(app1="fast"), "host app1 has no cpu_s_per_request > 0 (got 'fast')"),
+        (_inprocess(app1=True), "host app1 has no cpu_s_per_request > 0 (got True)"),
+    ],
+)
+def test_a_broken_inprocess_json_is_named(inprocess, message):
+    with pytest.raises(FactsError, match=re.escape(message)):
+        compute(_db_facts(), now=NOW, inprocess=inprocess)
+
+
+def test_the_command_reads_inprocess_json(tmp_path, capsys):
+    cell_dir = tmp_path / "r1" / "uwsgi--db--u100"
+    cell_dir.mkdir(parents=True)
+    (cell_dir / "facts.json").write_text(json.dumps(_db_facts()))
+    (cell_dir / "inprocess.json").write_text(json.dumps(_inprocess(app1=0.0004)))
+    assert cell_module.main([str(cell_dir)]) == 0
+    written = json.loads((cell_dir / "cell.json").read_text())
+    assert written["inprocess_cpu_s_per_request"] == pytest.approx(0.0004)
+    # the report reads what was written
+    assert ReportCell.load(cell_dir).inprocess_cpu_s_per_request == pytest.approx(0.0004)
+    # a broken one stops the command, naming the cell
+    (cell_dir / "inprocess.json").write_text(json.dumps(_inprocess("/json", app1=0.0004)))
+    assert cell_module.main([str(cell_dir)]) == 2
+    assert "uwsgi--db--u100: inprocess.json measured /json" in capsys.readouterr().err

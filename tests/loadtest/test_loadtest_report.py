@@ -43,6 +43,10 @@ HISTORY_NOTE = (
 # every sample, flask--render--u10 has no ceiling; gunicorn--json--u20 is valid,
 # though its loadgen1 has a sample at 99 % (and a Locust process at 0.99) just
 # after the window.
+NO_INPROCESS_NOTE = (
+    "no ceiling: no in-process CPU-seconds per request of the app "
+    "(cell.json's inprocess_cpu_s_per_request, from inprocess.json)"
+)
 NOT_LOGGED = {
     "unfinished_requests": None,
     "unfinished_oldest_ms": None,
@@ -85,6 +89,9 @@ EXPECTED = {
         "app_cpu_cores": 0.3,
         "app_cpu_source": "unit",
         "cpu_s_per_request": 0.00315,
+        # a delay-bound cell: nothing measured in-process, so no overhead
+        "inprocess_cpu_s_per_request": None,
+        "server_overhead_us": None,
         # nr_throttled flat; nr_periods +10/s over 8 s = 80
         "throttled_periods": 0,
         "throttled_ratio": 0.0,
@@ -125,12 +132,17 @@ EXPECTED = {
         "ideal_latency_ms": None,
         "identity_ratio": 1.008,
         "ceiling_model": "cpu",
-        # 0.8 cores / 800 req/s = 0.001 CPU-s per request; 1 CPU / 0.001 = 1000 req/s
+        # the app alone, in-process: 0.0008 CPU-s per request (cell.json);
+        # 1 CPU / 0.0008 = 1250 req/s, and 800 / 1250 = 0.64
+        "inprocess_cpu_s_per_request": 0.0008,
+        "ceiling_rps": 1250.0,
+        "efficiency": 0.64,
+        # the server: 0.8 cores / 800 req/s = 0.001 CPU-s per request, of which
+        # (0.001 - 0.0008) x 1e6 = 200 us are the server's own
         "app_cpu_cores": 0.8,
         "app_cpu_source": "unit",
         "cpu_s_per_request": 0.001,
-        "ceiling_rps": 1000.0,
-        "efficiency": 0.8,
+        "server_overhead_us": 200.0,
         # nr_throttled +3/s, nr_periods +10/s, throttled_usec +20,000/s, over 8 s
         "throttled_periods": 24,
         "throttled_ratio": 0.3,
@@ -162,11 +174,14 @@ EXPECTED = {
         "p95_ms": 700,
         "p99_ms": 900,
         "ceiling_model": "cpu",
-        # 0.5 cores / 400 req/s = 0.00125; 1 / 0.00125 = 800
+        # in-process 0.001 CPU-s per request: 1 / 0.001 = 1000 req/s; 400 / 1000
+        "inprocess_cpu_s_per_request": 0.001,
+        "ceiling_rps": 1000.0,
+        "efficiency": 0.4,
+        # 0.5 cores / 400 req/s = 0.00125; (0.00125 - 0.001) x 1e6 = 250 us
         "app_cpu_cores": 0.5,
         "cpu_s_per_request": 0.00125,
-        "ceiling_rps": 800.0,
-        "efficiency": 0.5,
+        "server_overhead_us": 250.0,
         # no quota: no periods, so no ratio
         "throttled_periods": 0,
         "throttled_ratio": None,
@@ -194,10 +209,13 @@ EXPECTED = {
         "failure_ratio": 0.0054,
         "rps": 55.5,
         "ceiling_model": "cpu",
-        # the app host's samples have no unit columns: no ceiling, host CPU instead
+        # no in-process figure in cell.json: no ceiling; the app host's samples
+        # have no unit columns: no CPU-s per request of the server, host CPU instead
+        "inprocess_cpu_s_per_request": None,
         "ceiling_rps": None,
         "efficiency": None,
         "cpu_s_per_request": None,
+        "server_overhead_us": None,
         "app_cpu_cores": 0.9,
         "app_cpu_source": "host",
         "throttled_periods": None,
@@ -206,7 +224,8 @@ EXPECTED = {
         "peak_db_connections": 1,
         "generator_saturated": False,
         "top_failure": "GET /render: CatchResponseError('HTTP 500, expected 200')",
-        "note": f"{HISTORY_NOTE}; no ceiling: no cgroup CPU accounting for the app unit",
+        "note": f"{HISTORY_NOTE}; {NO_INPROCESS_NOTE}; "
+        "no CPU-seconds per request of the server: no cgroup CPU accounting for the app unit",
     },
 }
 
@@ -219,8 +238,9 @@ SUMMARY_CSV_COLUMNS = [
     "p95_ms", "p99_ms", "max_ms", "ideal_latency_ms", "identity_ratio", "unfinished_requests",
     "unfinished_oldest_ms", "cutoff_requests", "hey_requests", "hey_failures", "hey_rps",
     "hey_mean_ms", "hey_p50_ms", "hey_p99_ms", "hey_identity_ratio", "clients_agree",
-    "ceiling_model", "ceiling_rps", "efficiency", "cpu_s_per_request", "app_cpu_cores",
-    "app_cpu_source", "app_cpus", "throttled_periods", "throttled_ratio", "throttled_s",
+    "ceiling_model", "ceiling_rps", "efficiency", "cpu_s_per_request",
+    "inprocess_cpu_s_per_request", "server_overhead_us", "app_cpu_cores", "app_cpu_source",
+    "app_cpus", "throttled_periods", "throttled_ratio", "throttled_s",
     "peak_db_connections", "loadgen_cpu_peak_pct", "loadgen_cpu_mean_pct", "loadgen_process_cores",
     "loadgen_process_peak_cores", "locust_cpu_warning", "generator_saturated", "workers_lost",
     "delay_s", "server_slots", "pool_size", "top_failure", "note",
@@ -231,8 +251,9 @@ TABLE_HEADERS = [
     "p95 ms", "p99 ms", "max ms", "ideal ms", "identity", "in flight at stop",
     "oldest in flight ms", "cut off", "hey mean ms", "hey p50 ms", "hey p99 ms", "hey identity",
     "requests", "failures", "fail ratio", "hey requests", "hey non-2xx", "ceiling model",
-    "ceiling req/s", "efficiency", "CPU s/req", "app CPU cores", "app CPU from", "app CPUs",
-    "throttled periods", "throttled ratio", "throttled s", "peak DB conns", "loadgen CPU peak %",
+    "ceiling req/s", "efficiency", "CPU s/req", "in-process CPU s/req", "server overhead µs",
+    "app CPU cores", "app CPU from", "app CPUs", "throttled periods", "throttled ratio",
+    "throttled s", "peak DB conns", "loadgen CPU peak %",
     "loadgen CPU mean %", "busiest Locust proc cores", "busiest Locust proc peak cores",
     "Locust CPU warning", "db mode", "delay s", "server slots", "pool size", "top failure", "note",
 ]  # fmt: skip
@@ -282,8 +303,11 @@ def test_summary_csv_has_every_column_and_matches_json(written):
         assert reader.fieldnames == [column.name for column in summary.COLUMNS]
         assert reader.fieldnames == SUMMARY_CSV_COLUMNS
         rows = {row["cell"]: row for row in reader}
-    assert rows["gunicorn--json--u20"]["efficiency"] == "0.8"
-    assert rows["gunicorn--json--u20"]["ceiling_rps"] == "1000.0"
+    assert rows["gunicorn--json--u20"]["efficiency"] == "0.64"
+    assert rows["gunicorn--json--u20"]["ceiling_rps"] == "1250.0"
+    assert rows["gunicorn--json--u20"]["inprocess_cpu_s_per_request"] == "0.0008"
+    assert rows["gunicorn--json--u20"]["server_overhead_us"] == "200.0"
+    assert rows["flask--render--u10"]["server_overhead_us"] == ""
     assert rows["flask--render--u10"]["efficiency"] == ""
     assert rows["gevent--db--u200"]["generator_saturated"] == "True"
     # validity: two columns, the reasons joined by "; "
@@ -438,6 +462,132 @@ def test_ideal_latency(cell, expected_s):
         assert result is None
     else:
         assert result == pytest.approx(expected_s)
+
+
+@pytest.mark.parametrize(
+    ("app_cpus", "inprocess_s", "expected"),
+    [
+        # 1 CPU, 0.8 ms of CPU a request in-process: 1 / 0.0008
+        (1, 0.0008, 1250.0),
+        # 2 CPUs, 0.5 ms: 2 / 0.0005
+        (2, 0.0005, 4000.0),
+        # half a CPU (an enforced CPUQuota=50%), 1 ms: 0.5 / 0.001
+        (0.5, 0.001, 500.0),
+        (None, 0.001, None),
+        (1, None, None),
+        (1, 0.0, None),
+    ],
+)
+def test_cpu_ceiling(app_cpus, inprocess_s, expected):
+    result = model.cpu_ceiling(app_cpus, inprocess_s)
+    if expected is None:
+        assert result is None
+    else:
+        assert result == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("server_s", "inprocess_s", "expected_us"),
+    [
+        # the server's 1 ms of CPU a request against the app's 0.8 ms alone
+        (0.001, 0.0008, 200.0),
+        (0.00125, 0.001, 250.0),
+        # no overhead
+        (0.0005, 0.0005, 0.0),
+        # below the in-process cost: said as it is (the noise of the two figures)
+        (0.00079, 0.0008, -10.0),
+        (None, 0.0008, None),
+        (0.001, None, None),
+    ],
+)
+def test_server_overhead_us(server_s, inprocess_s, expected_us):
+    result = model.server_overhead_us(server_s, inprocess_s)
+    if expected_us is None:
+        assert result is None
+    else:
+        assert result == pytest.approx(expected_us)
+
+
+def _cpu_bound_cell(run_dir, name, *, rps, cores, users, inprocess_s, app_cpus=1):
+    """A /json cell served at `rps` while the app unit used `cores` CPUs: a stats
+    history at a steady `rps` and the unit's CPU counter rising `cores` a second,
+    from t=100 to t=110 (the measured window)."""
+    server = name.split("--")[0]
+    cell = {
+        "server": server, "endpoint": "json", "users": users, "app_cpus": app_cpus,
+        "app_hosts": ["app1"], "inprocess_cpu_s_per_request": inprocess_s,
+    }  # fmt: skip
+    cell_dir = _minimal_cell(run_dir, name, cell)
+    lines = ["Timestamp,User Count,Type,Name,Total Request Count"]
+    lines += [f"{100 + t},{users},,Aggregated,{rps * t}" for t in range(11)]
+    (cell_dir / locust.HISTORY).write_text("\n".join(lines) + "\n")
+    rows = [f"{100.5 + t},{round(cores * 1e6 * t)}" for t in range(10)]
+    _samples(cell_dir, "app1", "time,unit_cpu_usage_usec", rows)
+    return cell_dir
+
+
+def test_efficiency_follows_throughput_not_the_cpu_a_server_burns(tmp_path):
+    """Two servers of the same app on the same CPU: one serves 1000 req/s using 0.6
+    of the CPU, the other 500 req/s using 0.9 of it. The app alone costs 0.5 ms of
+    CPU a request, so the ceiling of both is 1 CPU / 0.0005 s = 2000 req/s, and the
+    one that serves more is the more efficient: 0.5 against 0.25.
+
+    The old ceiling, app CPUs / the server's own CPU-seconds per request, made
+    efficiency the CPU utilisation -- 0.6 against 0.9 -- and ranked the server
+    that burnt more CPU on each request first."""
+    # users: req/s x Locust's mean latency of the copied stats (24.8 ms), rounded
+    _cpu_bound_cell(tmp_path, "lean--json", rps=1000, cores=0.6, users=25, inprocess_s=0.0005)
+    _cpu_bound_cell(tmp_path, "heavy--json", rps=500, cores=0.9, users=12, inprocess_s=0.0005)
+    rows = {row.cell: row for row in model.summarize_run(tmp_path)[1]}
+    lean, heavy = rows["lean--json"], rows["heavy--json"]
+    assert (lean.rps, heavy.rps) == (1000.0, 500.0)
+    assert (lean.app_cpu_cores, heavy.app_cpu_cores) == (0.6, 0.9)
+    # the servers' CPU-seconds per request: 0.6 / 1000 and 0.9 / 500
+    assert (lean.cpu_s_per_request, heavy.cpu_s_per_request) == (0.0006, 0.0018)
+    assert lean.ceiling_model == heavy.ceiling_model == "cpu"
+    assert lean.ceiling_rps == heavy.ceiling_rps == 2000.0
+    # 1000 / 2000 and 500 / 2000
+    assert (lean.efficiency, heavy.efficiency) == (0.5, 0.25)
+    # what each server costs a request beyond the app: (0.0006 - 0.0005) x 1e6 and
+    # (0.0018 - 0.0005) x 1e6 CPU-microseconds
+    assert (lean.server_overhead_us, heavy.server_overhead_us) == (100.0, 1300.0)
+    assert lean.inprocess_cpu_s_per_request == heavy.inprocess_cpu_s_per_request == 0.0005
+    # efficiency ranks the servers as their throughput does, and is not utilisation
+    by_efficiency = sorted(rows.values(), key=lambda r: r.efficiency)
+    assert by_efficiency == sorted(rows.values(), key=lambda r: r.rps)
+    for row in rows.values():
+        assert row.efficiency != pytest.approx(row.app_cpu_cores / row.app_cpus)
+        assert row.valid, row.invalid_reasons
+
+
+def test_a_cpu_bound_cell_without_its_in_process_cost_has_no_ceiling(tmp_path):
+    """The unit's CPU counter gives the server's CPU-seconds per request, never the
+    ceiling: without the in-process figure there is none, and the cell is invalid."""
+    _cpu_bound_cell(tmp_path, "lean--json", rps=1000, cores=0.6, users=25, inprocess_s=None)
+    (row,) = model.summarize_run(tmp_path)[1]
+    assert row.cpu_s_per_request == 0.0006
+    assert row.ceiling_rps is row.efficiency is row.server_overhead_us is None
+    assert NO_INPROCESS_NOTE in row.note
+    assert row.invalid_reasons == ("no ceiling",)
+
+
+def test_the_in_process_cost_gives_the_ceiling_without_the_units_counter(tmp_path):
+    """No unit CPU counter (only the host's CPU): the ceiling stands, the server's
+    CPU-seconds per request and its overhead are unknown, and the note says why."""
+    cell = {
+        "server": "uwsgi", "endpoint": "db", "users": 25, "app_cpus": 2, "app_hosts": ["app1"],
+        "inprocess_cpu_s_per_request": 0.0004,
+    }  # fmt: skip
+    cell_dir = _minimal_cell(tmp_path, "uwsgi--db", cell)
+    _history(cell_dir, 100, 10, 25)
+    _samples(cell_dir, "app1", "time,cpu_busy_cores", [f"{100.5 + t},0.7" for t in range(10)])
+    (row,) = model.summarize_run(tmp_path)[1]
+    # 2 CPUs / 0.0004 s; the history's 10 req/s of it
+    assert (row.ceiling_rps, row.efficiency) == (5000.0, 0.002)
+    assert (row.app_cpu_source, row.cpu_s_per_request, row.server_overhead_us) == (
+        "host", None, None,
+    )  # fmt: skip
+    assert "no CPU-seconds per request of the server: no cgroup CPU accounting" in row.note
 
 
 def test_a_server_without_a_bound_is_told_by_the_catalogue(monkeypatch):

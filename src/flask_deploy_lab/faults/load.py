@@ -158,8 +158,10 @@ class Load:
             # no warm-up: a fault is timed from the start of the measured run
             "warmup": 0,
             "loadtest_install": not stack.locust_installed,
-            # Locust's run is what a fault is timed against; no hey after it
+            # Locust's run is what a fault is timed against: no hey after it,
+            # no in-process cost before it
             "loadtest_hey": False,
+            "loadtest_inprocess": False,
         }
         if spec.delay is not None:
             extra["delay_s"] = spec.delay

@@ -30,6 +30,10 @@ Input layout (written by the load-test playbook)
         samples/<host>.csv            the sampler role, one file per host
         hey.csv, hey.json             I/O-bound cells only: the second client, hey
                                       (layout and figures: report.hey)
+        inprocess.json                CPU-bound cells only: what a request cost the
+                                      app called in-process on each app host
+                                      (labapp.cost; read by flask_deploy_lab.cell
+                                      into cell.json, not by the report)
 
 The sampler role runs ``sampler.py`` on every host from just before the measured run to a few
 seconds after it (``--duration`` = duration_s + slack, ``--interval 1``): on app
@@ -68,6 +72,13 @@ the facts the playbook gathers (``<cell>/facts.json``).
     db_mode         "naive" | "pool"
     app_cpus        number | null   CPUs the app may use, summed over app hosts:
                                     min(node_cpus, CPUQuota if unit limits are enforced)
+    inprocess_cpu_s_per_request
+                    number | null   CPU-seconds a request costs the app alone: its
+                                    WSGI callable called in-process on the app hosts
+                                    (no server, no socket), just before the measured
+                                    run; the hosts as one, app_cpus / sum(cpus_h /
+                                    cost_h). null: not measured (delay-bound endpoints,
+                                    loadtest_inprocess=false, older runs)
     app_hosts       [str]           hosts whose samples carry the app unit's cgroup
     db_hosts        [str]           hosts whose samples carry pg_stat_activity counts
     loadgen_hosts   [str]           hosts running Locust
@@ -115,10 +126,20 @@ Numbers per cell
   connection (``holds_db_connection``)) / delay_s`` -- on a server with no
   bound (``server_slots`` null, ``per_process: unbounded`` in catalogue.yml),
   ``min(users, pool if it applies) / delay_s``; for every other endpoint
-  ``app_cpus / cpu_s_per_request`` with ``cpu_s_per_request = unit CPU cores
-  / rps``. Without the inputs (no unit cgroup accounting, no delay, no
+  ``app_cpus / inprocess_cpu_s_per_request``: the CPU a request costs the app
+  alone, measured in-process on the app hosts with no server, so the same for
+  every server. Without the inputs (no in-process figure, no delay, no
   app_cpus) it is null and the page says n/a -- never an estimate.
-- efficiency: ``rps`` / ceiling.
+- efficiency: ``rps`` / ceiling. (Never with the server's own CPU per request
+  in the ceiling: ``rps / (app_cpus / (cores / rps))`` is ``cores /
+  app_cpus``, the CPU utilisation, higher for a server that burns more.)
+- CPU per request: ``cpu_s_per_request`` = unit CPU cores / ``rps``, the
+  server's own (the app and the server under test together; null without the
+  unit's CPU counter); ``inprocess_cpu_s_per_request`` from cell.json; and
+  ``server_overhead_us`` = ``(cpu_s_per_request -
+  inprocess_cpu_s_per_request) x 1e6``, what the server itself costs a
+  request in CPU-microseconds (null when either is; below 0 only within their
+  noise).
 - ideal latency (delay-bound endpoints): the closed loop's latency on a perfect
   server, ``delay_s * max(1, users / min(server_slots, pool if it applies))``;
   ``delay_s`` on a server with no bound.
@@ -194,7 +215,8 @@ ideal latency. Whether the cells met the benchmark's targets is
 flask_deploy_lab.targets' to say, from these rows.
 Units (each column's is declared in summary.py): ``rps`` and ``ceiling_rps``
 requests/s, ``*_ms`` milliseconds, ``*_cores`` CPUs, ``throttled_s`` seconds,
-``*_pct`` percent of what the host may use.
+``*_pct`` percent of what the host may use, ``*_cpu_s_per_request``
+CPU-seconds, ``server_overhead_us`` CPU-microseconds.
 
 Modules
 =======

@@ -39,8 +39,10 @@ CEILING_MODELS = {
     "littles_law": "Delay-bound: ceiling = min(users, server slots, pool size when the "
     "request holds a pooled connection) / delay (Little's law); users / delay on a server "
     "that holds any number of requests.",
-    "cpu": "CPU-bound: ceiling = app CPUs / CPU-seconds per request, CPU-seconds from the "
-    "app unit's cgroup accounting.",
+    "cpu": "CPU-bound: ceiling = app CPUs / CPU-seconds per request of the app alone, from the "
+    "app called in-process on the app host (no server, no socket; the same code, database "
+    "and limits). Each server's own CPU-seconds per request, from the app unit's cgroup "
+    "accounting, and its overhead over the in-process cost are in the table.",
 }
 
 
@@ -199,6 +201,7 @@ class Cell:
     server_slots: int | None = None
     pool_size: int | None = None
     app_cpus: float | None = None
+    inprocess_cpu_s_per_request: float | None = None
     app_hosts: list[str] = field(default_factory=list)
     db_hosts: list[str] = field(default_factory=list)
     loadgen_hosts: list[str] = field(default_factory=list)
@@ -309,11 +312,32 @@ def ideal_latency_s(cell) -> float | None:
     return cell.delay_s * max(1.0, cell.users / limit)
 
 
-def cpu_ceiling(app_cpus: float | None, cpu_s_per_request: float | None) -> float | None:
-    """app_cpus / CPU-seconds per request; None if either is unknown."""
-    if not app_cpus or not cpu_s_per_request:
+def cpu_ceiling(app_cpus: float | None, inprocess_cpu_s_per_request: float | None) -> float | None:
+    """app_cpus / the CPU-seconds a request costs the app called in-process; None
+    if either is unknown.
+
+    The cost is the app's alone, measured on the app host with no server
+    (labapp.cost), so the ceiling is the same for every server: a server that
+    spends more CPU on a request serves fewer and scores lower. (Never the
+    server's own CPU-seconds per request, app CPU cores / req/s: then
+    req/s / ceiling = app CPU cores / app_cpus, the app's CPU utilisation,
+    whatever it served.)
+    """
+    if not app_cpus or not inprocess_cpu_s_per_request or inprocess_cpu_s_per_request <= 0:
         return None
-    return app_cpus / cpu_s_per_request
+    return app_cpus / inprocess_cpu_s_per_request
+
+
+def server_overhead_us(
+    cpu_s_per_request: float | None, inprocess_cpu_s_per_request: float | None
+) -> float | None:
+    """What the server itself costs a request, in CPU-microseconds: (the server's
+    CPU-seconds per request, from the unit's cgroup accounting, - the app's
+    in-process cost) x 1e6. None if either is unknown; below zero only within
+    the noise of the two measurements."""
+    if cpu_s_per_request is None or inprocess_cpu_s_per_request is None:
+        return None
+    return (cpu_s_per_request - inprocess_cpu_s_per_request) * 1e6
 
 
 # --------------------------------------------------------------------------- one cell
@@ -401,9 +425,14 @@ class _CellReader:
                 self.notes.append("no ceiling: delay_s or server_slots missing")
         else:
             ceiling_model, ideal_s = "cpu", None
-            ceiling = cpu_ceiling(cell.app_cpus, cpu_s_per_request)
+            ceiling = cpu_ceiling(cell.app_cpus, cell.inprocess_cpu_s_per_request)
             if ceiling is None:
-                self.notes.append(self.why_no_cpu_ceiling(app_cpu_source))
+                self.notes.append(self.why_no_cpu_ceiling())
+            if cpu_s_per_request is None:
+                why = "no requests served"
+                if app_cpu_source != "unit":
+                    why = "no cgroup CPU accounting for the app unit"
+                self.notes.append(f"no CPU-seconds per request of the server: {why}")
 
         db_points = [
             v for s in self.hosts("db", "pg_connections") for v in s.values("pg_connections")
@@ -449,6 +478,10 @@ class _CellReader:
             ceiling_rps=ceiling,
             efficiency=rps / ceiling if ceiling and rps is not None else None,
             cpu_s_per_request=cpu_s_per_request,
+            inprocess_cpu_s_per_request=cell.inprocess_cpu_s_per_request,
+            server_overhead_us=server_overhead_us(
+                cpu_s_per_request, cell.inprocess_cpu_s_per_request
+            ),
             app_cpu_cores=app_cpu_cores,
             app_cpu_source=app_cpu_source,
             app_cpus=cell.app_cpus,
@@ -571,12 +604,14 @@ class _CellReader:
             seconds = sum(counter_increase(p) for p in throttled_usec) / 1e6
         return throttled_periods, ratio, seconds
 
-    def why_no_cpu_ceiling(self, app_cpu_source: str | None) -> str:
-        if app_cpu_source != "unit":
-            return "no ceiling: no cgroup CPU accounting for the app unit"
-        if not self.cell.app_cpus:
-            return "no ceiling: app_cpus unknown"
-        return "no ceiling: no requests served"
+    def why_no_cpu_ceiling(self) -> str:
+        inprocess = self.cell.inprocess_cpu_s_per_request
+        if not inprocess or inprocess <= 0:
+            return (
+                "no ceiling: no in-process CPU-seconds per request of the app "
+                "(cell.json's inprocess_cpu_s_per_request, from inprocess.json)"
+            )
+        return "no ceiling: app_cpus unknown"
 
     def generator_load(self) -> GeneratorLoad:
         """The load generators' CPU over the window, each figure the highest of

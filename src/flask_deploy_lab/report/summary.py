@@ -76,7 +76,7 @@ class Row:
         table=1,
     )
     server: str = column("server", "the `server` switch value")
-    db_mode: str | None = column("db mode", "naive (a connection per request) or pool", table=47)
+    db_mode: str | None = column("db mode", "naive (a connection per request) or pool", table=49)
     endpoint: str = column("endpoint", "the endpoint under load", table=2)
     users: int = column(
         "users", "concurrent Locust users (closed loop, wait 0)", table=3, result=False
@@ -261,7 +261,8 @@ class Row:
     ceiling_rps: float | None = column(
         "ceiling req/s",
         "the most the configuration could serve: min(users, slots, pool) / delay "
-        "(users / delay on a server with no bound), or app CPUs / CPU-seconds per request",
+        "(users / delay on a server with no bound), or app CPUs / in-process CPU-seconds "
+        "per request (the app alone, the same for every server)",
         unit="requests/s",
         digits=2,
         table=32,
@@ -269,10 +270,27 @@ class Row:
     efficiency: float | None = column("efficiency", "req/s / ceiling", digits=3, table=33)
     cpu_s_per_request: float | None = column(
         "CPU s/req",
-        "app CPU cores / req/s, from the unit's CPU counter",
+        "the server's CPU-seconds per request: app CPU cores / req/s, from the unit's CPU "
+        "counter (the app and the server under test together)",
         unit="CPU-seconds",
         digits=6,
         table=34,
+    )
+    inprocess_cpu_s_per_request: float | None = column(
+        "in-process CPU s/req",
+        "CPU-seconds a request costs the app alone: its WSGI callable called in-process on "
+        "the app host, no server, no socket (labapp.cost, run before the cell; the app "
+        "hosts as one). The denominator of a CPU-bound cell's ceiling",
+        unit="CPU-seconds",
+        digits=7,
+        table=35,
+    )
+    server_overhead_us: float | None = column(
+        "server overhead µs",
+        "what the server itself costs a request: (CPU s/req - in-process CPU s/req) x 1e6",
+        unit="CPU-microseconds",
+        digits=1,
+        table=36,
     )
     # the app hosts' samples
     app_cpu_cores: float | None = column(
@@ -280,43 +298,43 @@ class Row:
         "CPUs the app used, summed over the app hosts",
         unit="CPUs",
         digits=3,
-        table=35,
+        table=37,
     )
     app_cpu_source: str | None = column(
         "app CPU from",
         "unit: the app unit's CPU counter; host: the app hosts' whole CPU",
-        table=36,
+        table=38,
     )
     app_cpus: float | None = column(
         "app CPUs",
         "CPUs the app may use, summed over the app hosts",
         unit="CPUs",
-        table=37,
+        table=39,
         result=False,
     )
     throttled_periods: int | None = column(
-        "throttled periods", "increase of the unit's nr_throttled over the window", table=38
+        "throttled periods", "increase of the unit's nr_throttled over the window", table=40
     )
     throttled_ratio: float | None = column(
-        "throttled ratio", "throttled periods / CFS periods", digits=3, table=39
+        "throttled ratio", "throttled periods / CFS periods", digits=3, table=41
     )
     throttled_s: float | None = column(
         "throttled s",
         "time the unit was throttled over the window",
         unit="s",
         digits=3,
-        table=40,
+        table=42,
     )
     # the db and load-generator hosts' samples
     peak_db_connections: int | None = column(
-        "peak DB conns", "most client backends in pg_stat_activity over the window", table=41
+        "peak DB conns", "most client backends in pg_stat_activity over the window", table=43
     )
     loadgen_cpu_peak_pct: float | None = column(
         "loadgen CPU peak %",
         "busiest sample of the busiest load generator",
         unit="% of what the host may use",
         digits=1,
-        table=42,
+        table=44,
         result=False,
     )
     loadgen_cpu_mean_pct: float | None = column(
@@ -324,7 +342,7 @@ class Row:
         "mean over the window of the busiest load generator",
         unit="% of what the host may use",
         digits=1,
-        table=43,
+        table=45,
         result=False,
     )
     loadgen_process_cores: float | None = column(
@@ -332,7 +350,7 @@ class Row:
         "mean CPU of the busiest Locust process (one process cannot use more than 1)",
         unit="CPUs",
         digits=3,
-        table=44,
+        table=46,
         result=False,
     )
     loadgen_process_peak_cores: float | None = column(
@@ -340,14 +358,14 @@ class Row:
         "busiest sample of the busiest Locust process",
         unit="CPUs",
         digits=3,
-        table=45,
+        table=47,
         result=False,
     )
     locust_cpu_warning: bool | None = column(
         "Locust CPU warning",
         "Locust's own warning of a process above 90 % CPU, in locust.log (the master's, "
         "which also reports a worker's; n/a: the cell has no locust.log)",
-        table=46,
+        table=48,
         result=False,
     )
     generator_saturated: bool | None = column(
@@ -366,21 +384,21 @@ class Row:
     )
     # the cell's parameters
     delay_s: float | None = column(
-        "delay s", "?delay= of /slow and /sleep", unit="s", table=48, result=False
+        "delay s", "?delay= of /slow and /sleep", unit="s", table=50, result=False
     )
     server_slots: int | None = column(
         "server slots",
         "requests all app hosts can hold at once (None: no bound)",
-        table=49,
+        table=51,
         result=False,
     )
     pool_size: int | None = column(
-        "pool size", "connections the app's pools can hold in total", table=50, result=False
+        "pool size", "connections the app's pools can hold in total", table=52, result=False
     )
     top_failure: str | None = column(
-        "top failure", "the most frequent failure: METHOD name: error", table=51
+        "top failure", "the most frequent failure: METHOD name: error", table=53
     )
-    note: str | None = column("note", "why a number is missing or partial", table=52)
+    note: str | None = column("note", "why a number is missing or partial", table=54)
 
     def __post_init__(self):
         # Rounded here, once, so the files and the page show the same figure.
@@ -424,7 +442,17 @@ def _csv_field(value):
     return value
 
 
-def write_json(run: str, environment: dict | None, rows: list[Row], path: Path) -> None:
-    """summary.json: {"run", "environment", "cells": [the rows, keyed by column name]}."""
+def write_json(
+    run: str,
+    environment: dict | None,
+    rows: list[Row],
+    path: Path,
+    configurations: list[dict] | None = None,
+) -> None:
+    """summary.json: {"run", "environment", "cells": [the rows, keyed by column name]},
+    and "configurations" (report.repeats.as_dict of each) when they are given: a run
+    with repeats. A run without has no such key."""
     document = {"run": run, "environment": environment, "cells": [r.as_dict() for r in rows]}
+    if configurations is not None:
+        document["configurations"] = configurations
     path.write_text(json.dumps(document, indent=2) + "\n")
