@@ -79,7 +79,7 @@ test: setup lint test-unit test-vagrant test-lab molecule test-fresh test-e2e  #
 clean: lab-down  ## lab-down, and drop caches and reports
 	rm -rf .cache reports
 
-bench: lab-up  ## converge and load-test each server on a concurrency ladder, then the report (SERVERS= ENDPOINTS= LADDER= DELAYS= USERS= DURATION=)
+bench: lab-up  ## converge and load-test each server on a concurrency ladder, then the report (SERVERS= ENDPOINTS= LADDER= DELAYS= USERS= DURATION= REPEATS=)
 	fdl-bench
 
 compare: venv  ## run B against run A per configuration, exit 1 on a regression (A= B= THRESHOLD= OUT= GATE_SINGLE_RUNS=1)

@@ -2,6 +2,7 @@
 
     make bench                                   # the default matrix
     make bench SERVERS="uwsgi gevent" ENDPOINTS=slow LADDER="1 4" DELAYS=1 DURATION=30
+    make bench REPEATS=3                         # every cell three times, interleaved
     fdl-bench --servers uwsgi --endpoints slow db --duration 20
 
 For each server: converge the app hosts and the proxy to it (``playbooks/site.yml
@@ -21,6 +22,22 @@ not results), and the exit status is 1 if any cell failed, missed a target or
 is invalid. Server and endpoint names are the
 catalogue's (catalogue.yml); an unknown one stops the bench before anything runs.
 
+With REPEATS=N (N > 1) every cell is measured N times, in rounds: round k
+converges and measures every server (each of its cells named with the suffix
+``--r<k>``, ``loadtest.yml -e repeat=k``) before round k + 1 begins, and every
+other round takes the servers in the reverse order (a b c, c b a, a b c, ...).
+A drift of the machine over the run (a background job, heat) then falls on
+every server alike: with the same order each round the first server would
+always be measured early in its round and the last late, a bias of up to a
+round's length that no number of repeats removes; reversing every other
+round cancels a steady drift exactly for an even N and leaves 1/N of it for
+an odd N. (Rotating the order by one server a round cancels it only when N
+is a multiple of the number of servers.) Each time a server comes up it is
+converged (only the bench's first converge is a full one) and its slots read
+again. The report (report.repeats) gives each configuration's mean, 95 %
+interval and coefficient of variation; with N = 1 nothing changes: no
+suffix, no repeat variable.
+
 Every option has an environment variable (the make variables of the same name):
 
     SERVERS    servers, space- or comma-separated (default: the catalogue's bench: true)
@@ -30,12 +47,15 @@ Every option has an environment variable (the make variables of the same name):
     USERS      concurrent Locust users of the other endpoints (default 100)
     DURATION   seconds of each measured run, Locust's and hey's (default 15)
     WARMUP     seconds of the discarded warm-up before each (default 5)
+    REPEATS    times each cell is measured, interleaved as above (default 1)
     DB_MODE    pool or naive (default: the playbooks', pool)
     RUN_ID     the directory under reports/ (default: bench-<UTC timestamp>)
     INVENTORY  an inventory other than ansible.cfg's (the lab)
 
-Each playbook's event stream goes to ``reports/<run-id>/logs/``; the terminal
-gets one line per step with the elapsed and the estimated remaining time.
+Each playbook's event stream goes to ``reports/<run-id>/logs/`` (with
+``--r<k>`` in its name when REPEATS > 1); the terminal gets the plan with the
+estimated time of the whole bench (scaled by REPEATS), then one line per step
+with the elapsed and the estimated remaining time.
 """
 
 from __future__ import annotations
@@ -80,6 +100,14 @@ def _positive_numbers(parser, name, values):
     return sorted(set(numbers))
 
 
+def _whole_number(parser, name, text, minimum=1):
+    """A whole number >= minimum written in digits ("3"; not "3.0", "-1", "three")."""
+    text = str(text).strip()
+    if not re.fullmatch(r"[0-9]+", text) or int(text) < minimum:
+        parser.error(f"{name} must be a whole number >= {minimum}, got {text!r}")
+    return int(text)
+
+
 def parse_args(argv=None):
     env = os.environ.get
     known = catalogue.load()
@@ -97,6 +125,11 @@ def parse_args(argv=None):
     parser.add_argument("--users", type=int, default=int(env("USERS") or 100))
     parser.add_argument("--duration", type=int, default=int(env("DURATION") or 15))
     parser.add_argument("--warmup", type=int, default=int(env("WARMUP") or 5))
+    parser.add_argument(
+        "--repeats",
+        default=env("REPEATS") or "1",
+        help="measure every cell this many times, the servers interleaved (default 1)",
+    )
     parser.add_argument("--db-mode", default=env("DB_MODE") or None)
     parser.add_argument("--run-id", default=env("RUN_ID") or None)
     parser.add_argument("--inventory", default=env("INVENTORY") or None)
@@ -108,6 +141,7 @@ def parse_args(argv=None):
     args.delays.reverse()  # the longest delay first: its cells are the ones the targets name
     if args.users < 1 or args.duration < 1 or args.warmup < 0:
         parser.error("USERS and DURATION must be > 0, WARMUP >= 0")
+    args.repeats = _whole_number(parser, "REPEATS", args.repeats)
     try:
         for name in args.servers:
             known.server(name)
@@ -121,17 +155,55 @@ def parse_args(argv=None):
 
 @dataclass(frozen=True)
 class Step:
-    """One cell of the bench: an endpoint at a number of users (and a delay)."""
+    """One cell of the bench: an endpoint at a number of users (and a delay), in
+    repeat k of a bench with REPEATS > 1 (None: a bench without repeats)."""
 
     server: str
     endpoint: str
     users: int
     delay_s: float | None = None
+    repeat: int | None = None
 
     @property
     def cell_id(self) -> str:
+        """The playbook's name for the cell: <server>--<endpoint>[--d<delay>]--u<users>,
+        and --r<k> with the playbook's `repeat` variable."""
         delay = f"--d{self.delay_s:g}" if self.delay_s is not None else ""
-        return f"{self.server}--{self.endpoint}{delay}--u{self.users}"
+        return f"{self.server}--{self.endpoint}{delay}--u{self.users}{_suffix(self.repeat)}"
+
+
+def _suffix(repeat: int | None) -> str:
+    return "" if repeat is None else f"--r{repeat}"
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A server's turn in the bench: converge it, read its slots, measure its cells."""
+
+    server: str
+    repeat: int | None  # k of REPEATS > 1; None without repeats (no suffix anywhere)
+    first: bool  # the bench's first converge: the whole stack, not only app and proxy
+
+    @property
+    def suffix(self) -> str:
+        """What the turn's cells and logs are named with after the usual name."""
+        return _suffix(self.repeat)
+
+    def steps(self, endpoints, reference, args) -> list[Step]:
+        return steps_for(self.server, endpoints, reference, args, repeat=self.repeat)
+
+
+def plan(servers: list[str], repeats: int) -> list[Turn]:
+    """The bench's turns in order: every server in round 1, then every server in
+    round 2, and so on; every other round in the reverse order (a b c, c b a,
+    a b c), so that a drift of the machine over the run falls on each server
+    alike. Without repeats (1), one turn per server in the given order."""
+    turns = []
+    for k in range(1, repeats + 1):
+        order = servers if k % 2 else servers[::-1]
+        for server in order:
+            turns.append(Turn(server, k if repeats > 1 else None, first=not turns))
+    return turns
 
 
 def ladder_users(reference: int, ladder: list[float]) -> list[int]:
@@ -139,20 +211,39 @@ def ladder_users(reference: int, ladder: list[float]) -> list[int]:
     return sorted({max(1, math.ceil(multiple * reference)) for multiple in ladder})
 
 
-def steps_for(server, endpoints, reference, args) -> list[Step]:
-    """The server's cells: a ladder per delay for the delay-bound endpoints, else one cell."""
+def steps_for(server, endpoints, reference, args, repeat=None) -> list[Step]:
+    """The server's cells: a ladder per delay for the delay-bound endpoints, else one
+    cell; of repeat k when it is given (their ids end in --r<k>)."""
     known = catalogue.load()
     steps = []
     for endpoint in endpoints:
         if known.endpoint(endpoint).delay_bound:
             steps += [
-                Step(server, endpoint, users, delay)
+                Step(server, endpoint, users, delay, repeat)
                 for delay in args.delays
                 for users in ladder_users(reference, args.ladder)
             ]
         else:
-            steps.append(Step(server, endpoint, args.users))
+            steps.append(Step(server, endpoint, args.users, repeat=repeat))
     return steps
+
+
+def cells_per_server(args) -> int:
+    """About how many cells a server's turn measures (a ladder's rungs may fall
+    together on few slots: then fewer)."""
+    known = catalogue.load()
+    ladders = sum(1 for e in args.endpoints if known.endpoint(e).delay_bound)
+    return len(args.endpoints) - ladders + ladders * len(args.delays) * len(args.ladder)
+
+
+def remaining_seconds(turns_left, cells_left, args, converge_times=(), cell_times=()) -> float:
+    """The time turns_left converges and cells_left cells take: at the mean of those
+    timed so far, else at a first guess (a cell: Locust's and hey's runs)."""
+    converge = (sum(converge_times) / len(converge_times)) if converge_times else None
+    cell = (sum(cell_times) / len(cell_times)) if cell_times else None
+    converge = converge or GUESS_CONVERGE_S
+    cell = cell or GUESS_CELL_OVERHEAD_S + 2 * (args.warmup + args.duration)
+    return turns_left * converge + cells_left * cell
 
 
 def ladder_reference(deployments: list[AppDeployment]) -> int:
@@ -183,8 +274,13 @@ def read_deployments(args, log_path) -> list[AppDeployment]:
 
 def loadtest_vars(args, steps: list[Step], install: bool) -> dict:
     """loadtest.yml's variables for the steps of one endpoint: one run that measures
-    them one after the other (its cells are named as Step.cell_id names them)."""
+    them one after the other (its cells are named as Step.cell_id names them; with
+    `repeat`, the playbook appends --r<repeat> to each)."""
     first = steps[0]
+    if {(s.server, s.endpoint, s.repeat) for s in steps} != {
+        (first.server, first.endpoint, first.repeat)
+    }:
+        raise ValueError("the steps of a run must be of one server, endpoint and repeat")
     extra = {
         "run_id": args.run_id,
         "endpoint": first.endpoint,
@@ -192,6 +288,8 @@ def loadtest_vars(args, steps: list[Step], install: bool) -> dict:
         "warmup": args.warmup,
         "loadtest_install": install,
     }
+    if first.repeat is not None:
+        extra["repeat"] = first.repeat
     if first.delay_s is None:
         extra["users"] = first.users
     else:
@@ -249,61 +347,58 @@ def main(argv=None):
     args = parse_args(argv)
     run_dir = PROJECT_DIR / "reports" / args.run_id
     logs = run_dir / "logs"
-    known = catalogue.load()
-    ladder_endpoints = [e for e in args.endpoints if known.endpoint(e).delay_bound]
-    cells_per_server = (
-        len(args.endpoints)
-        - len(ladder_endpoints)
-        + len(ladder_endpoints) * len(args.delays) * len(args.ladder)
-    )
+    turns = plan(args.servers, args.repeats)
+    per_turn = cells_per_server(args)
+    repeats = f" x {args.repeats} repeats (interleaved)" if args.repeats > 1 else ""
     print(
-        f"bench {args.run_id}: {len(args.servers)} servers x {len(args.endpoints)} endpoints, "
-        f"about {cells_per_server * len(args.servers)} cells "
+        f"bench {args.run_id}: {len(args.servers)} servers x {len(args.endpoints)} endpoints"
+        f"{repeats}, about {per_turn * len(turns)} cells "
         f"(ladder {' '.join(f'{m:g}' for m in args.ladder)} x slots at delays "
         f"{' '.join(f'{d:g}' for d in args.delays)} s; {args.users} users elsewhere), "
-        f"{args.warmup}+{args.duration} s each",
+        f"{args.warmup}+{args.duration} s each, "
+        f"about {clock(remaining_seconds(len(turns), per_turn * len(turns), args))} in all",
         flush=True,
     )
     started = time.monotonic()
     converge_times, cell_times, failures = [], [], []
     done = total = 0
     locust_installed = False
+    references = {}  # server -> the ladder's reference read after its last good converge
 
-    def remaining(servers_left, cells_left):
-        converge = (sum(converge_times) / len(converge_times)) if converge_times else None
-        cell = (sum(cell_times) / len(cell_times)) if cell_times else None
-        converge = converge or GUESS_CONVERGE_S
-        cell = cell or GUESS_CELL_OVERHEAD_S + 2 * (args.warmup + args.duration)
-        return servers_left * converge + cells_left * cell
-
-    for index, server in enumerate(args.servers):
+    for index, turn in enumerate(turns):
+        server = turn.server
         extra = {"server": server}
         if args.db_mode:
             extra["db_mode"] = args.db_mode
         step_started = time.monotonic()
-        print(f"converge {server} ({index + 1}/{len(args.servers)})", flush=True)
+        where = f"{index + 1}/{len(turns)}"
+        if turn.repeat is not None:
+            where = f"repeat {turn.repeat}/{args.repeats}, {where}"
+        print(f"converge {server} ({where})", flush=True)
         # the first converge is the whole stack; then the app hosts and the proxy
         # (whose keep-alive to the app follows the server)
         ok, why = ansible_playbook(
             args,
             "site.yml",
             extra,
-            logs / f"converge--{server}.log",
-            tags=None if index == 0 else "app,proxy",
+            logs / f"converge--{server}{turn.suffix}.log",
+            tags=None if turn.first else "app,proxy",
         )
         steps = []
         if ok:
             try:
                 reference = ladder_reference(
-                    read_deployments(args, logs / f"deployment--{server}.log")
+                    read_deployments(args, logs / f"deployment--{server}{turn.suffix}.log")
                 )
-                steps = steps_for(server, args.endpoints, reference, args)
+                references[server] = reference
+                steps = turn.steps(args.endpoints, reference, args)
             except FactsError as error:
                 ok, why = False, str(error)
         converge_times.append(time.monotonic() - step_started)
         if not ok:
             print(f"  converge failed: {why}", flush=True)
-            steps = steps_for(server, args.endpoints, 1, args)
+            # named as an earlier repeat's cells were, so that the report groups them
+            steps = turn.steps(args.endpoints, references.get(server, 1), args)
             for step in steps:
                 failures.append((step.cell_id, f"converge failed: {why}"))
                 write_placeholder_cell(run_dir / step.cell_id, step, args)
@@ -311,20 +406,24 @@ def main(argv=None):
             done += len(steps)
             continue
         total += len(steps)
-        servers_left = len(args.servers) - index - 1
+        turns_left = len(turns) - index - 1
         for endpoint in args.endpoints:
             run_steps = [step for step in steps if step.endpoint == endpoint]
             done += len(run_steps)
             elapsed = time.monotonic() - started
-            left = remaining(
-                servers_left, total - done + len(run_steps) + servers_left * cells_per_server
+            left = remaining_seconds(
+                turns_left,
+                total - done + len(run_steps) + turns_left * per_turn,
+                args,
+                converge_times,
+                cell_times,
             )
             names = ", ".join(step.cell_id for step in run_steps)
             print(f"cells {names}: elapsed {clock(elapsed)}, about {clock(left)} left", flush=True)
             step_started = time.monotonic()
             ok, why = ansible_playbook(
                 args, "loadtest.yml", loadtest_vars(args, run_steps, not locust_installed),
-                logs / f"{server}--{endpoint}.log",
+                logs / f"{server}--{endpoint}{turn.suffix}.log",
             )  # fmt: skip
             cell_times += [(time.monotonic() - step_started) / len(run_steps)] * len(run_steps)
             if ok:

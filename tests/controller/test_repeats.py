@@ -7,6 +7,7 @@ interval's half-width is 4.303 * 2 / sqrt(3) = 4.969.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -247,3 +248,70 @@ def test_a_real_run_without_repeats_is_one_configuration_per_cell():
     for agg in aggregates:
         if agg.n == 1:
             assert agg.figures["rps"].mean == rps[agg.cells[0]]
+
+
+def _unmeasured(cell):
+    """The bench's placeholder of a failed cell, as its row reads: no figure."""
+    row = _row(cell, config="uwsgi (FAILED)", db_mode=None, valid=False)
+    row.update(dict.fromkeys(repeats.FIGURES), invalid_reasons=["no ceiling"])
+    return row
+
+
+def test_a_repeat_that_measured_nothing_joins_its_configuration():
+    rows = [
+        _unmeasured("uwsgi--slow--u100--r1"),
+        _row("uwsgi--slow--u100--r2", rps=10.0),
+        _row("uwsgi--slow--u100--r3", rps=14.0),
+    ]
+    (agg,) = aggregate(rows)
+    assert (agg.n, agg.figures["rps"].n, agg.figures["rps"].mean) == (3, 2, 12.0)
+    # its fields are a measured repeat's, and it makes the configuration invalid
+    assert (agg.first["cell"], agg.first["config"]) == ("uwsgi--slow--u100--r2", "uwsgi")
+    assert agg.invalid_reasons == ("uwsgi--slow--u100--r1: no ceiling",)
+    # measured repeats are still held to agree
+    with pytest.raises(ReportError, match="differ in db_mode"):
+        aggregate([*rows, _row("uwsgi--slow--u100--r4", db_mode="naive")])
+    # a configuration none of whose repeats measured is its first repeat's
+    (agg,) = aggregate([_unmeasured("x--r1"), _unmeasured("x--r2")])
+    assert (agg.n, agg.first["cell"], agg.figures["rps"].n) == (2, "x--r1", 0)
+
+
+def test_groups_are_the_points_measured_by_more_than_one_configuration():
+    rows = [
+        _row("uwsgi--slow--u100--r1"),
+        _row("gevent--slow--u100--r1"),
+        _row("uwsgi--slow--u200--r1", users=200),
+        _row("gevent--slow--d0.5--u100--r1", delay_s=0.5),
+        _row("granian--slow--u100--r1"),
+    ]
+    (point, aggs), *others = repeats.groups(aggregate(rows))
+    assert others == []
+    assert point == ("slow", 1.0, 100)
+    assert [a.base for a in aggs] == [
+        "uwsgi--slow--u100", "gevent--slow--u100", "granian--slow--u100",
+    ]  # fmt: skip
+
+
+def test_a_configuration_as_summary_json_and_configurations_csv_hold_it(tmp_path):
+    # 12 +- 4.303 * 2 / sqrt(3) = 12 +- 4.968676
+    rows = [_row(f"uwsgi--slow--u100--r{k}", rps=v) for k, v in ((1, 10), (2, 12), (3, 14))]
+    (agg,) = aggregate(rows)
+    document = repeats.as_dict(agg)
+    assert list(document)[:12] == [
+        "base", "config", "server", "db_mode", "endpoint", "users", "delay_s",
+        "n", "cells", "valid", "invalid_reasons", "rps",
+    ]  # fmt: skip
+    assert document["base"] == "uwsgi--slow--u100"
+    assert document["rps"] == {
+        "n": 3, "mean": 12.0, "sd": 2.0, "ci95": [7.031324, 16.968676],
+        "cov": 0.166667, "values": [10.0, 12.0, 14.0],
+    }  # fmt: skip
+    assert document["hey_rps"]["ci95"] is None
+    json.dumps(document)  # plain JSON
+    repeats.write_csv([agg], tmp_path / "configurations.csv")
+    with (tmp_path / "configurations.csv").open(newline="") as handle:
+        (line,) = list(csv.DictReader(handle))
+    assert (line["rps_mean"], line["rps_ci95_low"], line["rps_cov"]) == (
+        "12.0", "7.031324", "0.166667",
+    )  # fmt: skip
+    assert (line["hey_rps_n"], line["hey_rps_mean"], line["valid"]) == ("0", "", "True")

@@ -10,7 +10,9 @@ from flask_deploy_lab import bench as bench_module
 from flask_deploy_lab import catalogue
 from flask_deploy_lab.cell import AppDeployment, FactsError
 
-SETTINGS = ("SERVERS", "ENDPOINTS", "LADDER", "DELAYS", "USERS", "DURATION", "WARMUP", "RUN_ID")
+SETTINGS = (
+    "SERVERS", "ENDPOINTS", "LADDER", "DELAYS", "USERS", "DURATION", "WARMUP", "RUN_ID", "REPEATS",
+)  # fmt: skip
 
 
 @pytest.fixture()

@@ -3,21 +3,51 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
-from flask_deploy_lab.report import summary
+from flask_deploy_lab.report import repeats, summary
 from flask_deploy_lab.report.html import render_html
 from flask_deploy_lab.report.model import ReportError, summarize_run
 
+CONFIGURATIONS_CSV = "configurations.csv"
+_REPEAT_SUFFIX = re.compile(r"--r[0-9]+\Z")
+
+
+def configurations(rows: list[summary.Row]) -> list[repeats.Aggregate] | None:
+    """The run's configurations (report.repeats) when any was measured more than
+    once; None for a run without repeats. Raises ReportError when the repeats do
+    not add up (report.repeats.aggregate); a run none of whose cell ids ends in
+    --r<k> is not read for them at all, so it reports as it always did."""
+    if not any(_REPEAT_SUFFIX.search(row.cell) for row in rows):
+        return None
+    aggregates = repeats.aggregate([row.as_dict() for row in rows])
+    return aggregates if any(agg.n > 1 for agg in aggregates) else None
+
 
 def write_report(run_dir: Path) -> list[summary.Row]:
-    """Writes summary.csv, summary.json and index.html into run_dir; returns the rows."""
+    """Writes summary.csv, summary.json and index.html into run_dir, and for a run
+    with repeats configurations.csv and summary.json's "configurations" (a run
+    without has neither, and loses a configurations.csv left by an earlier
+    report); returns the rows."""
     run_dir = Path(run_dir)
     environment, rows = summarize_run(run_dir)
+    aggregates = configurations(rows)
     summary.write_csv(rows, run_dir / "summary.csv")
-    summary.write_json(run_dir.name, environment, rows, run_dir / "summary.json")
-    (run_dir / "index.html").write_text(render_html(run_dir, environment, rows), encoding="utf-8")
+    summary.write_json(
+        run_dir.name,
+        environment,
+        rows,
+        run_dir / "summary.json",
+        configurations=None if aggregates is None else [repeats.as_dict(a) for a in aggregates],
+    )
+    if aggregates is None:
+        (run_dir / CONFIGURATIONS_CSV).unlink(missing_ok=True)
+    else:
+        repeats.write_csv(aggregates, run_dir / CONFIGURATIONS_CSV)
+    page = render_html(run_dir, environment, rows, aggregates)
+    (run_dir / "index.html").write_text(page, encoding="utf-8")
     return rows
 
 
@@ -25,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     """0 with the report written; 2, saying why on stderr, when the run breaks the layout."""
     parser = argparse.ArgumentParser(
         prog="fdl-report",
-        description="Write index.html, summary.csv and summary.json for a load-test run.",
+        description=(
+            "Write index.html, summary.csv and summary.json for a load-test run "
+            "(and configurations.csv when its cells were repeated)."
+        ),
     )
     parser.add_argument("run_dir", help="reports/<run-id>")
     args = parser.parse_args(argv)

@@ -21,14 +21,27 @@ none.
 A configuration with a repeat marked ``"valid": false`` (its
 ``invalid_reasons`` say why) is invalid as a whole: its aggregate says so,
 with each repeat's reasons, and the repeats still count in its figures.
+
+A repeat that measured none of FIGURES (the bench's placeholder of a cell
+that failed: "<server> (FAILED)", no db_mode) still belongs to the
+configuration its id names and makes it invalid, but is not held to its
+IDENTITY_FIELDS, and the configuration's fields are those of its first
+repeat that measured something.
+
+``as_dict(aggregate)`` is a configuration as report.cli writes it into
+summary.json ("configurations") and, flattened (CSV_FIELDS), into
+configurations.csv; ``groups(aggregates)`` are the configurations measured at
+the same endpoint, delay and users, whose figures can be set side by side.
 """
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from flask_deploy_lab.report.errors import ReportError
 
@@ -36,6 +49,8 @@ from flask_deploy_lab.report.errors import ReportError
 FIGURES = ("rps", "p50_ms", "p99_ms", "efficiency", "hey_rps", "hey_p99_ms")
 # Fields that name the configuration: every repeat of one must agree on them.
 IDENTITY_FIELDS = ("config", "server", "db_mode", "endpoint", "users", "delay_s")
+# Fields that say where a configuration's figures can be compared with another's.
+GROUP_FIELDS = ("endpoint", "delay_s", "users")
 
 # A cell id as the load-test playbook accepts it (playbooks/loadtest.yml).
 _CELL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -160,7 +175,8 @@ class Aggregate:
     base: str
     cells: tuple[str, ...]  # the repeats' cell ids, in repeat order
     repeats: tuple[int, ...]  # their repeat indices
-    first: Mapping  # the row of the first repeat: the configuration's fields
+    first: Mapping  # the row of the first repeat that measured a figure (else of repeat
+    # 1): the configuration's fields
     figures: Mapping[str, Interval]  # FIGURES -> Interval
     invalid_reasons: tuple[str, ...]  # "<cell>: <reason>" of each invalid repeat
 
@@ -222,7 +238,9 @@ def aggregate(rows: Iterable) -> list[Aggregate]:
     aggregates = []
     for base, repeats in groups.items():
         ordered = [repeats[k] for k in sorted(repeats)]
-        (first_cell, first), *others = ordered
+        # a repeat that measured nothing (a failed cell) names no configuration
+        measured = [(cell, row) for cell, row in ordered if _measured(row)] or ordered[:1]
+        (first_cell, first), *others = measured
         for cell, row in others:
             for name in IDENTITY_FIELDS:
                 if row.get(name) != first.get(name):
@@ -244,3 +262,91 @@ def aggregate(rows: Iterable) -> list[Aggregate]:
             )
         )
     return aggregates
+
+
+def _measured(row: Mapping) -> bool:
+    return any(row.get(name) is not None for name in FIGURES)
+
+
+def groups(aggregates: Iterable[Aggregate]) -> list[tuple[tuple, list[Aggregate]]]:
+    """(endpoint, delay_s, users) and the configurations measured there, for each
+    such point that holds more than one, in the order the aggregates first name it."""
+    points: dict[tuple, list[Aggregate]] = {}
+    for agg in aggregates:
+        points.setdefault(tuple(agg.first.get(name) for name in GROUP_FIELDS), []).append(agg)
+    return [(point, aggs) for point, aggs in points.items() if len(aggs) > 1]
+
+
+# --- output: summary.json's "configurations", configurations.csv --------------------
+
+# A configuration's fields, as summary.json's "configurations" and configurations.csv
+# name them: the base id, then the first measured repeat's IDENTITY_FIELDS.
+CONFIGURATION_FIELDS = ("base", *IDENTITY_FIELDS)
+# Each figure's statistics, in configurations.csv a column <figure>_<statistic>.
+STATISTICS = ("n", "mean", "sd", "ci95_low", "ci95_high", "cov")
+CSV_FIELDS = (
+    *CONFIGURATION_FIELDS,
+    "n",
+    "cells",
+    "valid",
+    "invalid_reasons",
+    *(f"{figure}_{statistic}" for figure in FIGURES for statistic in STATISTICS),
+)
+
+
+def _number(value: float | None) -> float | None:
+    # six decimals, as compare.csv: no binary noise (12.000000000000002) in the files
+    return None if value is None else round(value, 6)
+
+
+def interval_dict(interval: Interval) -> dict:
+    """{"n", "mean", "sd", "ci95": [low, high] or null, "cov", "values"}."""
+    return {
+        "n": interval.n,
+        "mean": _number(interval.mean),
+        "sd": _number(interval.sd),
+        "ci95": None
+        if not interval.has_interval
+        else [_number(interval.low), _number(interval.high)],
+        "cov": _number(interval.cov),
+        "values": list(interval.values),
+    }
+
+
+def as_dict(agg: Aggregate) -> dict:
+    """One configuration of summary.json: its base id and fields, n (its repeats),
+    their cells, valid (every repeat valid) and the invalid repeats' reasons, then
+    each of FIGURES with interval_dict's statistics."""
+    document = {"base": agg.base}
+    document.update({name: agg.first.get(name) for name in IDENTITY_FIELDS})
+    document.update(
+        n=agg.n,
+        cells=list(agg.cells),
+        valid=agg.valid,
+        invalid_reasons=list(agg.invalid_reasons),
+    )
+    document.update({name: interval_dict(agg.figures[name]) for name in FIGURES})
+    return document
+
+
+def csv_row(agg: Aggregate) -> list:
+    """A line of configurations.csv, in CSV_FIELDS' order; empty = None."""
+    document = as_dict(agg)
+    values = [document[name] for name in CONFIGURATION_FIELDS]
+    values += [agg.n, "; ".join(agg.cells), agg.valid, "; ".join(agg.invalid_reasons)]
+    for name in FIGURES:
+        interval = agg.figures[name]
+        values += [
+            interval.n,
+            *(_number(v) for v in (interval.mean, interval.sd, interval.low, interval.high)),
+            _number(interval.cov),
+        ]
+    return ["" if value is None else value for value in values]
+
+
+def write_csv(aggregates: Iterable[Aggregate], path: Path) -> None:
+    """configurations.csv: a header of CSV_FIELDS, then one line per configuration."""
+    with Path(path).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_FIELDS)
+        writer.writerows(csv_row(agg) for agg in aggregates)
