@@ -30,10 +30,13 @@ def test_the_window_keeps_only_requests_completed_inside_it():
     assert result.rps == pytest.approx(3.0, abs=1e-3)
     # in the window, sorted: 400, 500 x6, 600, 700, 700, 900.1, 1200 ms
     assert result.mean_ms == pytest.approx(7500.1 / 12)
-    # nearest rank: ceil(0.50 * 12) = 6th; ceil(0.95 * 12) = ceil(0.99 * 12) = 12th
+    # nearest rank: ceil(0.50 * 12) = 6th; ceil(0.90 * 12) = 11th; ceil(0.95 * 12) =
+    # ceil(0.99 * 12) = ceil(0.999 * 12) = 12th
     assert result.p50_ms == 500.0
+    assert result.p90_ms == 900.1
     assert result.p95_ms == 1200.0
     assert result.p99_ms == 1200.0
+    assert result.p999_ms == 1200.0
     assert result.max_ms == 1200.0
     # Little's law: 3 req/s * 0.6250083 s
     assert result.in_flight_estimate == pytest.approx(3.0 * 7500.1 / 12 / 1000, rel=1e-4)

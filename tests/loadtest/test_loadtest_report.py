@@ -235,9 +235,10 @@ EXPECTED = {
 SUMMARY_CSV_COLUMNS = [
     "cell", "config", "server", "db_mode", "endpoint", "users", "valid", "invalid_reasons",
     "requests", "failures", "failure_ratio", "rps", "locust_rps_reported", "mean_ms", "p50_ms",
-    "p95_ms", "p99_ms", "max_ms", "ideal_latency_ms", "identity_ratio", "unfinished_requests",
-    "unfinished_oldest_ms", "cutoff_requests", "hey_requests", "hey_failures", "hey_rps",
-    "hey_mean_ms", "hey_p50_ms", "hey_p99_ms", "hey_identity_ratio", "clients_agree",
+    "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "ideal_latency_ms", "identity_ratio",
+    "unfinished_requests", "unfinished_oldest_ms", "cutoff_requests", "hey_requests",
+    "hey_failures", "hey_rps", "hey_mean_ms", "hey_p50_ms", "hey_p90_ms", "hey_p99_ms",
+    "hey_p999_ms", "hey_identity_ratio", "clients_agree",
     "ceiling_model", "ceiling_rps", "efficiency", "cpu_s_per_request",
     "inprocess_cpu_s_per_request", "server_overhead_us", "app_cpu_cores", "app_cpu_source",
     "app_cpus", "throttled_periods", "throttled_ratio", "throttled_s",
@@ -1131,11 +1132,14 @@ REQUEST_LOG_CELLS = {
         # says 64 / 9 s = 7.11, Locust's own 6.53.)
         "rps": 7.86,
         # completed in the window: 15 each for users 0, 1, 3 and 14 for user 2:
-        # 58 at 500 ms and one at 1000 ms; nearest rank: the 30th, 57th and 59th
+        # 58 at 500 ms and one at 1000 ms; nearest rank: the 30th, 54th, 57th, 59th
+        # and 59th
         "mean_ms": 508.5,
         "p50_ms": 500.0,
+        "p90_ms": 500.0,
         "p95_ms": 500.0,
         "p99_ms": 1000.0,
+        "p999_ms": 1000.0,
         # the ramp's 1500 ms requests completed before the window
         "max_ms": 1000.0,
         # (4 / 7.857) / 0.50847 s

@@ -102,8 +102,10 @@ class HeyResult:
     rps: float
     mean_ms: float | None
     p50_ms: float | None
+    p90_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
+    p999_ms: float | None
     max_ms: float | None
     in_flight_estimate: float | None
     version: str | None = None
@@ -141,8 +143,10 @@ def summarize(
         rps=rps,
         mean_ms=mean_ms,
         p50_ms=percentile(latencies, 50),
+        p90_ms=percentile(latencies, 90),
         p95_ms=percentile(latencies, 95),
         p99_ms=percentile(latencies, 99),
+        p999_ms=percentile(latencies, 99.9),
         max_ms=latencies[-1] if latencies else None,
         in_flight_estimate=rps * mean_ms / 1000 if mean_ms is not None else None,
         version=version,

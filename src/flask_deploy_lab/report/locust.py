@@ -150,8 +150,10 @@ class Stats:
     rps: float | None = None
     mean_ms: float | None = None
     p50_ms: float | None = None
+    p90_ms: float | None = None
     p95_ms: float | None = None
     p99_ms: float | None = None
+    p999_ms: float | None = None
     max_ms: float | None = None
 
 
@@ -174,8 +176,10 @@ def read_stats(cell_dir: Path) -> Stats | None:
                 rps=number(row.get("Requests/s")),
                 mean_ms=number(row.get("Average Response Time")),
                 p50_ms=number(row.get("50%")),
+                p90_ms=number(row.get("90%")),
                 p95_ms=number(row.get("95%")),
                 p99_ms=number(row.get("99%")),
+                p999_ms=number(row.get("99.9%")),
                 max_ms=number(row.get("Max Response Time")),
             )
     return None
@@ -300,8 +304,10 @@ class RequestFigures:
     rps: float
     mean_ms: float | None
     p50_ms: float | None
+    p90_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
+    p999_ms: float | None
     max_ms: float | None
 
     @property
@@ -419,8 +425,10 @@ def request_figures(
             rps=work / seconds,
             mean_ms=ms(sum(latencies) / len(latencies)) if latencies else None,
             p50_ms=ms(percentile(latencies, 50)),
+            p90_ms=ms(percentile(latencies, 90)),
             p95_ms=ms(percentile(latencies, 95)),
             p99_ms=ms(percentile(latencies, 99)),
+            p999_ms=ms(percentile(latencies, 99.9)),
             max_ms=ms(latencies[-1] if latencies else None),
         ),
         None,

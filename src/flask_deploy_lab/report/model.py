@@ -354,8 +354,10 @@ class Measured:
     rps: float | None
     mean_ms: float | None
     p50_ms: float | None
+    p90_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
+    p999_ms: float | None
     max_ms: float | None
 
 
@@ -458,8 +460,10 @@ class _CellReader:
             locust_rps_reported=stats.rps,
             mean_ms=measured.mean_ms,
             p50_ms=measured.p50_ms,
+            p90_ms=measured.p90_ms,
             p95_ms=measured.p95_ms,
             p99_ms=measured.p99_ms,
+            p999_ms=measured.p999_ms,
             max_ms=measured.max_ms,
             ideal_latency_ms=ideal_s * 1000 if ideal_s is not None else None,
             identity_ratio=identity_ratio(cell.users, rps, measured.mean_ms),
@@ -471,7 +475,9 @@ class _CellReader:
             hey_rps=hey_result.rps if hey_result else None,
             hey_mean_ms=hey_result.mean_ms if hey_result else None,
             hey_p50_ms=hey_result.p50_ms if hey_result else None,
+            hey_p90_ms=hey_result.p90_ms if hey_result else None,
             hey_p99_ms=hey_result.p99_ms if hey_result else None,
+            hey_p999_ms=hey_result.p999_ms if hey_result else None,
             hey_identity_ratio=hey_result.identity_ratio if hey_result else None,
             clients_agree=clients_agree(rps, hey_result.rps if hey_result else None),
             ceiling_model=ceiling_model,
@@ -543,8 +549,10 @@ class _CellReader:
                     rps=figures.rps,
                     mean_ms=figures.mean_ms,
                     p50_ms=figures.p50_ms,
+                    p90_ms=figures.p90_ms,
                     p95_ms=figures.p95_ms,
                     p99_ms=figures.p99_ms,
+                    p999_ms=figures.p999_ms,
                     max_ms=figures.max_ms,
                 )
                 return measured, request_log
@@ -561,8 +569,10 @@ class _CellReader:
             rps=rate,
             mean_ms=stats.mean_ms,
             p50_ms=stats.p50_ms,
+            p90_ms=stats.p90_ms,
             p95_ms=stats.p95_ms,
             p99_ms=stats.p99_ms,
+            p999_ms=stats.p999_ms,
             max_ms=stats.max_ms,
         )
         return measured, request_log

@@ -149,6 +149,12 @@ class Row:
         unit="ms",
         table=13,
     )
+    p90_ms: float | None = column(
+        "p90 ms",
+        "90th percentile latency: exact (nearest rank) over the request log's window; "
+        "without the log, Locust's, rounded to its buckets",
+        unit="ms",
+    )
     p95_ms: float | None = column(
         "p95 ms",
         "95th percentile latency: exact (nearest rank) over the request log's window; "
@@ -162,6 +168,12 @@ class Row:
         "without the log, Locust's, rounded to its buckets",
         unit="ms",
         table=15,
+    )
+    p999_ms: float | None = column(
+        "p99.9 ms",
+        "99.9th percentile latency: exact (nearest rank) over the request log's window; "
+        "without the log, Locust's, rounded to its buckets",
+        unit="ms",
     )
     max_ms: float | None = column(
         "max ms",
@@ -233,12 +245,21 @@ class Row:
     hey_p50_ms: float | None = column(
         "hey p50 ms", "hey's median latency, exact (nearest rank)", unit="ms", digits=1, table=23
     )
+    hey_p90_ms: float | None = column(
+        "hey p90 ms", "hey's 90th percentile latency, exact (nearest rank)", unit="ms", digits=1
+    )
     hey_p99_ms: float | None = column(
         "hey p99 ms",
         "hey's 99th percentile latency, exact (nearest rank)",
         unit="ms",
         digits=1,
         table=24,
+    )
+    hey_p999_ms: float | None = column(
+        "hey p99.9 ms",
+        "hey's 99.9th percentile latency, exact (nearest rank)",
+        unit="ms",
+        digits=1,
     )
     hey_identity_ratio: float | None = column(
         "hey identity",
