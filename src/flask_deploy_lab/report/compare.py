@@ -48,10 +48,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
-
 from flask_deploy_lab.report import repeats
 from flask_deploy_lab.report.errors import ReportError
+from flask_deploy_lab.report.html import TEMPLATES
 from flask_deploy_lab.report.repeats import Aggregate, Interval
 from flask_deploy_lab.report.summary import COLUMNS
 
@@ -91,14 +90,6 @@ _COLUMNS = {c.name: c for c in COLUMNS}
 # environment.json keys whose difference between the runs the page shows
 _ENV_KEYS = ("substrate", "git_commit", "git_dirty")
 _ENV_GROUPS = ("versions", "limits")
-
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.PackageLoader("flask_deploy_lab.report", "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
 
 
 @dataclass(frozen=True)
@@ -494,7 +485,7 @@ def render_html(comparison: Comparison, out_dir: Path) -> str:
         }
         for c in comparison.changes
     ]
-    return _TEMPLATES.get_template("compare.html.j2").render(
+    return TEMPLATES.get_template("compare.html.j2").render(
         title=f"Flask Deploy Lab — {a.name} → {b.name}",
         runs=[_run_card(a, out_dir), _run_card(b, out_dir)],
         threshold=f"{comparison.threshold:.1%}",

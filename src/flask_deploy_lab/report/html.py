@@ -24,7 +24,8 @@ from flask_deploy_lab.report import locust, model, repeats
 from flask_deploy_lab.report.plots import endpoint_plot, ladder_plot, ladders
 from flask_deploy_lab.report.summary import COLUMNS, TABLE_COLUMNS, Row
 
-_TEMPLATES = jinja2.Environment(
+# the package's templates, for every page the report writes (report.compare too)
+TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("flask_deploy_lab.report", "templates"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
@@ -53,7 +54,7 @@ def plain(value) -> str:
     return str(value)
 
 
-_TEMPLATES.filters["plain"] = plain
+TEMPLATES.filters["plain"] = plain
 
 
 def _limits_verdict(limits: dict) -> str:
@@ -243,7 +244,7 @@ def render_html(
         for endpoint, delay, ladder_rows in ladders(rows)
     ]
     marked = [(rule, rule.cells(rows)) for rule in model.VALIDITY_RULES]
-    return _TEMPLATES.get_template("report.html.j2").render(
+    return TEMPLATES.get_template("report.html.j2").render(
         title=f"Flask Deploy Lab — run {run_dir.name}",
         environment=environment_cards(environment) if environment else None,
         invalid=[r.cell for r in rows if r.valid is False],
