@@ -18,6 +18,7 @@ from flask_deploy_lab.report import repeats
 from flask_deploy_lab.report.errors import ReportError
 from flask_deploy_lab.report.repeats import aggregate, distinguishable, split_cell_id, stats
 from flask_deploy_lab.report.summary import Row
+from tests.controller.summary_rows import summary_row
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "results" / "bench-20261130-054548" / "summary.json"
@@ -145,24 +146,7 @@ def test_without_an_interval_on_either_side_nothing_is_judged():
     assert distinguishable(stats([10, 12, 14]), stats([None])) is None
 
 
-def _row(cell, **figures):
-    row = {
-        "cell": cell,
-        "config": cell.split("--")[0],
-        "server": cell.split("--")[0],
-        "db_mode": "pool",
-        "endpoint": "slow",
-        "users": 100,
-        "delay_s": 1.0,
-        "rps": 100.0,
-        "p50_ms": 1000.0,
-        "p99_ms": 1010.0,
-        "efficiency": 1.0,
-        "hey_rps": None,
-        "hey_p99_ms": None,
-    }
-    row.update(figures)
-    return row
+_row = summary_row
 
 
 def test_aggregate_groups_repeats_by_base_id_in_order():
