@@ -20,7 +20,8 @@ export FDL_NO_SKIP ?= 1
 PY_REQUIREMENTS := requirements.txt app/requirements.txt loadtest/requirements.txt pyproject.toml
 
 .PHONY: help setup doctor packages venv image lint lab-up lab-down test test-unit test-vagrant test-lab \
-	molecule test-e2e test-fresh bench compare locust-ui locust-ui-stop faults clean
+	molecule test-e2e test-fresh bench compare locust-ui locust-ui-stop faults clean \
+	vagrant-packages vagrant-box vagrant-up-test
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,6 +76,16 @@ test-fresh: setup  ## make setup's package step on a new container of the base i
 	pytest -s tests/fresh
 
 test: setup lint test-unit test-vagrant test-lab molecule test-fresh test-e2e  ## the whole suite (what CI runs)
+
+vagrant-packages:  ## what vagrant up with libvirt needs (libvirt, qemu, vagrant-libvirt), then its doctor
+	@scripts/install-packages.sh --vm
+	@FDL_PREREQUISITES=scripts/prerequisites-vm.txt scripts/doctor.sh --programs-only
+
+vagrant-box: vagrant-packages  ## build the local libvirt box of Debian bookworm (cached)
+	@scripts/build-vagrant-box.sh
+
+vagrant-up-test: setup vagrant-box  ## vagrant up for real: 2 VMs, provision, switch, a load cell, report, destroy; each step timed
+	fdl-vagrant-e2e $(if $(TOPOLOGY),--topology "$(TOPOLOGY)") $(if $(SERVER),--server "$(SERVER)")
 
 clean: lab-down  ## lab-down, and drop caches and reports
 	rm -rf .cache reports

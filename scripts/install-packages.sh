@@ -7,6 +7,10 @@
 # scripts/prerequisites.txt lists the programs the project calls;
 # tests/repo/test_prerequisites.py proves that each comes from a package in
 # the Depends closure of this list (`install-packages.sh --list` prints it).
+#
+#   install-packages.sh [--vm]          install (--vm: also what `vagrant up`
+#                                       with libvirt needs, scripts/prerequisites-vm.txt)
+#   install-packages.sh --list [--vm]   print the packages
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -24,7 +28,24 @@ packages=(
     # the report is rendered in a headless browser by the end-to-end test
     chromium fonts-dejavu-core
 )
-if [[ "${1:-}" == --list ]]; then
+# Vagrant VMs on this machine: libvirt, its qemu driver and networks, and
+# what the local box is built with (make vagrant-box). Not in `make setup`:
+# only `make vagrant-packages` and the Vagrant targets need them.
+vm_packages=(
+    vagrant-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
+    qemu-system-x86 qemu-utils dnsmasq-base e2fsprogs
+    # reaps the qemu processes libvirtd daemonizes, where PID 1 does not
+    tini
+)
+list=false
+for arg in "$@"; do
+    case "$arg" in
+        --list) list=true ;;
+        --vm) packages+=("${vm_packages[@]}") ;;
+        *) echo "usage: install-packages.sh [--list] [--vm]" >&2; exit 2 ;;
+    esac
+done
+if $list; then
     printf '%s\n' "${packages[@]}"
     exit 0
 fi

@@ -23,6 +23,8 @@ import pytest
 from tests.conftest import ROOT
 
 MANIFEST = ROOT / "scripts" / "prerequisites.txt"
+# what `vagrant up` with libvirt needs on top: install-packages.sh --vm
+VM_MANIFEST = ROOT / "scripts" / "prerequisites-vm.txt"
 DOCTOR = ROOT / "scripts" / "doctor.sh"
 VENV_BIN = ROOT / ".venv" / "bin"
 
@@ -35,20 +37,20 @@ ON_LAB_HOSTS = {
 }
 
 
-def manifest():
-    """[(name, package, path glob, note)] of scripts/prerequisites.txt."""
+def manifest(path=MANIFEST):
+    """[(name, package, path glob, note)] of scripts/prerequisites.txt (or `path`)."""
     entries = []
-    for line in MANIFEST.read_text().splitlines():
+    for line in path.read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             name, package, path, note = line.split(None, 3)
             entries.append((name, package, path, note))
     return entries
 
 
-def installed_packages():
-    """What scripts/install-packages.sh installs."""
+def installed_packages(*flags):
+    """What scripts/install-packages.sh installs (with `flags`, e.g. --vm)."""
     out = subprocess.run(
-        [ROOT / "scripts" / "install-packages.sh", "--list"],
+        [ROOT / "scripts" / "install-packages.sh", "--list", *flags],
         capture_output=True, text=True, check=True, timeout=30,
     )  # fmt: skip
     return out.stdout.split()
@@ -121,15 +123,19 @@ def closure_of(package):
     return depends_closure([package])
 
 
-@pytest.fixture(scope="module")
-def closure():
-    return depends_closure(installed_packages())
+@functools.cache
+def closure_of_setup(*flags):
+    return depends_closure(installed_packages(*flags))
 
 
 @pytest.mark.parametrize(
-    ("name", "package", "pattern"), [(n, p, g) for n, p, g, _ in manifest()], ids=lambda v: v
+    ("flags", "name", "package", "pattern"),
+    [((), n, p, g) for n, p, g, _ in manifest()]
+    + [(("--vm",), n, p, g) for n, p, g, _ in manifest(VM_MANIFEST)],
+    ids=lambda v: " ".join(v) if isinstance(v, tuple) else v,
 )
-def test_each_program_comes_from_an_installed_dependency(name, package, pattern, closure):
+def test_each_program_comes_from_an_installed_dependency(flags, name, package, pattern):
+    closure = closure_of_setup(*flags)
     paths = sorted(glob.glob(pattern))
     assert paths, f"{name} ({pattern}) is missing: run 'make setup' (Debian package {package})"
     shippers = owners(paths[-1])
@@ -137,8 +143,8 @@ def test_each_program_comes_from_an_installed_dependency(name, package, pattern,
     shipped_by = next((p for p in shippers if p in closure), shippers[0])
     assert shipped_by in closure, (
         f"{name} ({os.path.realpath(paths[-1])}) comes from the Debian package '{shipped_by}', "
-        f"which 'make setup' does not install: add '{shipped_by}' for {name} to the "
-        "packages of scripts/install-packages.sh"
+        f"which 'install-packages.sh {' '.join(flags)}' does not install: add '{shipped_by}' "
+        f"for {name} to the packages of scripts/install-packages.sh"
     )
     assert package in shippers or shipped_by in closure_of(package), (
         f"{name}: scripts/prerequisites.txt names the package '{package}', "
@@ -196,7 +202,7 @@ def _in_every_debian(program):
 
 
 def test_every_program_the_code_runs_is_listed():
-    listed = {name for name, _, _, _ in manifest()}
+    listed = {name for name, _, _, _ in manifest() + manifest(VM_MANIFEST)}
     unlisted = []
     for path in _project_python_files():
         for program, lineno in _called_programs(ast.parse(path.read_text())):

@@ -26,6 +26,8 @@ FLASK_APP_SPEC = ROOT / "roles" / "flask_app" / "meta" / "argument_specs.yml"
 USER_SWITCHES = [
     "FDL_TOPOLOGY",
     "FDL_BOX",
+    "FDL_BOX_BOOT_DIR",
+    "FDL_EMULATE",
     "FDL_VAGRANT_PLAN",
     "SERVER",
     "DB_MODE",
@@ -132,6 +134,55 @@ def test_addresses_are_private_unique_and_in_topology_order(plan):
 def test_the_box_defaults_to_debian_and_is_overridable(plan, vagrant):
     assert plan["box"] == "debian/bookworm64"
     assert read_plan(vagrant, FDL_BOX="generic/debian12")["box"] == "generic/debian12"
+
+
+def add_fake_box(home, name):
+    """What `vagrant box add` leaves for a libvirt box, as far as the Vagrantfile looks."""
+    box = home / "boxes" / name.replace("/", "-VAGRANTSLASH-") / "0" / "libvirt"
+    box.mkdir(parents=True)
+    (box / "metadata.json").write_text('{"provider": "libvirt"}')
+
+
+@needs_vagrant
+def test_the_local_box_is_taken_when_it_is_the_only_one(vagrant, tmp_path):
+    home, boot = tmp_path / "home", tmp_path / "boot"
+    boot.mkdir()
+    add_fake_box(home, "flask-deploy-lab/bookworm")
+    switches = {"VAGRANT_HOME": str(home), "FDL_BOX_BOOT_DIR": str(boot)}
+    # its kernel is not where make vagrant-box puts it: one line saying so
+    proc = vagrant("validate", "--ignore-provider", **switches)
+    assert proc.returncode != 0
+    assert "run 'make vagrant-box'" in proc.stderr and str(boot) in proc.stderr
+    assert "Traceback" not in proc.stderr and ".rb:" not in proc.stderr
+    (boot / "flask-deploy-lab-bookworm.vmlinuz").write_text("kernel")
+    assert read_plan(vagrant, **switches)["box"] == "flask-deploy-lab/bookworm"
+    # with the public box there too, the public one, unless asked
+    add_fake_box(home, "debian/bookworm64")
+    assert read_plan(vagrant, **switches)["box"] == "debian/bookworm64"
+    assert read_plan(vagrant, FDL_BOX="local", **switches)["box"] == "flask-deploy-lab/bookworm"
+
+
+@needs_vagrant
+def test_asking_for_the_local_box_without_it_is_one_clear_line(vagrant):
+    proc = vagrant("validate", "--ignore-provider", FDL_BOX="local")
+    assert proc.returncode != 0
+    assert "FDL_BOX=local" in proc.stderr and "run 'make vagrant-box'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def cpu_offers_kvm():
+    flags = Path("/proc/cpuinfo").read_text().split()
+    return os.access("/dev/kvm", os.R_OK) and bool({"vmx", "svm"} & set(flags))
+
+
+@needs_vagrant
+def test_software_emulation_when_kvm_is_unusable_or_asked_for(plan, vagrant):
+    assert plan["emulate"] is (not cpu_offers_kvm())
+    assert read_plan(vagrant, FDL_EMULATE="1")["emulate"] is True
+    assert read_plan(vagrant, FDL_EMULATE="0")["emulate"] is False
+    proc = vagrant("validate", "--ignore-provider", FDL_EMULATE="maybe")
+    assert proc.returncode != 0
+    assert "FDL_EMULATE=maybe" in proc.stderr and "Traceback" not in proc.stderr
 
 
 @needs_vagrant
