@@ -41,6 +41,7 @@ from pathlib import Path
 
 from flask_deploy_lab import PROJECT_DIR
 from flask_deploy_lab.ansible import run_playbook
+from flask_deploy_lab.catalogue import load as load_catalogue
 from flask_deploy_lab.topology import STACK_GROUPS, TopologyError, plan
 
 DEFAULT_TOPOLOGY = PROJECT_DIR / "inventory" / "topology-pair.yml"
@@ -288,19 +289,20 @@ def main(argv=None) -> int:
         else str(args.topology),
         server=args.server,
     )
-    run_dir = PROJECT_DIR / "reports" / run.run_id
-    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
-    env = vagrant_env(args.topology.resolve())
     try:
-        check_programs()
+        servers = load_catalogue().servers
+        if args.server not in servers:
+            raise CheckFailed(
+                f"--server {args.server} is not a server of catalogue.yml: {', '.join(servers)}"
+            )
         machines = plan(args.topology)
-        from flask_deploy_lab.catalogue import load as load_catalogue
-
-        if args.server not in load_catalogue().servers:
-            raise CheckFailed(f"--server {args.server} is not a server of catalogue.yml")
+        check_programs()
     except (CheckFailed, TopologyError) as error:
         print(f"vagrant e2e: {error}", file=sys.stderr)
         return 2
+    run_dir = PROJECT_DIR / "reports" / run.run_id
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    env = vagrant_env(args.topology.resolve())
 
     started = time.monotonic()
     with open(run_dir / "logs" / "vagrant.log", "w") as log:
