@@ -140,6 +140,19 @@ def test_nginx_status_is_on_loopback_only(group):
     assert "0.0.0.0:8080" not in listening
 
 
+@pytest.mark.parametrize(("group_name", "port"), [("app", 8000), ("upstream", 8081)])
+def test_app_and_slow_api_listen_on_the_node_address_only(group, group_name, port):
+    # nginx reaches the app, and the app the slow API, by the node address: no
+    # other interface (Vagrant's NAT, a public one) may bypass nginx.
+    for host in group(group_name):
+        # node_address is Ansible's default_ipv4: the source of the default route
+        route = host.check_output("ip -4 -o route get 8.8.8.8").split()
+        address = route[route.index("src") + 1]
+        listening = {line.split()[3] for line in host.check_output("ss -Hltn").splitlines()}
+        ours = {a for a in listening if a.rsplit(":", 1)[1] == str(port)}
+        assert ours == {f"{address}:{port}"}, listening
+
+
 def test_slow_api_runs_unprivileged(group):
     upstream = group("upstream")[0]
     assert upstream.service("slow-api").is_running
