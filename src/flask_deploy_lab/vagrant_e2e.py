@@ -29,11 +29,13 @@ a check failed before anything was made.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -131,25 +133,41 @@ def vagrant(args: list[str], env: dict, log=None, timeout=None) -> subprocess.Co
         command, cwd=PROJECT_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, errors="replace", start_new_session=True,
     )  # fmt: skip
-    deadline = time.monotonic() + timeout if timeout else None
+    # A Vagrant that hangs prints nothing: the deadline is kept by a timer, not
+    # by the lines it reads. SIGINT first (Vagrant cleans up), SIGKILL a minute on.
+    fired: list[int] = []
+    timers = [
+        threading.Timer(delay, _signal_group, (proc, sig, fired))
+        for delay, sig in ((timeout, signal.SIGINT), ((timeout or 0) + 60, signal.SIGKILL))
+    ] if timeout else []  # fmt: skip
+    for timer in timers:
+        timer.daemon = True
+        timer.start()
     tail: list[str] = []
     assert proc.stdout is not None
-    for raw in proc.stdout:
-        for line in raw.replace("\r", "\n").splitlines():
-            if "Progress:" in line or not line.strip():
-                continue
-            log.write(line + "\n")
-            tail = [*tail[-39:], line]
-        log.flush()
-        if deadline and time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGINT)
-            break
     try:
-        returncode = proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        for raw in proc.stdout:
+            for line in raw.replace("\r", "\n").splitlines():
+                if "Progress:" in line or not line.strip():
+                    continue
+                log.write(line + "\n")
+                tail = [*tail[-39:], line]
+            log.flush()
         returncode = proc.wait()
+    finally:
+        for timer in timers:
+            timer.cancel()
+    if fired:
+        tail.append(f"stopped after {timeout} s")
+        returncode = returncode or 1
     return subprocess.CompletedProcess(command, returncode, "\n".join(tail), "")
+
+
+def _signal_group(proc: subprocess.Popen, sig: int, fired: list[int]) -> None:
+    if proc.poll() is None:
+        fired.append(sig)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
 
 
 class Libvirt:

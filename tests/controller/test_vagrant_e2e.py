@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 import pytest
 
@@ -122,3 +123,18 @@ def test_libvirt_that_does_not_start_is_one_clear_line(monkeypatch, tmp_path):
     with pytest.raises(vagrant_e2e.CheckFailed) as error:
         vagrant_e2e.Libvirt(tmp_path).__enter__()
     assert "libvirtd did not start" in str(error.value)
+
+
+def test_a_vagrant_that_hangs_silently_is_stopped_at_its_deadline(monkeypatch, tmp_path):
+    # a stand-in for `vagrant` that prints one line and then nothing, forever
+    fake = tmp_path / "vagrant"
+    fake.write_text("#!/bin/sh\necho '==> stack1: Updating domain definition'\nexec sleep 600\n")
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    with open(tmp_path / "vagrant.log", "w") as log:
+        began = time.monotonic()
+        proc = vagrant_e2e.vagrant(["up"], env, log=log, timeout=2)
+    assert time.monotonic() - began < 30
+    assert proc.returncode != 0
+    assert "stopped after 2 s" in proc.stdout
+    assert "Updating domain definition" in (tmp_path / "vagrant.log").read_text()
