@@ -7,6 +7,8 @@
 # script only checks that it exists.
 set -euo pipefail
 
+source "$(dirname "$0")/lib/rootfs.sh"
+
 here="$(cd "$(dirname "$0")/.." && pwd)"
 podman="$here/lab/podman"
 image="${LAB_IMAGE:-localhost/flask-deploy-lab/debian:bookworm}"
@@ -37,18 +39,8 @@ debootstrap --variant=minbase \
     --include=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,iproute2,procps,ca-certificates \
     "$suite" "$rootfs" "$mirror" >/dev/null
 
-# Hosts behind a TLS-inspecting proxy trust extra CAs; so must the lab, or
-# pip and apt inside it cannot reach their registries.
-if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
-    cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
-    chroot "$rootfs" update-ca-certificates >/dev/null 2>&1
-fi
-
-cat > "$rootfs/etc/apt/sources.list" <<SOURCES
-deb $mirror $suite main
-deb $mirror $suite-updates main
-deb http://deb.debian.org/debian-security $suite-security main
-SOURCES
+rootfs_trust_host_cas "$rootfs"
+rootfs_apt_sources "$rootfs" "$mirror" "$suite"
 # A container has no consoles or hardware to wait for.
 chroot "$rootfs" systemctl mask \
     getty@tty1.service console-getty.service systemd-udevd.service \

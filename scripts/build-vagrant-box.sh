@@ -17,6 +17,8 @@
 #   LAB_SUITE, LAB_MIRROR                  as for the lab's image
 set -euo pipefail
 
+source "$(dirname "$0")/lib/rootfs.sh"
+
 here="$(cd "$(dirname "$0")/.." && pwd)"
 box="${FDL_LOCAL_BOX:-flask-deploy-lab/bookworm}"
 suite="${LAB_SUITE:-bookworm}"
@@ -72,17 +74,8 @@ debootstrap --variant=minbase \
     "$suite" "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 ||
     { tail -20 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
 
-# Hosts behind a TLS-inspecting proxy trust extra CAs; so must the VMs.
-if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
-    cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
-    chroot "$rootfs" update-ca-certificates >/dev/null 2>&1
-fi
-
-cat > "$rootfs/etc/apt/sources.list" <<SOURCES
-deb $mirror $suite main
-deb $mirror $suite-updates main
-deb http://deb.debian.org/debian-security $suite-security main
-SOURCES
+rootfs_trust_host_cas "$rootfs"
+rootfs_apt_sources "$rootfs" "$mirror" "$suite"
 
 echo "/dev/vda / ext4 defaults,errors=remount-ro 0 1" > "$rootfs/etc/fstab"
 echo "debian" > "$rootfs/etc/hostname"
