@@ -1,9 +1,9 @@
 """What the hosts refuse: PostgreSQL admits the app hosts only, the units are
 sandboxed, nginx says little about itself."""
 
-import re
-
 import pytest
+
+from tests.systemd_units import exposure
 
 # A PostgreSQL StartupMessage (protocol 3.0, user and database "labapp"), sent
 # from a host; the first byte of the answer says whether pg_hba let it in:
@@ -34,12 +34,6 @@ def test_postgresql_refuses_other_hosts(inventory, group, kind):
     answer = probe(group(kind)[0], db)
     assert answer.startswith("E"), answer
     assert "no pg_hba.conf entry" in answer
-
-
-def exposure(host, unit):
-    out = host.check_output("systemd-analyze security --no-pager %s", unit)
-    print(f"{unit}: {out.splitlines()[-1]}")
-    return float(re.search(r"Overall exposure level for \S+: ([\d.]+)", out).group(1))
 
 
 def test_app_unit_exposure_is_low(group, deployment):

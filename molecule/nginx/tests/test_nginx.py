@@ -3,9 +3,9 @@ upstream it was given, with the limits it was given, from a sandboxed unit.
 
 `pytest -s` shows systemd-analyze's exposure of the unit."""
 
-import re
-
 import pytest
+
+from tests.systemd_units import exposure, main_process, proc_status, show
 
 CONNECTS = "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 8000))' 2>/dev/null"
 # status of a GET (or a POST of argv[2]) through nginx on the host
@@ -80,35 +80,6 @@ CAPABILITIES = {
 # systemd-analyze security: stock Debian nginx.service is 9.6; the sandbox
 # reaches about 2.7 (root master, network, the capabilities above).
 MAX_EXPOSURE = 3.5
-
-
-def show(host, unit, *names):
-    """systemctl show's properties of a unit, as a dict."""
-    args = " ".join(f"-p {name}" for name in names)
-    out = host.check_output(f"systemctl show {args} %s", unit)
-    return dict(line.split("=", 1) for line in out.splitlines())
-
-
-def main_process(host, unit):
-    """The unit's main process: its /proc status lines as a dict, and its pid."""
-    pid = host.check_output("systemctl show -p MainPID --value %s", unit)
-    assert pid != "0", f"{unit} has no main process"
-    return pid, proc_status(host, pid)
-
-
-def proc_status(host, pid):
-    """/proc/<pid>/status as a dict."""
-    status = host.file(f"/proc/{pid}/status").content_string
-    fields = (line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
-    return {name: value.strip() for name, value in fields}
-
-
-def exposure(host, unit):
-    """systemd-analyze security's overall exposure of a unit (0 safe .. 10 exposed)."""
-    out = host.check_output("systemd-analyze security --no-pager %s", unit)
-    last = out.splitlines()[-1]
-    print(f"\n{unit}: {last}")
-    return float(re.search(r"Overall exposure level for \S+: ([\d.]+)", out).group(1))
 
 
 def test_the_sandbox_drop_in_is_loaded(host):

@@ -5,6 +5,8 @@ client gets in, and only with the password; the server runs in a sandbox.
 
 import re
 
+from tests.systemd_units import exposure, main_process, proc_status, show
+
 PASSWORD = "molecule-shopper-password"
 
 
@@ -62,35 +64,6 @@ DROP_IN = "/etc/systemd/system/postgresql@15-main.service.d/sandbox.conf"
 # systemd-analyze security: stock Debian postgresql@.service is 9.6; the
 # sandbox reaches about 1.5 (network, no MemoryDenyWriteExecute for the JIT).
 MAX_EXPOSURE = 2.5
-
-
-def show(host, unit, *names):
-    """systemctl show's properties of a unit, as a dict."""
-    args = " ".join(f"-p {name}" for name in names)
-    out = host.check_output(f"systemctl show {args} %s", unit)
-    return dict(line.split("=", 1) for line in out.splitlines())
-
-
-def main_process(host, unit):
-    """The unit's main process (the postmaster): its pid and /proc status lines."""
-    pid = host.check_output("systemctl show -p MainPID --value %s", unit)
-    assert pid != "0", f"{unit} has no main process"
-    return pid, proc_status(host, pid)
-
-
-def proc_status(host, pid):
-    """/proc/<pid>/status as a dict."""
-    status = host.file(f"/proc/{pid}/status").content_string
-    fields = (line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
-    return {name: value.strip() for name, value in fields}
-
-
-def exposure(host, unit):
-    """systemd-analyze security's overall exposure of a unit (0 safe .. 10 exposed)."""
-    out = host.check_output("systemd-analyze security --no-pager %s", unit)
-    last = out.splitlines()[-1]
-    print(f"\n{unit}: {last}")
-    return float(re.search(r"Overall exposure level for \S+: ([\d.]+)", out).group(1))
 
 
 def test_the_sandbox_drop_in_is_loaded(host):
