@@ -14,9 +14,11 @@ def psql(host, sql, password=PASSWORD, user="shopper"):
     return host.run("PGPASSWORD=%s psql -h 127.0.0.1 -U %s -d shop -XAtc %s", password, user, sql)
 
 
-def test_the_server_runs_and_listens(host):
+def test_the_server_runs_and_listens_on_loopback_only(host):
+    """The role's default: loopback, not every interface (site.yml adds the node address)."""
     assert host.service("postgresql@15-main").is_running
-    assert host.socket("tcp://0.0.0.0:5432").is_listening
+    assert host.socket("tcp://127.0.0.1:5432").is_listening
+    assert not host.socket("tcp://0.0.0.0:5432").is_listening
 
 
 def test_the_settings_file_is_named_by_the_caller(host):
