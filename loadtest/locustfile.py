@@ -32,6 +32,14 @@ Parameters
     ``--loadtest-task-timeout`` / ``LOADTEST_TASK_TIMEOUT``
         seconds a task may stay ``202`` before the poll counts as a failure
         (default 30)
+    ``--loadtest-allowed-hosts`` / ``LOADTEST_ALLOWED_HOSTS``
+        comma-separated host names or addresses a test may target (default
+        empty: any). A test against another host (the web UI's Host field is
+        editable) is stopped by the master at its start, and each worker's
+        users stop before their first request.
+    ``--loadtest-max-run-time`` / ``LOADTEST_MAX_RUN_TIME``
+        seconds after which the master stops a test by itself, even one the
+        web UI started without a run time (default 0: no limit)
 
     The target is Locust's own ``--host``; nothing here names a lab.
 
@@ -97,6 +105,48 @@ Measured runs
     passes for a whole one. The in-flight rows, at most one per user, are
     kept beside the cap.
 
+    With ``--csv <prefix>`` the same process also writes, at the same moment,
+    ``<prefix>_latency.hlog``: every completed request's response time in
+    HdrHistograms (the ``hdrhistogram`` package), one per second of
+    completion, as an HdrHistogram interval log (format version 1.2: a
+    ``#[StartTime: ...]`` line, a legend, then one line per interval,
+    ``start,length,max,histogram``, sorted by start). An interval is a whole
+    Unix second, ``[s, s + 1)``: ``start`` is s in absolute Unix seconds,
+    ``length`` 1, ``max`` the interval's largest value in whole milliseconds
+    (floored, as hdrh's writer does), and ``histogram`` the interval's
+    histogram, compressed and base64-encoded by its own ``encode()``. Values
+    are microseconds (the response time rounded to one), from 1 us to an hour
+    (a longer one is recorded as an hour) with 3 significant digits: a value
+    reads back within 0.1 % of what was recorded. A request belongs to the
+    second its completion falls in, reckoned as the request log reckons it
+    (start + response time, in whole microseconds), so the two files agree
+    on which second holds which request; failed requests are recorded too,
+    as in the request log (a failure's latency is latency the client waited),
+    and the requests in flight at the stop, which have no response time, are
+    not. The file is written like the request log (whole or not at all, the
+    ramp-up included, ``--reset-stats`` not applied) but is never abandoned:
+    its memory grows with the run's seconds, not with its requests, so it
+    holds every request of a run however long the request log's cap cut it.
+    The report (``flask_deploy_lab.report``) shows its figures beside the
+    request log's, and takes its percentiles from it where there is no
+    request log.
+
+    How the histograms travel: each worker (or the single process) records
+    into the histogram of its request's second, and closes a second's
+    histogram (encodes it) once the second is over; with its users stopped
+    (a worker at ``test_stop``, the single process when it writes the files)
+    it closes them all. A worker's report to the master carries
+    the seconds it closed since the last one (``[start, encoded]`` pairs; none
+    is an empty list), beside its request-log rows; the master merges every
+    worker's histograms of a second into one, whichever report brought them:
+    a request whose event came after its second had been sent (a slow
+    greenlet) goes in a later report and is merged into the same second. The
+    master keeps each second's merged histogram encoded, a few kilobytes,
+    and a worker only its open seconds (about 190 kB each, rarely more than
+    two): memory bounded whatever the request rate. A report arriving after
+    the master wrote the files (a worker lost, a final report later than
+    Locust's wait) is missing from both.
+
 Measurement rules
     Every user waits 0 s between requests: the load is a closed loop of
     ``users`` clients, so throughput = users / latency, which is what the
@@ -123,13 +173,26 @@ import csv
 import functools
 import itertools
 import logging
+import math
 import os
 import time
 from array import array
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+import gevent
+from hdrh.histogram import HdrHistogram
+from hdrh.log import HistogramLogWriter
 from locust import FastHttpUser, constant, events, task
-from locust.runners import MasterRunner, WorkerRunner
+from locust.exception import StopUser
+from locust.runners import (
+    STATE_INIT,
+    STATE_RUNNING,
+    STATE_STOPPED,
+    STATE_STOPPING,
+    MasterRunner,
+    WorkerRunner,
+)
 
 DEFAULTS = {
     "loadtest_delay": 0.1,
@@ -137,6 +200,8 @@ DEFAULTS = {
     "loadtest_task_seconds": 1.0,
     "loadtest_task_poll": 0.1,
     "loadtest_task_timeout": 30.0,
+    "loadtest_allowed_hosts": "",
+    "loadtest_max_run_time": 0.0,
 }
 QUERIES_MIN, QUERIES_MAX = 1, 500
 
@@ -145,6 +210,17 @@ REQUEST_LOG_HEADER = ("start", "response_time_ms", "failed", "name", "stopped_at
 REQUEST_LOG_CAP = int(os.environ.get("LOADTEST_REQUEST_LOG_CAP") or 2_000_000)
 # the key of a worker's report that carries its requests to the master
 REQUEST_LOG_KEY = "request_log"
+
+LATENCY_LOG_SUFFIX = "_latency.hlog"
+# the key of a worker's report that carries its closed seconds' histograms
+LATENCY_KEY = "latency_intervals"
+# the histograms' range, in microseconds, and precision: 1 us to an hour, 3 significant digits
+HDR_LOWEST_US = 1
+HDR_HIGHEST_US = 3_600_000_000
+HDR_SIGNIFICANT_DIGITS = 3
+# the histogram log's max column is in milliseconds
+HDR_MAX_UNIT_RATIO = 1000.0
+US_PER_S = 1_000_000
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +276,20 @@ def _add_arguments(parser):
         env_var="LOADTEST_TASK_TIMEOUT",
         default=DEFAULTS["loadtest_task_timeout"],
         help="seconds a task may stay 202 before its poll fails",
+    )
+    group.add_argument(
+        "--loadtest-allowed-hosts",
+        env_var="LOADTEST_ALLOWED_HOSTS",
+        default=DEFAULTS["loadtest_allowed_hosts"],
+        help="comma-separated host names or addresses a test may target (empty: any); "
+        "a test against another host is stopped before its users send anything",
+    )
+    group.add_argument(
+        "--loadtest-max-run-time",
+        type=_non_negative,
+        env_var="LOADTEST_MAX_RUN_TIME",
+        default=DEFAULTS["loadtest_max_run_time"],
+        help="seconds after which a test stops by itself, whatever the web UI asked (0: no limit)",
     )
 
 
@@ -308,6 +398,66 @@ class InFlight:
 IN_FLIGHT = InFlight()
 
 
+def _allowed_hosts(environment):
+    """The host names a test may target, as a set; empty: any."""
+    raw = _option(environment, "loadtest_allowed_hosts")
+    return {name.strip().lower() for name in raw.split(",") if name.strip()}
+
+
+def _target_refused(environment, host):
+    """Why a test must not load host (a URL), or None when it may."""
+    allowed = _allowed_hosts(environment)
+    name = (urlsplit(host or "").hostname or "").lower()
+    if allowed and name not in allowed:
+        return f"the target {host!r} is not one of {', '.join(sorted(allowed))}"
+    return None
+
+
+@events.test_start.add_listener
+def _guard_test(environment, **_kwargs):
+    """On the master (or a single process): a test against a host the run does
+    not allow is stopped at once (the web UI's Host field is editable), and
+    every test stops by itself after --loadtest-max-run-time, even one the
+    web UI started without a run time."""
+    runner = environment.runner
+    if runner is None or isinstance(runner, WorkerRunner):
+        return
+    refused = _target_refused(environment, environment.host)
+    if refused:
+        logger.error("%s: the test is stopped", refused)
+        gevent.spawn(_stop_once_spawned, runner)
+        return
+    limit = _option(environment, "loadtest_max_run_time")
+    if limit > 0:
+        # a limit belongs to the test that set it: a later test gets its own
+        _TESTS_STARTED[0] += 1
+        test = _TESTS_STARTED[0]
+
+        def stop_if_still_running():
+            running = runner.state not in (STATE_INIT, STATE_STOPPING, STATE_STOPPED)
+            if running and _TESTS_STARTED[0] == test:
+                logger.warning("the test ran for its limit of %g s: stopped", limit)
+                runner.stop()
+
+        gevent.spawn_later(limit, stop_if_still_running)
+
+
+# tests started in this process, so that a limit stops only its own test
+_TESTS_STARTED = [0]
+# how long a refused test may take to finish spawning before it is stopped
+_SPAWN_WAIT_S = 10
+
+
+def _stop_once_spawned(runner):
+    """Stop a test once its start has gone through (a stop while the master
+    still hands out users is overtaken by the spawning, which then reports
+    the test running); its users have sent nothing (each refuses at its start)."""
+    deadline = time.monotonic() + _SPAWN_WAIT_S
+    while runner.state != STATE_RUNNING and time.monotonic() < deadline:
+        gevent.sleep(0.1)
+    runner.stop()
+
+
 class _EndpointUser(FastHttpUser):
     abstract = True
     wait_time = constant(0)
@@ -317,6 +467,14 @@ class _EndpointUser(FastHttpUser):
         super().__init__(environment)
         # every request of the user goes through client.request (get, post, ...)
         self.client.request = IN_FLIGHT.tracking(self.client.request)
+
+    def on_start(self):
+        # The worker's own check, before the first request: the master's
+        # comes when the test has already started.
+        refused = _target_refused(self.environment, self.host)
+        if refused:
+            logger.error("%s: this user sends nothing", refused)
+            raise StopUser()
 
     def option(self, name):
         return _option(self.environment, name)
@@ -571,6 +729,127 @@ class RequestLog:
         )
 
 
+def _histogram():
+    return HdrHistogram(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_SIGNIFICANT_DIGITS)
+
+
+class LatencyIntervals:
+    """This process's requests' response times, one HdrHistogram per whole
+    Unix second of completion (an interval, ``[start, start + 1)``), until
+    the master has them.
+
+    A second is open while it may still get requests and closed (encoded, its
+    histogram dropped) once it is over; `take` hands the closed ones on. A
+    request whose event comes after its second was closed opens that second
+    again: the master merges both by their start.
+    """
+
+    def __init__(self):
+        self._open = {}  # start (Unix second) -> HdrHistogram
+        self._closed = []  # [start, encoded histogram], in the order closed
+
+    def __len__(self):
+        """The seconds held, open or closed."""
+        return len(self._open) + len(self._closed)
+
+    def record(self, completed_us, response_time_us):
+        """One request that completed at completed_us (Unix time, whole
+        microseconds) after response_time_us; a value past the histogram's
+        range is recorded as its highest (an hour)."""
+        start = completed_us // US_PER_S
+        histogram = self._open.get(start)
+        if histogram is None:
+            histogram = self._open[start] = _histogram()
+        histogram.record_value(min(max(response_time_us, 0), HDR_HIGHEST_US))
+
+    def on_request(self, response_time, exception=None, start_time=None, **_kwargs):
+        """Listener of Locust's request event, failures included. The second is
+        the request log's completion (start + response time, each in whole
+        microseconds); a request without a start time completed now, and one
+        without a response time (none of this file's users make one) is not
+        recorded."""
+        if response_time is None:
+            return
+        response_time_us = round(response_time * 1000)
+        if start_time is None:
+            completed_us = round(time.time() * US_PER_S)
+        else:
+            completed_us = round(start_time * US_PER_S) + response_time_us
+        self.record(completed_us, response_time_us)
+
+    def close(self, now=None):
+        """Close the seconds that are over by now (Unix time, default the
+        clock's); math.inf closes every one."""
+        now = time.time() if now is None else now
+        for start in sorted(self._open):
+            if start + 1 <= now:
+                histogram = self._open.pop(start)
+                self._closed.append([start, histogram.encode().decode("ascii")])
+
+    def close_all(self, **_kwargs):
+        """A test_stop listener: the users are stopped, so no second gets more."""
+        self.close(math.inf)
+
+    def take(self, now=None):
+        """The seconds closed by now (`close`), as a message for the master
+        (a list of [start, encoded histogram]); forgets them."""
+        self.close(now)
+        closed, self._closed = self._closed, []
+        return closed
+
+
+class LatencyLog:
+    """The master's (or the single process's) intervals: every process's
+    histograms of a second merged into one, kept encoded (a few kilobytes a
+    second) until it writes the interval log."""
+
+    def __init__(self):
+        self._merged = {}  # start -> encoded histogram
+
+    def __len__(self):
+        return len(self._merged)
+
+    def merge(self, intervals):
+        """Add a message of `LatencyIntervals.take` (a worker's report; None,
+        a report without the key, adds nothing) to the seconds of the same
+        start."""
+        for start, encoded in intervals or ():
+            histogram = HdrHistogram.decode(encoded)
+            earlier = self._merged.get(start)
+            if earlier is not None:
+                histogram.add(HdrHistogram.decode(earlier))
+            self._merged[start] = histogram.encode().decode("ascii")
+
+    def histogram(self, start):
+        """The merged histogram of the second that starts at `start`, or None."""
+        encoded = self._merged.get(start)
+        return HdrHistogram.decode(encoded) if encoded is not None else None
+
+    def write(self, path):
+        """The HdrHistogram interval log, seconds sorted by start, into the
+        file at path (written whole or not at all)."""
+        starts = sorted(self._merged)
+        partial = f"{path}.partial"
+        with open(partial, "w") as handle:
+            writer = HistogramLogWriter(handle)
+            writer.output_log_format_version()
+            writer.output_comment(
+                "[every request's response time in microseconds, one interval per second "
+                "of completion; max in milliseconds]"
+            )
+            if starts:
+                # written here: hdrh 0.10.8's output_start_time reads its milliseconds as seconds
+                iso = datetime.fromtimestamp(starts[0], UTC).isoformat()
+                writer.output_comment(f"[StartTime: {starts[0]:.3f} (seconds since epoch), {iso}]")
+            writer.output_legend()
+            for start in starts:
+                writer.output_interval_histogram(
+                    self.histogram(start), start, start + 1, HDR_MAX_UNIT_RATIO
+                )
+        os.replace(partial, path)
+        logger.info("wrote %d seconds of latency histograms to %s", len(starts), path)
+
+
 def _take_unfinished(log):
     """A test_stop listener: the requests still in flight once the users are stopped."""
 
@@ -584,17 +863,21 @@ def _take_unfinished(log):
 def _log_requests(environment, **_kwargs):
     """Record every request, and those in flight when a test stops: a worker
     for its next report to the master, the master or a single process for the
-    request log it writes when it quits."""
+    request log and the latency histograms it writes when it quits."""
     runner = environment.runner
     if runner is None:
         return
     if isinstance(runner, WorkerRunner):
         since_report = RequestLog()
+        intervals = LatencyIntervals()
         environment.events.request.add_listener(since_report.on_request)
+        environment.events.request.add_listener(intervals.on_request)
         environment.events.test_stop.add_listener(_take_unfinished(since_report))
+        environment.events.test_stop.add_listener(intervals.close_all)
 
         def on_report_to_master(client_id, data, **_kwargs):
             data[REQUEST_LOG_KEY] = since_report.take()
+            data[LATENCY_KEY] = intervals.take()
 
         environment.events.report_to_master.add_listener(on_report_to_master)
         return
@@ -602,17 +885,29 @@ def _log_requests(environment, **_kwargs):
     prefix = getattr(options, "csv_prefix", None) if options is not None else None
     if not prefix:
         return
-    log = RequestLog()
+    log, latencies = RequestLog(), LatencyLog()
+    own = None  # a single process's own seconds
     if isinstance(runner, MasterRunner):
 
         def on_worker_report(client_id, data, **_kwargs):
             log.merge(data.get(REQUEST_LOG_KEY))
+            latencies.merge(data.get(LATENCY_KEY))
 
         environment.events.worker_report.add_listener(on_worker_report)
     else:
+        own = LatencyIntervals()
         environment.events.request.add_listener(log.on_request)
+        environment.events.request.add_listener(own.on_request)
         environment.events.test_stop.add_listener(_take_unfinished(log))
-    environment.events.quit.add_listener(lambda **_kwargs: log.write(prefix + REQUEST_LOG_SUFFIX))
+
+    def on_quit(**_kwargs):
+        log.write(prefix + REQUEST_LOG_SUFFIX)
+        if own is not None:
+            # every second, the one still open included: the users are stopped
+            latencies.merge(own.take(math.inf))
+        latencies.write(prefix + LATENCY_LOG_SUFFIX)
+
+    environment.events.quit.add_listener(on_quit)
 
 
 USER_CLASSES = {

@@ -22,6 +22,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hdrh.histogram import HdrHistogram
+from hdrh.log import HistogramLogReader
 
 from flask_deploy_lab import catalogue
 
@@ -167,6 +169,19 @@ class Run:
     def in_flight(self):
         """(start s, stopped_at s, name) of each request in flight at the stop."""
         return self._request_log()[2]
+
+    def latency_log(self):
+        """[(start s, length s, histogram)] of each interval of locust_latency.hlog,
+        read by hdrh's own reader."""
+        reader = HistogramLogReader(
+            str(self.out / "locust_latency.hlog"), HdrHistogram(1, 3_600_000_000, 3)
+        )
+        intervals = []
+        while (histogram := reader.get_next_interval_histogram(absolute=True)) is not None:
+            start = histogram.get_start_time_stamp() / 1000
+            intervals.append((start, histogram.get_end_time_stamp() / 1000 - start, histogram))
+        reader.close()
+        return intervals
 
     def _request_log(self):
         completed, in_flight = [], []
@@ -587,6 +602,55 @@ def test_a_request_log_over_its_cap_is_written_not_at_all(runs):
     assert "more than 5 requests: the request log is abandoned" in run.output
     assert "the request log went over its cap" in run.output
     assert "locust_requests.csv not written" in run.output
+
+
+# --------------------------------------------------------------------------- the latency log
+# locust_latency.hlog holds the same requests as the request log, one histogram
+# per second of completion: the worker records both from the request event and
+# sends both in the same report. Unlike the request log it has no cap.
+
+
+@pytest.mark.parametrize("name", ["by_class", "broken", "distributed", "signalled", "all"])
+def test_the_latency_log_holds_each_request_of_the_request_log_by_second(runs, name):
+    run = runs[name]
+    _, rows = run.request_log()
+    intervals = run.latency_log()
+    assert intervals
+    # whole Unix seconds, in order, each once
+    starts = [start for start, _, _ in intervals]
+    assert starts == sorted(set(starts))
+    assert all(start == int(start) and length == 1 for start, length, _ in intervals)
+    assert sum(histogram.get_total_count() for _, _, histogram in intervals) == len(rows)
+    # each second holds the requests that completed in it, and their slowest (to the
+    # histogram's 0.1 %, and the microsecond each file rounds to)
+    by_second = {}
+    for start, response_time, _, _ in rows:
+        by_second.setdefault(int(start + response_time / 1000), []).append(response_time)
+    completions = [start + response_time / 1000 for start, response_time, _, _ in rows]
+    if not any(abs(c - round(c)) < 2e-6 for c in completions):  # none on a boundary
+        counts = {int(start): h.get_total_count() for start, _, h in intervals}
+        assert counts == {second: len(times) for second, times in by_second.items()}
+        for start, _, histogram in intervals:
+            slowest_us = round(max(by_second[int(start)]) * 1000)
+            assert slowest_us - 1 <= histogram.get_max_value() <= (slowest_us + 1) * 1.001
+    # every interval started while Locust ran
+    assert run.started - 1 <= starts[0] and starts[-1] <= run.ended
+
+
+def test_the_latency_log_is_kept_past_the_request_logs_cap(runs):
+    run = runs["capped"]
+    assert not (run.out / "locust_requests.csv").exists()
+    intervals = run.latency_log()
+    counted = run.stats()["/sleep"]["num_requests"]
+    assert counted > 5
+    assert sum(histogram.get_total_count() for _, _, histogram in intervals) == counted
+
+
+@pytest.mark.parametrize("name", ["stuck", "stuck_single"])
+def test_a_run_that_completed_no_request_writes_a_latency_log_without_intervals(runs, name):
+    run = runs[name]
+    assert run.latency_log() == []
+    assert "StartTimestamp" in (run.out / "locust_latency.hlog").read_text()
 
 
 # RequestLog itself, in a process of its own (importing Locust patches the process)

@@ -22,6 +22,9 @@ Input layout (written by the load-test playbook)
         locust_requests.csv           every request of the run, and those in flight
                                       at the stop, written by the locustfile
                                       (layout and figures: report.locust)
+        locust_latency.hlog           every completed request's response time, in an
+                                      HdrHistogram per second of completion, written
+                                      by the locustfile (figures: report.hdr)
         locust_failures.csv
         locust_exceptions.csv
         locust_report.html            Locust --html (linked from the page)
@@ -58,7 +61,7 @@ the facts the playbook gathers (``<cell>/facts.json``).
     server          str, required   the `server` switch value, e.g. "gunicorn-gthread"
     endpoint        str, required   an endpoint of catalogue.yml, e.g. "slow"
     users           int, required   concurrent Locust users (closed loop, wait 0)
-    spawn_rate      number          users started per second
+    spawn_rate      number|null     users started per second (null: a web UI run)
     duration_s      number          length of the measured run
     warmup_s        number          length of the separate, unrecorded warm-up run
     delay_s         number | null   ?delay= of /slow and /sleep; null for other endpoints
@@ -108,10 +111,21 @@ nothing for one latency, and a fixed delay keeps requests in step, so
 counting completions or dividing by the whole run would be off by a burst or
 by the start-up transient); the percentiles are exact (nearest rank) over the
 requests completing in the window. Without that file (a run before it
-existed) ``rps`` is the increase of the history's cumulative ``Total Request
-Count`` past the transient and the percentiles are Locust's own, rounded to
-its buckets; the note says which. ``locust_rps_reported`` is always Locust's
-own ``Requests/s``.
+existed, or one whose log went over the locustfile's cap) ``rps`` is the
+increase of the history's cumulative ``Total Request Count`` past the
+transient, the mean Locust's, and the percentiles and the max come from
+``locust_latency.hlog``, the HDR histograms of every request (3 significant
+digits), over their own window (report.hdr); without either file they are
+Locust's own, rounded to its buckets. The note says which.
+``locust_rps_reported`` and the ``locust_*_ms`` columns are always Locust's
+own.
+
+The HDR histograms' figures (``hdr_requests``, ``hdr_p50_ms`` ...
+``hdr_max_ms``) stand beside the headline whenever the cell has the file:
+over the request log's window when it has one, from the seconds that lie
+whole inside it. When their p99 lies further from the exact p99 than the
+histogram's precision (0.1 %) and the requests of the cut seconds allow, the
+note says so; the cell stays valid (report.hdr).
 
 Numbers per cell
 ================
@@ -228,6 +242,8 @@ Modules
     locust     Locust's CSVs (stats, history, failures), its log's CPU warning
                and its request log: the figures over the steady window, the
                requests in flight at the stop
+    hdr        the latency histograms (locust_latency.hlog): their figures over a
+               window, and whether their p99 agrees with the exact one
     hey        hey's CSV and JSON: its figures over its measured window
     exact      nearest-rank percentiles and a request's share of a window
     errors     ReportError: a run that breaks the layout

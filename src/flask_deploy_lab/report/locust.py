@@ -20,6 +20,9 @@ Locust runs with ``--csv=<cell>/locust --csv-full-history --html
                               flight when the run stopped, oldest first: its start,
                               response_time_ms and failed empty, stopped_at the
                               Unix time the stop found it waiting (six decimals)
+    locust_latency.hlog       written by the lab's locustfile too: the same
+                              requests' response times in HdrHistograms, one per
+                              second of completion (read by report.hdr)
 
 The request log's layout, checked strictly (`read_requests`)
     The header is one of two: ``start,response_time_ms,failed,name,stopped_at``,
@@ -87,7 +90,9 @@ Figures from locust_requests.csv (`request_figures`)
 
 Figures from Locust's own statistics
     Without a request log, or with one that spans less than MIN_STEADY_S once
-    the window is cut, the report falls back on Locust's statistics.
+    the window is cut, the report falls back on Locust's statistics for the
+    rate and the mean (the percentiles and the max come from the latency
+    histograms when the cell has them: report.hdr).
     Locust's own ``Requests/s`` divides every request by the whole run,
     start-up included. Its users form a closed loop that starts all at once,
     and nothing completes for the first mean latency: the figure comes out low
@@ -100,7 +105,7 @@ from __future__ import annotations
 
 import csv
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -309,6 +314,9 @@ class RequestFigures:
     p99_ms: float | None
     p999_ms: float | None
     max_ms: float | None
+    # the latencies of the requests completed in the window, ascending, in
+    # microseconds: what report.hdr compares the histogram's p99 with
+    latencies_us: list[int] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def duration_s(self) -> float:
@@ -430,6 +438,7 @@ def request_figures(
             p99_ms=ms(percentile(latencies, 99)),
             p999_ms=ms(percentile(latencies, 99.9)),
             max_ms=ms(latencies[-1] if latencies else None),
+            latencies_us=latencies,
         ),
         None,
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from flask_deploy_lab import catalogue
-from flask_deploy_lab.report import hey, locust
+from flask_deploy_lab.report import hdr, hey, locust
 from flask_deploy_lab.report.errors import ReportError
 from flask_deploy_lab.report.samples import (
     MIN_SAMPLES,
@@ -408,7 +408,7 @@ class _CellReader:
         if stats is None:
             self.notes.append(f"no Aggregated row in {locust.STATS}")
             stats = locust.Stats()
-        measured, request_log = self.measured(stats)
+        measured, request_log, histograms = self.measured(stats)
         rps = measured.rps
         hey_result = hey.read_hey(cell.directory)
 
@@ -465,6 +465,19 @@ class _CellReader:
             p99_ms=measured.p99_ms,
             p999_ms=measured.p999_ms,
             max_ms=measured.max_ms,
+            hdr_requests=histograms.requests if histograms else None,
+            hdr_p50_ms=histograms.p50_ms if histograms else None,
+            hdr_p90_ms=histograms.p90_ms if histograms else None,
+            hdr_p95_ms=histograms.p95_ms if histograms else None,
+            hdr_p99_ms=histograms.p99_ms if histograms else None,
+            hdr_p999_ms=histograms.p999_ms if histograms else None,
+            hdr_max_ms=histograms.max_ms if histograms else None,
+            locust_p50_ms=stats.p50_ms,
+            locust_p90_ms=stats.p90_ms,
+            locust_p95_ms=stats.p95_ms,
+            locust_p99_ms=stats.p99_ms,
+            locust_p999_ms=stats.p999_ms,
+            locust_max_ms=stats.max_ms,
             ideal_latency_ms=ideal_s * 1000 if ideal_s is not None else None,
             identity_ratio=identity_ratio(cell.users, rps, measured.mean_ms),
             unfinished_requests=in_flight.in_flight if in_flight else None,
@@ -531,20 +544,34 @@ class _CellReader:
             self.notes.append("no p99 to compare the requests in flight at the stop with")
         return figures
 
-    def measured(self, stats: locust.Stats) -> tuple[Measured, locust.RequestLog | None]:
-        """(the row's rate and latencies, the cell's request log or None). The
-        figures are exact, from locust_requests.csv over its window
-        (report.locust), when the cell has one that spans long enough; else
-        Locust's statistics -- the rate over the steady window of the stats
-        history, or Locust's own Requests/s, and Locust's latencies -- noting
-        which and why."""
+    def measured(
+        self, stats: locust.Stats
+    ) -> tuple[Measured, locust.RequestLog | None, hdr.HdrFigures | None]:
+        """(the row's rate and latencies, the cell's request log or None, the
+        latency histograms' figures or None).
+
+        The figures are exact, from locust_requests.csv over its window
+        (report.locust), when the cell has one that spans long enough; the
+        histograms' (report.hdr) cover the seconds whole inside that window,
+        and a note says when their p99 disagrees with the exact one. Else
+        `fallback` says where they come from.
+        """
         request_log = locust.read_requests(self.cell.directory)
+        latency_log = hdr.read_latency_log(self.cell.directory)
+        running = locust.users_running_from(self.history, self.cell.users)
         if request_log is None:
             why_not = f"no {locust.REQUESTS}"
         else:
-            running = locust.users_running_from(self.history, self.cell.users)
             figures, why_not = locust.request_figures(request_log.completed, running)
             if figures is not None:
+                window = (figures.window_start, figures.window_end)
+                histograms = self.histograms(latency_log, window)
+                if histograms is not None:
+                    disagreement = hdr.disagreement(
+                        figures.latencies_us, figures.p99_ms, histograms
+                    )
+                    if disagreement:
+                        self.notes.append(disagreement)
                 measured = Measured(
                     rps=figures.rps,
                     mean_ms=figures.mean_ms,
@@ -555,8 +582,31 @@ class _CellReader:
                     p999_ms=figures.p999_ms,
                     max_ms=figures.max_ms,
                 )
-                return measured, request_log
+                return measured, request_log, histograms
+        histograms = None
+        if latency_log is not None:
+            window, why_no_window = hdr.own_window(latency_log, running)
+            if window is None:
+                self.notes.append(f"no HDR figures: {why_no_window}")
+            histograms = self.histograms(latency_log, window)
+        return self.fallback(stats, why_not, histograms), request_log, histograms
+
+    def fallback(
+        self, stats: locust.Stats, why_not: str, histograms: hdr.HdrFigures | None
+    ) -> Measured:
+        """The figures of a cell without a request log that gives them (why_not
+        says why): Locust's rate -- over the steady window of the stats
+        history, or its own Requests/s -- and mean; the histograms'
+        percentiles and max over their own window when they hold requests,
+        else Locust's. The notes say which and why."""
         latencies = "latencies Locust's own (percentiles rounded to its buckets)"
+        headline = stats
+        if histograms is not None and histograms.requests:
+            latencies = (
+                f"percentiles and max from the HDR histograms ({hdr.LATENCY_LOG}) over "
+                "their own window, mean Locust's"
+            )
+            headline = histograms
         rate, why_not_steady = locust.steady_rate(self.history, self.cell.users, stats.mean_ms)
         if rate is not None:
             self.notes.append(f"{why_not}: req/s from {locust.HISTORY}, {latencies}")
@@ -565,17 +615,29 @@ class _CellReader:
             self.notes.append(f"{why_not}: {latencies}")
             if rate is not None:
                 self.notes.append(f"req/s is Locust's own Requests/s: {why_not_steady}")
-        measured = Measured(
+        return Measured(
             rps=rate,
             mean_ms=stats.mean_ms,
-            p50_ms=stats.p50_ms,
-            p90_ms=stats.p90_ms,
-            p95_ms=stats.p95_ms,
-            p99_ms=stats.p99_ms,
-            p999_ms=stats.p999_ms,
-            max_ms=stats.max_ms,
+            p50_ms=headline.p50_ms,
+            p90_ms=headline.p90_ms,
+            p95_ms=headline.p95_ms,
+            p99_ms=headline.p99_ms,
+            p999_ms=headline.p999_ms,
+            max_ms=headline.max_ms,
         )
-        return measured, request_log
+
+    def histograms(
+        self, latency_log: hdr.LatencyLog | None, window: tuple[float, float] | None
+    ) -> hdr.HdrFigures | None:
+        """The latency histograms' figures over the window; None for a cell
+        without them (an older run: nothing to note) or without a window, and
+        None, noting why, when none of their seconds lies whole inside it."""
+        if latency_log is None or window is None:
+            return None
+        figures, why_not = hdr.figures(latency_log, *window)
+        if figures is None:
+            self.notes.append(f"no HDR figures: {why_not}")
+        return figures
 
     def config(self) -> str:
         cell = self.cell

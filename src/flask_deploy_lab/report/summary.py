@@ -64,6 +64,22 @@ def column(
     return field(metadata={_COLUMN: description})
 
 
+# the end of the headline percentiles' tooltips: where they come from without the log
+_FALLBACK = (
+    "without the log, from the HDR histograms (locust_latency.hlog) over their window; "
+    "without either, Locust's, rounded to its buckets"
+)
+# the end of the HDR and Locust columns' tooltips
+_HDR = (
+    " from the HDR histograms of every request (locust_latency.hlog: one per second of "
+    "completion, 3 significant digits, so within 0.1 %), over their seconds whole inside "
+    "the request log's window (without the log, their own)"
+)
+_LOCUST = (
+    ", Locust's own (locust_stats.csv): rounded to its buckets, over the run since its last reset"
+)
+
+
 @dataclass(frozen=True)
 class Row:
     # what was measured
@@ -76,7 +92,7 @@ class Row:
         table=1,
     )
     server: str = column("server", "the `server` switch value")
-    db_mode: str | None = column("db mode", "naive (a connection per request) or pool", table=49)
+    db_mode: str | None = column("db mode", "naive (a connection per request) or pool", table=56)
     endpoint: str = column("endpoint", "the endpoint under load", table=2)
     users: int = column(
         "users", "concurrent Locust users (closed loop, wait 0)", table=3, result=False
@@ -105,14 +121,14 @@ class Row:
     requests: int | None = column(
         "requests",
         "requests in the measured run: Locust's Request Count (locust_stats.csv)",
-        table=26,
+        table=32,
     )
     failures: int | None = column(
         "failures",
         "failed requests in the measured run: Locust's Failure Count (locust_stats.csv)",
-        table=27,
+        table=33,
     )
-    failure_ratio: float | None = column("fail ratio", "failures / requests", digits=4, table=28)
+    failure_ratio: float | None = column("fail ratio", "failures / requests", digits=4, table=34)
     rps: float | None = column(
         "req/s",
         "throughput, the headline figure. From the request log (locust_requests.csv) when "
@@ -144,44 +160,90 @@ class Row:
     )
     p50_ms: float | None = column(
         "p50 ms",
-        "median latency: exact (nearest rank) over the request log's window; without "
-        "the log, Locust's, rounded to its buckets",
+        "median latency: exact (nearest rank) over the request log's window; " + _FALLBACK,
         unit="ms",
         table=13,
     )
     p90_ms: float | None = column(
         "p90 ms",
-        "90th percentile latency: exact (nearest rank) over the request log's window; "
-        "without the log, Locust's, rounded to its buckets",
+        "90th percentile latency: exact (nearest rank) over the request log's window; " + _FALLBACK,
         unit="ms",
     )
     p95_ms: float | None = column(
         "p95 ms",
-        "95th percentile latency: exact (nearest rank) over the request log's window; "
-        "without the log, Locust's, rounded to its buckets",
+        "95th percentile latency: exact (nearest rank) over the request log's window; " + _FALLBACK,
         unit="ms",
         table=14,
     )
     p99_ms: float | None = column(
         "p99 ms",
-        "99th percentile latency: exact (nearest rank) over the request log's window; "
-        "without the log, Locust's, rounded to its buckets",
+        "99th percentile latency: exact (nearest rank) over the request log's window; " + _FALLBACK,
         unit="ms",
         table=15,
     )
     p999_ms: float | None = column(
         "p99.9 ms",
         "99.9th percentile latency: exact (nearest rank) over the request log's window; "
-        "without the log, Locust's, rounded to its buckets",
+        + _FALLBACK,
         unit="ms",
     )
     max_ms: float | None = column(
         "max ms",
-        "slowest request completed in the request log's window; without the log, "
-        "Locust's Max Response Time",
+        "slowest request completed in the request log's window; without the log, the HDR "
+        "histograms' over their window; without either, Locust's Max Response Time",
         unit="ms",
         digits=1,
         table=16,
+    )
+    # the latency histograms (locust_latency.hlog, report.hdr)
+    hdr_requests: int | None = column(
+        "HDR requests",
+        "requests in the HDR histograms' seconds whole inside the window (the request log's, "
+        "else their own): fewer than the log's there by the edges' seconds; n/a: no "
+        "locust_latency.hlog (an older run)",
+        table=35,
+    )
+    hdr_p50_ms: float | None = column(
+        "HDR p50 ms", "median latency" + _HDR, unit="ms", digits=3, table=17
+    )
+    hdr_p90_ms: float | None = column(
+        "HDR p90 ms", "90th percentile latency" + _HDR, unit="ms", digits=3
+    )
+    hdr_p95_ms: float | None = column(
+        "HDR p95 ms", "95th percentile latency" + _HDR, unit="ms", digits=3
+    )
+    hdr_p99_ms: float | None = column(
+        "HDR p99 ms",
+        "99th percentile latency" + _HDR + ". A note says when it lies further from the "
+        "exact p99 than the histogram's precision and the edges' seconds allow",
+        unit="ms",
+        digits=3,
+        table=18,
+    )
+    hdr_p999_ms: float | None = column(
+        "HDR p99.9 ms", "99.9th percentile latency" + _HDR, unit="ms", digits=3
+    )
+    hdr_max_ms: float | None = column(
+        "HDR max ms", "slowest request" + _HDR, unit="ms", digits=3, table=19
+    )
+    # Locust's own, for comparison: the Aggregated row of locust_stats.csv
+    locust_p50_ms: float | None = column(
+        "Locust p50 ms", "median latency" + _LOCUST, unit="ms", table=20
+    )
+    locust_p90_ms: float | None = column(
+        "Locust p90 ms", "90th percentile latency" + _LOCUST, unit="ms"
+    )
+    locust_p95_ms: float | None = column(
+        "Locust p95 ms", "95th percentile latency" + _LOCUST, unit="ms"
+    )
+    locust_p99_ms: float | None = column(
+        "Locust p99 ms", "99th percentile latency" + _LOCUST, unit="ms", table=21
+    )
+    locust_p999_ms: float | None = column(
+        "Locust p99.9 ms", "99.9th percentile latency" + _LOCUST, unit="ms"
+    )
+    locust_max_ms: float | None = column(
+        "Locust max ms", "Max Response Time" + _LOCUST, unit="ms", digits=1, table=22
     )
     ideal_latency_ms: float | None = column(
         "ideal ms",
@@ -189,21 +251,21 @@ class Row:
         "delay * max(1, users / min(slots, pool)); delay when the server has no bound",
         unit="ms",
         digits=1,
-        table=17,
+        table=23,
     )
     identity_ratio: float | None = column(
         "identity",
         "(users / req/s) / mean latency, both from the same source: 1.0 in a closed loop "
         "whose measurement sees all of each user's time",
         digits=3,
-        table=18,
+        table=24,
     )
     # the requests Locust killed at the stop (locust_requests.csv's in-flight rows)
     unfinished_requests: int | None = column(
         "in flight at stop",
         "requests still waiting when the run stopped, which Locust kills uncounted (the "
         "request log's in-flight rows; n/a: no request log, or an older one without them)",
-        table=19,
+        table=25,
         result=False,
     )
     unfinished_oldest_ms: float | None = column(
@@ -211,25 +273,25 @@ class Row:
         "how long the oldest request in flight at the stop had waited by then",
         unit="ms",
         digits=1,
-        table=20,
+        table=26,
         result=False,
     )
     cutoff_requests: int | None = column(
         "cut off",
         "requests in flight at the stop that had already waited longer than the p99: "
         "latency the percentiles do not hold (any makes the cell invalid)",
-        table=21,
+        table=27,
         result=False,
     )
     # hey, the second client of the I/O-bound cells (hey.csv, hey.json)
     hey_requests: int | None = column(
-        "hey requests", "hey's requests completed in its measured window", table=29
+        "hey requests", "hey's requests completed in its measured window", table=36
     )
     hey_failures: int | None = column(
         "hey non-2xx",
         "of hey's requests in the window, those with a status outside 2xx "
         "(requests that failed below HTTP are not in hey.csv: see hey identity)",
-        table=30,
+        table=37,
     )
     hey_rps: float | None = column(
         "hey req/s",
@@ -240,10 +302,10 @@ class Row:
         table=10,
     )
     hey_mean_ms: float | None = column(
-        "hey mean ms", "hey's mean latency over the window", unit="ms", digits=1, table=22
+        "hey mean ms", "hey's mean latency over the window", unit="ms", digits=1, table=28
     )
     hey_p50_ms: float | None = column(
-        "hey p50 ms", "hey's median latency, exact (nearest rank)", unit="ms", digits=1, table=23
+        "hey p50 ms", "hey's median latency, exact (nearest rank)", unit="ms", digits=1, table=29
     )
     hey_p90_ms: float | None = column(
         "hey p90 ms", "hey's 90th percentile latency, exact (nearest rank)", unit="ms", digits=1
@@ -253,7 +315,7 @@ class Row:
         "hey's 99th percentile latency, exact (nearest rank)",
         unit="ms",
         digits=1,
-        table=24,
+        table=30,
     )
     hey_p999_ms: float | None = column(
         "hey p99.9 ms",
@@ -266,7 +328,7 @@ class Row:
         "(hey connections / hey req/s) / hey mean latency: below 1.0 is time hey.csv does "
         "not hold, such as requests that failed below HTTP",
         digits=3,
-        table=25,
+        table=31,
     )
     clients_agree: bool | None = column(
         "clients agree",
@@ -277,7 +339,7 @@ class Row:
     ceiling_model: str = column(
         "ceiling model",
         "littles_law for delay-bound endpoints, cpu for the others",
-        table=31,
+        table=38,
     )
     ceiling_rps: float | None = column(
         "ceiling req/s",
@@ -286,16 +348,16 @@ class Row:
         "per request (the app alone, the same for every server)",
         unit="requests/s",
         digits=2,
-        table=32,
+        table=39,
     )
-    efficiency: float | None = column("efficiency", "req/s / ceiling", digits=3, table=33)
+    efficiency: float | None = column("efficiency", "req/s / ceiling", digits=3, table=40)
     cpu_s_per_request: float | None = column(
         "CPU s/req",
         "the server's CPU-seconds per request: app CPU cores / req/s, from the unit's CPU "
         "counter (the app and the server under test together)",
         unit="CPU-seconds",
         digits=6,
-        table=34,
+        table=41,
     )
     inprocess_cpu_s_per_request: float | None = column(
         "in-process CPU s/req",
@@ -304,14 +366,14 @@ class Row:
         "hosts as one). The denominator of a CPU-bound cell's ceiling",
         unit="CPU-seconds",
         digits=7,
-        table=35,
+        table=42,
     )
     server_overhead_us: float | None = column(
         "server overhead µs",
         "what the server itself costs a request: (CPU s/req - in-process CPU s/req) x 1e6",
         unit="CPU-microseconds",
         digits=1,
-        table=36,
+        table=43,
     )
     # the app hosts' samples
     app_cpu_cores: float | None = column(
@@ -319,43 +381,43 @@ class Row:
         "CPUs the app used, summed over the app hosts",
         unit="CPUs",
         digits=3,
-        table=37,
+        table=44,
     )
     app_cpu_source: str | None = column(
         "app CPU from",
         "unit: the app unit's CPU counter; host: the app hosts' whole CPU",
-        table=38,
+        table=45,
     )
     app_cpus: float | None = column(
         "app CPUs",
         "CPUs the app may use, summed over the app hosts",
         unit="CPUs",
-        table=39,
+        table=46,
         result=False,
     )
     throttled_periods: int | None = column(
-        "throttled periods", "increase of the unit's nr_throttled over the window", table=40
+        "throttled periods", "increase of the unit's nr_throttled over the window", table=47
     )
     throttled_ratio: float | None = column(
-        "throttled ratio", "throttled periods / CFS periods", digits=3, table=41
+        "throttled ratio", "throttled periods / CFS periods", digits=3, table=48
     )
     throttled_s: float | None = column(
         "throttled s",
         "time the unit was throttled over the window",
         unit="s",
         digits=3,
-        table=42,
+        table=49,
     )
     # the db and load-generator hosts' samples
     peak_db_connections: int | None = column(
-        "peak DB conns", "most client backends in pg_stat_activity over the window", table=43
+        "peak DB conns", "most client backends in pg_stat_activity over the window", table=50
     )
     loadgen_cpu_peak_pct: float | None = column(
         "loadgen CPU peak %",
         "busiest sample of the busiest load generator",
         unit="% of what the host may use",
         digits=1,
-        table=44,
+        table=51,
         result=False,
     )
     loadgen_cpu_mean_pct: float | None = column(
@@ -363,7 +425,7 @@ class Row:
         "mean over the window of the busiest load generator",
         unit="% of what the host may use",
         digits=1,
-        table=45,
+        table=52,
         result=False,
     )
     loadgen_process_cores: float | None = column(
@@ -371,7 +433,7 @@ class Row:
         "mean CPU of the busiest Locust process (one process cannot use more than 1)",
         unit="CPUs",
         digits=3,
-        table=46,
+        table=53,
         result=False,
     )
     loadgen_process_peak_cores: float | None = column(
@@ -379,14 +441,14 @@ class Row:
         "busiest sample of the busiest Locust process",
         unit="CPUs",
         digits=3,
-        table=47,
+        table=54,
         result=False,
     )
     locust_cpu_warning: bool | None = column(
         "Locust CPU warning",
         "Locust's own warning of a process above 90 % CPU, in locust.log (the master's, "
         "which also reports a worker's; n/a: the cell has no locust.log)",
-        table=48,
+        table=55,
         result=False,
     )
     generator_saturated: bool | None = column(
@@ -405,21 +467,21 @@ class Row:
     )
     # the cell's parameters
     delay_s: float | None = column(
-        "delay s", "?delay= of /slow and /sleep", unit="s", table=50, result=False
+        "delay s", "?delay= of /slow and /sleep", unit="s", table=57, result=False
     )
     server_slots: int | None = column(
         "server slots",
         "requests all app hosts can hold at once (None: no bound)",
-        table=51,
+        table=58,
         result=False,
     )
     pool_size: int | None = column(
-        "pool size", "connections the app's pools can hold in total", table=52, result=False
+        "pool size", "connections the app's pools can hold in total", table=59, result=False
     )
     top_failure: str | None = column(
-        "top failure", "the most frequent failure: METHOD name: error", table=53
+        "top failure", "the most frequent failure: METHOD name: error", table=60
     )
-    note: str | None = column("note", "why a number is missing or partial", table=54)
+    note: str | None = column("note", "why a number is missing or partial", table=61)
 
     def __post_init__(self):
         # Rounded here, once, so the files and the page show the same figure.
