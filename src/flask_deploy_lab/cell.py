@@ -112,7 +112,8 @@ class Cell:
     server: str
     endpoint: str
     users: int
-    spawn_rate: float
+    # users started per second; None for a web UI run (the UI set it)
+    spawn_rate: float | None
     duration_s: int
     warmup_s: int
     delay_s: float | None
@@ -243,7 +244,7 @@ def compute(
         server="+".join(sorted({a.server for a in apps})),
         endpoint=endpoint.name,
         users=int(params["users"]),
-        spawn_rate=float(params["spawn_rate"]),
+        spawn_rate=float(params["spawn_rate"]) if params.get("spawn_rate") is not None else None,
         duration_s=int(params["duration"]),
         warmup_s=int(params["warmup"]),
         delay_s=float(params["delay_s"]) if endpoint.delay_bound else None,

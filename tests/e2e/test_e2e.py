@@ -6,18 +6,24 @@ Every load goes to the lab's own containers and ends by itself within seconds.
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
+import os
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from flask_deploy_lab import catalogue
-from tests.e2e.conftest import LOADGENS, loadtest, locust_processes
+from tests.conftest import ROOT, podman
+from tests.e2e.conftest import LOADGENS, container, loadtest, locust_processes
 from tests.e2e.png import colour_stats, decode
 
 pytestmark = pytest.mark.lab
@@ -224,14 +230,86 @@ def test_a_worker_that_never_connects_fails_the_run_and_leaves_nothing(stack, tm
     assert not list(tmp_path.glob("no-workers/*/cell.json"))
 
 
-def test_the_web_ui_starts_and_stops(stack):
-    loadtest("locust_ui=true", "loadtest_install=false", timeout=300)
+# where the playbooks keep generated secrets (group_vars: db_credentials_dir)
+CREDENTIALS = Path(os.environ.get("FDL_CREDENTIALS_DIR") or ROOT / "credentials")
+
+
+def ui_request(path, password=None, form=None):
+    """GET (or POST a form to) path of the Locust web UI through nginx on the
+    controller's loopback, over TLS checked against the generated
+    certificate: (status, body)."""
+    cafile = CREDENTIALS / "locust-ui" / f"{LOADGENS[0]}.crt"
+    context = ssl.create_default_context(cafile=str(cafile))
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    request = urllib.request.Request(f"https://127.0.0.1:8089{path}", data=data)
+    if password is not None:
+        token = base64.b64encode(f"locust:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen("http://127.0.0.1:8089/stats/requests", timeout=10) as response:
-            stats = json.loads(response.read())
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:  # noqa: S310
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def ui_stats(password):
+    status, body = ui_request("/stats/requests", password=password)
+    assert status == 200, body
+    return json.loads(body)
+
+
+def ui_swarm(password, host, seconds):
+    form = {"user_count": 20, "spawn_rate": 20, "host": host, "user_classes": "SlowUser"}
+    status, body = ui_request("/swarm", password=password, form={**form, "run_time": f"{seconds}s"})
+    assert status == 200 and json.loads(body)["success"], body
+
+
+def test_the_web_ui_wants_its_password_loads_the_lab_only_and_keeps_its_run(stack, tmp_path):
+    password = (CREDENTIALS / "locust_ui_password").read_text().strip()
+    loadtest(
+        "locust_ui=true", "loadtest_install=false", "endpoint=slow", "delay_s=0.2",
+        "run_id=ui-e2e", f"reports_dir={tmp_path}", timeout=300,
+    )  # fmt: skip
+    try:
+        assert ui_request("/stats/requests")[0] == 401
+        assert ui_request("/stats/requests", password="not-" + password)[0] == 401
+        stats = ui_stats(password)
         assert stats["state"] == "ready"
         assert len(stats["workers"]) == 2
+        # the page itself comes through the proxy too
+        status, body = ui_request("/", password=password)
+        assert status == 200 and b"<html" in body.lower()
+        # the master's own UI is on loopback only
+        listening = podman("exec", container(LOADGENS[0]), "ss", "-Hltn").stdout
+        addresses = [line.split()[3] for line in listening.splitlines()]
+        assert {a for a in addresses if a.endswith(":8089")} == {"127.0.0.1:8089"}, listening
+
+        # the Host field pointed elsewhere: stopped, nothing sent
+        ui_swarm(password, "http://192.0.2.10", 30)
+        deadline = time.monotonic() + 20
+        while ui_stats(password)["state"] != "stopped" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        stats = ui_stats(password)
+        assert stats["state"] == "stopped"
+        assert stats["stats"][-1]["num_requests"] == 0
+
+        # a test of the lab's proxy runs, and stops at its run time
+        ui_swarm(password, "http://proxy1", 6)
+        time.sleep(10)
+        stats = ui_stats(password)
+        assert stats["state"] == "stopped"
+        assert stats["stats"][-1]["num_requests"] > 100
     finally:
-        loadtest("locust_state=stopped", timeout=300)
+        loadtest("locust_state=stopped", f"reports_dir={tmp_path}", timeout=300)
     for host in LOADGENS:
         assert locust_processes(host) == [], host
+    # the stop kept the UI's run like a headless cell, and the report read it
+    cell = tmp_path / "ui-e2e" / "ui"
+    for name in ("locust_stats.csv", "locust_report.html", "locust_requests.csv", "cell.json"):
+        assert (cell / name).is_file(), name
+    assert sorted(p.stem for p in (cell / "samples").glob("*.csv")) == sorted(
+        ["db1", "app1", "proxy1", *LOADGENS]
+    )
+    summary = json.loads((tmp_path / "ui-e2e" / "summary.json").read_text())
+    (row,) = summary["cells"]
+    assert row["cell"] == "ui" and row["users"] == 20 and row["requests"] > 100

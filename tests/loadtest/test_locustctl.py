@@ -1,7 +1,8 @@
-"""The locust role's locustctl: what it reads from the master's log."""
+"""The locust role's locustctl: what it reads from the master's log, and what its stop keeps."""
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,49 @@ def test_a_worker_that_stopped_sending_heartbeats_is_named_once(locustctl):
         ]
     )
     assert locustctl.lost_workers(log) == ["lg2_abc"]
+
+
+def _config(tmp_path, master="locust-master.service"):
+    run_dir = tmp_path / "last-run"
+    run_dir.mkdir()
+    (run_dir / "locust_stats.csv").write_text("Type,Name\n")
+    return {
+        "user": "locust",
+        "target": "locust.target",
+        "master_unit": master,
+        "worker_units": ["locust-worker@1.service"],
+        "master_env": str(tmp_path / "master.env"),
+        "run_dir": str(run_dir),
+        "archive": str(tmp_path / "last-run.tar.gz"),
+    }
+
+
+def _fake_units(monkeypatch, locustctl, active):
+    calls = []
+    monkeypatch.setattr(locustctl, "is_active", lambda unit: unit in active)
+    monkeypatch.setattr(locustctl, "systemctl", lambda *args, check=True: calls.append(args))
+    monkeypatch.setattr(locustctl, "processes", lambda user: [])
+    return calls
+
+
+def test_stopping_a_running_master_keeps_its_files(locustctl, tmp_path, monkeypatch):
+    # the web UI's master writes its statistics as it quits; stop archives them
+    config = _config(tmp_path)
+    calls = _fake_units(monkeypatch, locustctl, {"locust-master.service"})
+    result = locustctl.stop(config)
+    assert result["stopped"] == ["locust-master.service"]
+    assert result["archive"] == config["archive"]
+    with tarfile.open(result["archive"]) as tar:
+        assert tar.getnames() == ["locust_stats.csv"]
+    assert ("stop", "locust.target", *locustctl.ANY_UNIT) in calls
+
+
+def test_stopping_nothing_or_only_workers_archives_nothing(locustctl, tmp_path, monkeypatch):
+    config = _config(tmp_path)
+    (tmp_path / "last-run.tar.gz").write_text("an earlier run's")
+    _fake_units(monkeypatch, locustctl, {"locust-worker@1.service"})
+    result = locustctl.stop(config)
+    assert result["archive"] is None
+    # a worker host has no master: nothing to archive either
+    _fake_units(monkeypatch, locustctl, set())
+    assert locustctl.stop({**config, "master_unit": ""})["archive"] is None

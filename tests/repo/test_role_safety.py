@@ -86,7 +86,7 @@ def test_the_site_check_replaces_the_include_the_main_file_has():
     sites-enabled/ is replaced: that line must be in nginx.conf as written."""
     main = (ROLES / "nginx" / "templates" / "nginx.conf.j2").read_text()
     assert SITES_INCLUDE in [line.strip() for line in main.splitlines()]
-    command = role_vars("nginx")["__nginx_validate_site"]
+    command = role_vars("nginx")["nginx_site_validate"]
     assert "/etc/nginx/sites-enabled/\\*;" in command
 
 

@@ -17,9 +17,11 @@ FLOWS = [
     ("db", 5432, ("app",)),
     ("upstream", 8081, ("app",)),
     ("locust-master", 5557, ("loadgen",)),
+    ("locust-master", 8443, None),
 ]
-# Ports no other host may reach on any host: the Locust web UI, nginx's status
-# page, SSH (the lab has no sshd, so a reachable port would answer "refused").
+# Ports no other host may reach on any host: the Locust master's own web UI
+# (nginx publishes it on 8443), nginx's status page, SSH (the lab has no sshd,
+# so a reachable port would answer "refused").
 CLOSED = [8089, 8080, 22]
 
 # Connects to each (host, port) at once; prints {"host:port": outcome}: open,

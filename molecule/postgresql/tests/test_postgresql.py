@@ -1,13 +1,25 @@
 """The postgresql role alone: its parameters reach the server, only the listed
-client gets in, and only with the password; the server runs in a sandbox.
+client gets in, only over TLS and only with the password, and the server's
+certificate verifies for its name with the scenario's CA; the server runs in
+a sandbox.
 
 `pytest -s` shows systemd-analyze's exposure of the unit."""
 
+import datetime
+import os
 import re
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.systemd_units import exposure, main_process, proc_status, show
 
 PASSWORD = "molecule-shopper-password"
+TLS_DIR = "/etc/postgresql/15/main/tls"
 
 
 def psql(host, sql, password=PASSWORD, user="shopper"):
@@ -54,9 +66,119 @@ def test_only_loopback_and_the_listed_client_are_admitted(host):
     rules = [line.split() for line in hba.splitlines() if line and not line.startswith("#")]
     network = [r for r in rules if r[0] in ("host", "hostssl")]
     assert all(r[-1] == "scram-sha-256" for r in network), hba
+    # over TLS only (postgresql_tls), loopback included
+    assert network and all(r[0] == "hostssl" for r in network), hba
     remote = [r[1:4] for r in network if r[3] not in ("127.0.0.1/32", "::1/128")]
     # the client reaches its database as its user, and nothing else
     assert remote == [["shop", "shopper", "192.0.2.10/32"]], hba
+
+
+# --- TLS: the role's certificate, signed by the scenario's CA ------------------
+
+
+def connect(host, conninfo, sql="SELECT 1"):
+    """psql over TCP as the scenario's user, with libpq's `conninfo` words."""
+    return host.run(
+        "PGPASSWORD=%s psql %s -XAtc %s", PASSWORD, f"dbname=shop user=shopper {conninfo}", sql
+    )
+
+
+def stranger_ca():
+    """A CA certificate that signed nothing on the host."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "A stranger's CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.fixture(scope="module")
+def roots(host):
+    """Paths on the host of the CA certificates a client may trust: the
+    scenario's, which the role made on the controller and which signed the
+    server's certificate, and a stranger's."""
+    pems = {
+        "ca": Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "tls", "ca.crt").read_text(),
+        "stranger": stranger_ca(),
+    }
+    paths = {name: f"/root/molecule-{name}.crt" for name in pems}
+    for name, pem in pems.items():
+        host.check_output("printf %%s %s > %s", pem, paths[name])
+    yield paths
+    host.run("rm -f %s %s", *paths.values())
+
+
+def test_the_server_uses_the_roles_certificate_and_key(host):
+    out = host.check_output(
+        "runuser -u postgres -- psql -XAtc %s",
+        "SELECT name, setting FROM pg_settings WHERE name IN "
+        "('ssl', 'ssl_cert_file', 'ssl_key_file', 'ssl_min_protocol_version')",
+    )
+    assert dict(line.split("|") for line in out.splitlines()) == {
+        "ssl": "on",
+        "ssl_cert_file": f"{TLS_DIR}/server.crt",
+        "ssl_key_file": f"{TLS_DIR}/server.key",
+        "ssl_min_protocol_version": "TLSv1.2",
+    }
+    key = host.file(f"{TLS_DIR}/server.key")
+    # PostgreSQL refuses a key its group or others may read
+    assert (key.user, key.mode) == ("postgres", 0o600)
+
+
+def test_a_connection_over_tls_gets_in(host):
+    result = connect(
+        host,
+        "host=127.0.0.1 sslmode=require",
+        "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+    )
+    assert result.rc == 0, result.stderr
+    ssl, version = result.stdout.strip().split("|")
+    assert ssl == "t"
+    assert version in ("TLSv1.2", "TLSv1.3")
+
+
+def test_a_connection_without_tls_is_refused(host):
+    result = connect(host, "host=127.0.0.1 sslmode=disable")
+    assert result.rc != 0
+    assert (
+        'no pg_hba.conf entry for host "127.0.0.1", user "shopper", database "shop", no encryption'
+    ) in result.stderr
+
+
+def test_the_certificate_verifies_for_the_hosts_names_with_the_ca(host, roots):
+    # host: the name the certificate must hold; hostaddr: where to connect
+    # (PostgreSQL listens on loopback only). The role's default names: the
+    # inventory name and the container's default-route address.
+    route = host.check_output("ip -4 -o route get 8.8.8.8").split()
+    for name in ("pg1", route[route.index("src") + 1]):
+        result = connect(
+            host, f"host={name} hostaddr=127.0.0.1 sslmode=verify-full sslrootcert={roots['ca']}"
+        )
+        assert result.rc == 0, f"{name}: {result.stderr}"
+
+
+def test_the_certificate_fails_for_another_name_or_another_ca(host, roots):
+    other_name = connect(
+        host,
+        f"host=elsewhere.invalid hostaddr=127.0.0.1 sslmode=verify-full sslrootcert={roots['ca']}",
+    )
+    assert other_name.rc != 0
+    assert 'does not match host name "elsewhere.invalid"' in other_name.stderr
+    other_ca = connect(
+        host, f"host=pg1 hostaddr=127.0.0.1 sslmode=verify-full sslrootcert={roots['stranger']}"
+    )
+    assert other_ca.rc != 0
+    assert "certificate verify failed" in other_ca.stderr
 
 
 # --- the sandbox: postgresql@15-main.service.d/sandbox.conf ---------------------

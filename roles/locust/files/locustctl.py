@@ -3,7 +3,8 @@
 
     locustctl start < master.env  # the master (if here) with these settings, then the workers
     locustctl wait --timeout 90   # on the master's host: wait for a headless run to end
-    locustctl stop                # stop everything, check that no Locust process is left
+    locustctl stop                # stop everything, check that no Locust process is left;
+                                  # a master it stopped (the web UI's) leaves its files archived
 
 Each prints one JSON object on stdout. The locust role installs it, with its
 settings in /etc/locust/locustctl.json, so that Ansible spends one task per
@@ -93,12 +94,7 @@ def wait(config, timeout):
     log = log_path.read_text(errors="replace") if log_path.is_file() else ""
     counts = CONNECTED.findall(log)
     stats = (run_dir / "locust_stats.csv").is_file()
-    archive = Path(config["archive"])
-    archive.unlink(missing_ok=True)
-    if ended and run_dir.is_dir():
-        with tarfile.open(archive, "w:gz") as tar:
-            for path in sorted(run_dir.iterdir()):
-                tar.add(path, arcname=path.name)
+    archive = make_archive(config) if ended else None
     return {
         "ended": ended,
         "seconds": round(time.monotonic() - started, 1),
@@ -107,9 +103,22 @@ def wait(config, timeout):
         "workers_connected": int(counts[-1]) if counts else None,
         "workers_lost": lost_workers(log),
         "stats": stats,
-        "archive": str(archive) if archive.is_file() else None,
+        "archive": archive,
         "log_tail": log.splitlines()[-15:],
     }
+
+
+def make_archive(config):
+    """The run directory's files (statistics, reports, log) as one archive for
+    the controller to fetch; its path, or None when there is no run directory."""
+    run_dir, archive = Path(config["run_dir"]), Path(config["archive"])
+    archive.unlink(missing_ok=True)
+    if not run_dir.is_dir():
+        return None
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(run_dir.iterdir()):
+            tar.add(path, arcname=path.name)
+    return str(archive)
 
 
 def stop(config):
@@ -124,7 +133,11 @@ def stop(config):
     while left and time.monotonic() < deadline:
         time.sleep(0.5)
         left = processes(config["user"])
-    return {"stopped": was_running, "left": left}
+    # A master this stop ended (the web UI's; a headless one ends by itself
+    # and `wait` archives it) wrote its files as it quit: keep them.
+    master = config["master_unit"]
+    archive = make_archive(config) if master and master in was_running else None
+    return {"stopped": was_running, "left": left, "archive": archive}
 
 
 def main(argv=None):
