@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from flask_deploy_lab import catalogue
-from tests.conftest import ROOT, podman
-from tests.e2e.conftest import LOADGENS, container, loadtest, locust_processes
+from tests.conftest import ROOT, ansible, podman
+from tests.e2e.conftest import LOADGENS, container, loadtest, locust_processes, stack_answers
 from tests.e2e.png import colour_stats, decode
 
 pytestmark = pytest.mark.lab
@@ -283,6 +283,10 @@ def test_the_web_ui_wants_its_password_loads_the_lab_only_and_keeps_its_run(stac
         listening = podman("exec", container(LOADGENS[0]), "ss", "-Hltn").stdout
         addresses = [line.split()[3] for line in listening.splitlines()]
         assert {a for a in addresses if a.endswith(":8089")} == {"127.0.0.1:8089"}, listening
+        # and its workers' port on its node address only
+        workers_port = [a for a in addresses if a.endswith(":5557")]
+        assert len(workers_port) == 1, listening
+        assert not workers_port[0].startswith(("0.0.0.0", "*", "[::]")), listening
 
         # the Host field pointed elsewhere: stopped, nothing sent
         ui_swarm(password, "http://192.0.2.10", 30)
@@ -313,3 +317,27 @@ def test_the_web_ui_wants_its_password_loads_the_lab_only_and_keeps_its_run(stac
     summary = json.loads((tmp_path / "ui-e2e" / "summary.json").read_text())
     (row,) = summary["cells"]
     assert row["cell"] == "ui" and row["users"] == 20 and row["requests"] > 100
+
+
+def test_a_pg_hba_postgresql_cannot_parse_is_put_back_before_the_reload(stack):
+    # a client no pg_hba.conf can hold: the run fails naming the line, the
+    # previous file is back, and the app still gets in (over TLS)
+    hba = "/etc/postgresql/15/main/pg_hba.conf"
+    before = podman("exec", container("db1"), "cat", hba).stdout
+    result = ansible(
+        "ansible-playbook", "playbooks/site.yml", "--tags", "db",
+        "-e", '{"postgresql_clients": ["10.0.0.0/99"]}', check=False, timeout=600,
+    )  # fmt: skip
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert "had errors (line" in out and "the previous file is back in place" in out
+    assert podman("exec", container("db1"), "cat", hba).stdout == before
+    assert stack_answers()
+    ok = podman("exec", container(LOADGENS[0]), "python3", "-c", DB_THROUGH_NGINX, check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+DB_THROUGH_NGINX = (
+    "import sys, urllib.request; "
+    "sys.exit(0 if urllib.request.urlopen('http://proxy1/db', timeout=10).status == 200 else 1)"
+)
