@@ -1,7 +1,8 @@
 """Fixtures of the end-to-end suite: the converged lab stack, driven through the playbooks.
 
-The suite expects the default lab (``make lab-up``); if nginx on the proxy does
-not answer /healthz it converges the stack with ``playbooks/site.yml`` first.
+The suite expects the default lab (``make lab-up``) and converges the stack
+with ``playbooks/site.yml`` first, so that the lab runs this checkout with its
+credentials (a second converge changes nothing).
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ def stack():
     if missing:
         names = ", ".join(container(h) for h in missing)
         pytest.fail(f"the lab is not up (no {names}): run make lab-up")
-    if not stack_answers():
-        ansible("ansible-playbook", "playbooks/site.yml", timeout=1800)
+    # Always: the lab may hold an earlier checkout's deployment and secrets (a
+    # clean clone generates its own credentials); on a converged lab this
+    # changes nothing.
+    ansible("ansible-playbook", "playbooks/site.yml", timeout=1800)
     assert stack_answers(), "the stack does not answer /healthz through the proxy after site.yml"
     return LOADGENS
 
