@@ -97,10 +97,10 @@ compare: venv  ## run B against run A per configuration, exit 1 on a regression 
 	@test -n "$(A)" && test -n "$(B)" || { echo "usage: make compare A=<run dir> B=<run dir> [THRESHOLD=0.05] [OUT=<dir>] [GATE_SINGLE_RUNS=1]" >&2; exit 2; }
 	fdl-compare "$(A)" "$(B)" $(if $(THRESHOLD),--threshold "$(THRESHOLD)") $(if $(OUT),--out "$(OUT)") $(if $(filter 1 yes true,$(GATE_SINGLE_RUNS)),--gate-single-runs)
 
-locust-ui: venv  ## Locust's web UI on the lab (stop it: make locust-ui-stop)
+locust-ui: venv  ## Locust's web UI behind nginx (TLS, user locust, password in credentials/); prints its URL
 	ansible-playbook playbooks/loadtest.yml -e locust_ui=true
 
-locust-ui-stop: venv
+locust-ui-stop: venv  ## stop the web UI and keep its run in reports/<run-id>/ui/, with its report
 	ansible-playbook playbooks/loadtest.yml -e locust_state=stopped
 
 test-e2e: lab-up  ## a distributed Locust run through the lab, the report rendered in Chromium
