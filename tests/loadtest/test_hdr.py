@@ -322,7 +322,7 @@ def test_the_agreement_band_allows_for_the_unshared_requests_and_the_precision()
     assert hdr.agreement_band(ordered, 0, 99) is None
 
     def figures(p99_ms, requests=90):
-        return hdr.HdrFigures(T, T + 10, 10, requests, None, None, None, p99_ms, None, None)
+        return hdr.HdrFigures(T, T + 10, 10, requests, p99_ms=p99_ms)
 
     # inside, on either edge: no note
     assert hdr.disagreement(ordered, 99.0, figures(88.911)) is None

@@ -266,7 +266,7 @@ def runs(tmp_path_factory):
                 # the request log allowed 5 requests: it makes more, so it writes none
                 start(
                     "capped",
-                    *_headless(apps["capped"], out["capped"], 1, 2, "SleepUser"),
+                    *_headless(apps["capped"], out["capped"], 1, 4, "SleepUser"),
                     env={"LOADTEST_DELAY": "0.02", "LOADTEST_REQUEST_LOG_CAP": "5"},
                 ),
                 start("list", "--list"),

@@ -5,7 +5,33 @@ request's time lies inside a measured window."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from decimal import Decimal
+
+# The latency percentiles every reader reports, by field name.
+PERCENTILES = {"p50_ms": 50.0, "p90_ms": 90.0, "p95_ms": 95.0, "p99_ms": 99.0, "p999_ms": 99.9}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Latencies:
+    """The latency figures every reader gives (report.hey, report.locust,
+    report.hdr), in milliseconds; None: no value (no request, or a field Locust
+    left empty)."""
+
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    p999_ms: float | None = None
+    max_ms: float | None = None
+
+
+def latencies(ordered: list, to_ms=float) -> dict:
+    """The Latencies fields of values sorted ascending, each through `to_ms`
+    (exact nearest-rank percentiles; the maximum is the last value)."""
+    figures = {name: percentile(ordered, p) for name, p in PERCENTILES.items()}
+    figures["max_ms"] = ordered[-1] if ordered else None
+    return {name: None if value is None else to_ms(value) for name, value in figures.items()}
 
 
 def percentile(ordered: list, p: float):

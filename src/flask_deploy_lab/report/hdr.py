@@ -67,6 +67,7 @@ from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
 from flask_deploy_lab.report.errors import ReportError
+from flask_deploy_lab.report.exact import PERCENTILES, Latencies
 from flask_deploy_lab.report.locust import MIN_ALLOWANCE_S, MIN_STEADY_S
 
 LATENCY_LOG = "locust_latency.hlog"
@@ -80,7 +81,6 @@ SIGNIFICANT_DIGITS = 3
 PRECISION = 10.0**-SIGNIFICANT_DIGITS
 
 # The percentiles of the figures, by the field they go into.
-PERCENTILES = {"p50_ms": 50.0, "p90_ms": 90.0, "p95_ms": 95.0, "p99_ms": 99.0, "p999_ms": 99.9}
 
 US_PER_MS = 1000
 
@@ -117,7 +117,7 @@ class LatencyLog:
 
 
 @dataclass(frozen=True)
-class HdrFigures:
+class HdrFigures(Latencies):
     """The histogram's figures over a window (see the module's docstring);
     the latencies are None when its intervals hold no value."""
 
@@ -125,12 +125,6 @@ class HdrFigures:
     window_end: float
     intervals: int  # whole intervals inside the window
     requests: int
-    p50_ms: float | None
-    p90_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    p999_ms: float | None
-    max_ms: float | None
 
 
 def _reference() -> HdrHistogram:

@@ -62,7 +62,12 @@ from pathlib import Path
 
 from flask_deploy_lab.report.csvfile import checked_rows
 from flask_deploy_lab.report.errors import ReportError
-from flask_deploy_lab.report.exact import percentile, share_inside  # percentile: API here too
+from flask_deploy_lab.report.exact import (
+    Latencies,
+    percentile,  # noqa: F401 -- API here too
+    share_inside,
+)
+from flask_deploy_lab.report.exact import latencies as exact_latencies
 
 CSV = "hey.csv"
 META = "hey.json"
@@ -88,7 +93,7 @@ class Request:
 
 
 @dataclass(frozen=True)
-class HeyResult:
+class HeyResult(Latencies):
     """hey's figures for one cell over its measured window (see the module's docstring).
 
     The latencies are None when no request completed in the window.
@@ -101,12 +106,6 @@ class HeyResult:
     non_2xx: int
     rps: float
     mean_ms: float | None
-    p50_ms: float | None
-    p90_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    p999_ms: float | None
-    max_ms: float | None
     in_flight_estimate: float | None
     version: str | None = None
     url: str | None = None
@@ -142,12 +141,7 @@ def summarize(
         non_2xx=sum(1 for r in inside if not 200 <= r.status <= 299),
         rps=rps,
         mean_ms=mean_ms,
-        p50_ms=percentile(latencies, 50),
-        p90_ms=percentile(latencies, 90),
-        p95_ms=percentile(latencies, 95),
-        p99_ms=percentile(latencies, 99),
-        p999_ms=percentile(latencies, 99.9),
-        max_ms=latencies[-1] if latencies else None,
+        **exact_latencies(latencies),
         in_flight_estimate=rps * mean_ms / 1000 if mean_ms is not None else None,
         version=version,
         url=url,

@@ -111,7 +111,8 @@ from pathlib import Path
 
 from flask_deploy_lab.report.csvfile import checked_rows, number, read_rows
 from flask_deploy_lab.report.errors import ReportError
-from flask_deploy_lab.report.exact import percentile, share_inside
+from flask_deploy_lab.report.exact import Latencies, share_inside
+from flask_deploy_lab.report.exact import latencies as exact_latencies
 
 STATS = "locust_stats.csv"
 HISTORY = "locust_stats_history.csv"
@@ -147,19 +148,13 @@ US_PER_S = 1_000_000
 
 
 @dataclass(frozen=True)
-class Stats:
+class Stats(Latencies):
     """The Aggregated row of locust_stats.csv; None: the field is empty or missing."""
 
     requests: int | None = None
     failures: int | None = None
     rps: float | None = None
     mean_ms: float | None = None
-    p50_ms: float | None = None
-    p90_ms: float | None = None
-    p95_ms: float | None = None
-    p99_ms: float | None = None
-    p999_ms: float | None = None
-    max_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -298,7 +293,7 @@ class RequestLog:
 
 
 @dataclass(frozen=True)
-class RequestFigures:
+class RequestFigures(Latencies):
     """The figures of locust_requests.csv over its measured window (see the
     module's docstring). The latencies are None when no request completed in it."""
 
@@ -308,12 +303,6 @@ class RequestFigures:
     failures: int
     rps: float
     mean_ms: float | None
-    p50_ms: float | None
-    p90_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    p999_ms: float | None
-    max_ms: float | None
     # the latencies of the requests completed in the window, ascending, in
     # microseconds: what report.hdr compares the histogram's p99 with
     latencies_us: list[int] = field(default_factory=list, repr=False, compare=False)
@@ -432,12 +421,7 @@ def request_figures(
             failures=sum(1 for r in inside if r.failed),
             rps=work / seconds,
             mean_ms=ms(sum(latencies) / len(latencies)) if latencies else None,
-            p50_ms=ms(percentile(latencies, 50)),
-            p90_ms=ms(percentile(latencies, 90)),
-            p95_ms=ms(percentile(latencies, 95)),
-            p99_ms=ms(percentile(latencies, 99)),
-            p999_ms=ms(percentile(latencies, 99.9)),
-            max_ms=ms(latencies[-1] if latencies else None),
+            **exact_latencies(latencies, ms),
             latencies_us=latencies,
         ),
         None,
