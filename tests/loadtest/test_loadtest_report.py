@@ -234,7 +234,7 @@ EXPECTED = {
 # generates all three, and readers (bench.py, spreadsheets) rely on them.
 SUMMARY_CSV_COLUMNS = [
     "cell", "config", "server", "db_mode", "endpoint", "users", "valid", "invalid_reasons",
-    "requests", "failures", "failure_ratio", "rps", "locust_rps_reported", "mean_ms", "p50_ms",
+    "requests", "failures", "failure_ratio", "rps", "locust_rps_reported", "app_hosts_rps", "mean_ms", "p50_ms",
     "p90_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms", "hdr_requests", "hdr_p50_ms",
     "hdr_p90_ms", "hdr_p95_ms", "hdr_p99_ms", "hdr_p999_ms", "hdr_max_ms", "locust_p50_ms",
     "locust_p90_ms", "locust_p95_ms", "locust_p99_ms", "locust_p999_ms", "locust_max_ms",
@@ -245,13 +245,14 @@ SUMMARY_CSV_COLUMNS = [
     "ceiling_model", "ceiling_rps", "efficiency", "cpu_s_per_request",
     "inprocess_cpu_s_per_request", "server_overhead_us", "app_cpu_cores", "app_cpu_source",
     "app_cpus", "throttled_periods", "throttled_ratio", "throttled_s",
-    "peak_db_connections", "loadgen_cpu_peak_pct", "loadgen_cpu_mean_pct", "loadgen_process_cores",
+    "peak_db_connections", "tasks_done", "tasks_failed", "tasks_unfinished", "task_p50_ms",
+    "task_p99_ms", "broker_queue_max", "broker_queue_mean", "loadgen_cpu_peak_pct", "loadgen_cpu_mean_pct", "loadgen_process_cores",
     "loadgen_process_peak_cores", "locust_cpu_warning", "generator_saturated", "workers_lost",
     "delay_s", "server_slots", "pool_size", "top_failure", "note",
 ]  # fmt: skip
 TABLE_HEADERS = [
     "cell", "configuration", "endpoint", "users", "valid", "invalid because", "generator",
-    "workers lost", "req/s", "Locust req/s", "hey req/s", "clients agree", "mean ms", "p50 ms",
+    "workers lost", "req/s", "Locust req/s", "req/s per app host", "hey req/s", "clients agree", "mean ms", "p50 ms",
     "p95 ms", "p99 ms", "max ms", "HDR p50 ms", "HDR p99 ms", "HDR max ms", "Locust p50 ms",
     "Locust p99 ms", "Locust max ms", "ideal ms", "identity", "in flight at stop",
     "oldest in flight ms", "cut off", "hey mean ms", "hey p50 ms", "hey p99 ms", "hey identity",
@@ -259,7 +260,8 @@ TABLE_HEADERS = [
     "ceiling model",
     "ceiling req/s", "efficiency", "CPU s/req", "in-process CPU s/req", "server overhead µs",
     "app CPU cores", "app CPU from", "app CPUs", "throttled periods", "throttled ratio",
-    "throttled s", "peak DB conns", "loadgen CPU peak %",
+    "throttled s", "peak DB conns", "tasks done", "tasks failed", "tasks unfinished",
+    "task p50 ms", "task p99 ms", "queue max", "queue mean", "loadgen CPU peak %",
     "loadgen CPU mean %", "busiest Locust proc cores", "busiest Locust proc peak cores",
     "Locust CPU warning", "db mode", "delay s", "server slots", "pool size", "top failure", "note",
 ]  # fmt: skip

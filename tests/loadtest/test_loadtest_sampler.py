@@ -6,6 +6,7 @@ import csv
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -323,3 +324,76 @@ def test_outside_a_container_the_machine_counts(sampler, tmp_path):
     )
     (proc / "1" / "environ").write_text("container=podman\0HOME=/\0")
     assert sampler.in_container(proc) is True
+
+
+# --------------------------------------------------------------------------- the broker's queue
+
+
+def test_redis_settings_come_from_redis_conf(sampler):
+    conf = 'bind 127.0.0.1\n# requirepass commented\nport 6390\nrequirepass "s3cret"\n'
+    assert sampler.redis_settings(conf) == (6390, "s3cret")
+    assert sampler.redis_settings("bind 127.0.0.1\n") == (6379, None)
+
+
+def test_resp_commands_and_replies(sampler):
+    assert sampler.resp_command("LLEN", "celery") == b"*2\r\n$4\r\nLLEN\r\n$6\r\ncelery\r\n"
+    assert sampler.resp_replies(b"+OK\r\n:3\r\n-WRONGPASS no\r\n:0\r\n", 4) == [
+        "OK", 3, "-WRONGPASS no", 0,
+    ]  # fmt: skip
+    # a reply not yet complete is not read as one
+    assert sampler.resp_replies(b"+OK\r\n:3", 2) == ["OK", 3]
+    assert sampler.resp_replies(b"+OK\r\n", 2) == ["OK"]
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A throwaway Redis with a password on a free loopback port."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail("redis-server is missing: make setup installs it (Debian's redis-server)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conf = tmp_path / "redis.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\nrequirepass s3cret\nsave ''\nappendonly no\ndir {tmp_path}\n"
+    )
+    process = subprocess.Popen([server, str(conf)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield conf, port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_the_queue_is_counted_over_its_priority_steps_and_unacked(sampler, redis_server):
+    conf, port = redis_server
+    cli = ["redis-cli", "-p", str(port), "-a", "s3cret", "--no-auth-warning"]
+    subprocess.run([*cli, "RPUSH", "celery", "a", "b", "c"], check=True, capture_output=True)
+    subprocess.run([*cli, "RPUSH", "celery\x06\x163", "d", "e"], check=True, capture_output=True)
+    subprocess.run([*cli, "RPUSH", "other", "x"], check=True, capture_output=True)
+    subprocess.run([*cli, "HSET", "unacked", "tag1", "m"], check=True, capture_output=True)
+
+    settings = sampler.redis_settings(conf.read_text())
+    assert settings == (port, "s3cret")
+    assert sampler.redis_queue_counts(*settings, "celery") == ((5, 1), None)
+    assert sampler.redis_queue_counts(*settings, "empty") == ((0, 1), None)
+    (counts, error) = sampler.redis_queue_counts(port, "wrong", "celery")
+    assert counts == (None, None) and "WRONGPASS" in error
+    (counts, error) = sampler.redis_queue_counts(port, None, "celery")
+    assert counts == (None, None) and "NOAUTH" in error
+
+
+def test_a_broker_that_does_not_answer_leaves_the_columns_empty(sampler, tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    counts, error = sampler.redis_queue_counts(closed, "pw", "celery", timeout=0.5)
+    assert counts == (None, None) and error

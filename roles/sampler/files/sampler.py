@@ -43,6 +43,11 @@ Columns (every file has all of them; empty when not measured):
     unit_mem_mb          --unit: the unit cgroup's memory minus inactive file cache
     pg_connections       --pg-*: client backends in pg_stat_activity (not ours)
     pg_active            --pg-*: of those, state = 'active'
+    broker_queued        --redis-config: messages waiting in the Celery queue
+                         (the Redis lists of --redis-queue and its priority
+                         steps), read from the broker on this host
+    broker_unacked       --redis-config: messages delivered to a worker and not
+                         yet acknowledged (tasks running, late acknowledgement)
     proc_count           --proc-name: processes running that program
     proc_cpu_cores       --proc-name: CPUs those processes used together
     proc_max_cores       --proc-name: CPUs of the busiest one (a Locust process
@@ -70,6 +75,7 @@ import csv
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -95,6 +101,8 @@ COLUMNS = [
     "unit_mem_mb",
     "pg_connections",
     "pg_active",
+    "broker_queued",
+    "broker_unacked",
     "proc_count",
     "proc_cpu_cores",
     "proc_max_cores",
@@ -300,6 +308,78 @@ def parse_pg_counts(output):
     return None, None
 
 
+# kombu's Redis transport keeps a queue's messages of priority step 0 under the
+# queue's name and those of steps 3, 6 and 9 under name + "\x06\x16" + step;
+# delivered but unacknowledged ones in the hash "unacked".
+REDIS_PRIORITY_SEP = "\x06\x16"
+REDIS_PRIORITY_STEPS = (3, 6, 9)
+REDIS_UNACKED = "unacked"
+
+
+def redis_settings(config_text):
+    """(port, password) from a redis.conf: the first `port` and `requirepass`
+    lines (port 6379, no password when absent)."""
+    port, password = 6379, None
+    for line in config_text.splitlines():
+        words = line.split(None, 1)
+        if len(words) != 2 or words[0].startswith("#"):
+            continue
+        key, value = words[0].lower(), words[1].strip().strip('"')
+        if key == "port":
+            port = int(value)
+        elif key == "requirepass":
+            password = value
+    return port, password
+
+
+def resp_command(*words):
+    """One Redis command in RESP, the protocol's request form."""
+    parts = [f"*{len(words)}\r\n".encode()]
+    for word in words:
+        data = word.encode() if isinstance(word, str) else word
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def resp_replies(data, count):
+    """The first `count` simple replies of a RESP stream (+OK, -ERR ..., :int) as
+    str or int; a reply not yet complete ends the list early."""
+    replies = []
+    for line in data.split(b"\r\n"):
+        if len(replies) == count or not line:
+            break
+        kind, rest = line[:1], line[1:].decode(errors="replace")
+        replies.append(int(rest) if kind == b":" else (rest if kind == b"+" else f"-{rest}"))
+    return replies
+
+
+def redis_queue_counts(port, password, queue, timeout=1.0, host="127.0.0.1"):
+    """(messages waiting in `queue`, messages unacknowledged) from the Redis on
+    this host; (None, None) and the reason when it cannot be asked."""
+    keys = [queue] + [f"{queue}{REDIS_PRIORITY_SEP}{step}" for step in REDIS_PRIORITY_STEPS]
+    commands = ([resp_command("AUTH", password)] if password else []) + [
+        resp_command("LLEN", key) for key in keys
+    ]
+    commands.append(resp_command("HLEN", REDIS_UNACKED))
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            conn.sendall(b"".join(commands))
+            data = b""
+            while data.count(b"\r\n") < len(commands):
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError as exc:
+        return (None, None), str(exc)
+    replies = resp_replies(data, len(commands))
+    errors = [r for r in replies if isinstance(r, str) and r.startswith("-")]
+    if errors or len(replies) < len(commands):
+        return (None, None), errors[0][1:] if errors else "no complete reply"
+    counts = replies[1:] if password else replies
+    return (sum(counts[: len(keys)]), counts[len(keys)]), None
+
+
 def process_program_names(cmdline):
     """The names a process runs as: argv[0], and argv[1] when argv[0] is an interpreter."""
     argv = [a for a in cmdline.split("\0") if a]
@@ -377,6 +457,10 @@ class Sampler:
         self.container = in_container(proc) if container is None else container
         self.unit_path = None
         self.pg_warned = False
+        self.redis_warned = False
+        self.redis = None
+        if getattr(args, "redis_config", None):
+            self.redis = redis_settings(_read(args.redis_config) or "")
         self.started = time.time()
 
     def _unit_cgroup(self):
@@ -413,6 +497,15 @@ class Sampler:
         if counts[0] is None and not self.pg_warned:
             print(f"sampler: cannot count PostgreSQL connections: {error.strip()}", file=sys.stderr)
             self.pg_warned = True
+        return counts
+
+    def _broker_counts(self):
+        if self.redis is None:
+            return None, None
+        counts, error = redis_queue_counts(*self.redis, self.args.redis_queue)
+        if error and not self.redis_warned:
+            print(f"sampler: cannot count the broker's queue: {error}", file=sys.stderr)
+            self.redis_warned = True
         return counts
 
     def read(self):
@@ -468,6 +561,7 @@ class Sampler:
             unit_cpu.get("usage_usec"), old["unit_cpu"].get("usage_usec"), seconds * 1e6
         )
         pg_connections, pg_active = self._pg_counts()
+        broker_queued, broker_unacked = self._broker_counts()
         proc_count = proc_cores = proc_max = None
         if new["procs"] is not None:
             # a process seen for the first time has no interval to measure yet
@@ -499,6 +593,8 @@ class Sampler:
             "unit_mem_mb": _fmt(new["unit_mem"] / MB if new["unit_mem"] is not None else None, 1),
             "pg_connections": _fmt(pg_connections),
             "pg_active": _fmt(pg_active),
+            "broker_queued": _fmt(broker_queued),
+            "broker_unacked": _fmt(broker_unacked),
             "proc_count": _fmt(proc_count),
             "proc_cpu_cores": _fmt(proc_cores),
             "proc_max_cores": _fmt(proc_max),
@@ -546,6 +642,14 @@ def parse_args(argv=None):
     pg = parser.add_mutually_exclusive_group()
     pg.add_argument("--pg-psql-user", help="count connections with psql run as this local user")
     pg.add_argument("--pg-dsn", help="count connections with psql connecting to this DSN")
+    parser.add_argument(
+        "--redis-config",
+        help="count the Celery queue of the Redis on this host (its port and password from "
+        "this redis.conf)",
+    )
+    parser.add_argument(
+        "--redis-queue", default="celery", help="the Celery queue's name (default celery)"
+    )
     parser.add_argument(
         "--proc-name", help="record CPU of processes running this program (e.g. locust)"
     )

@@ -33,6 +33,10 @@ Input layout (written by the load-test playbook)
         samples/<host>.csv            the sampler role, one file per host
         hey.csv, hey.json             I/O-bound cells only: the second client, hey
                                       (layout and figures: report.hey)
+        proxy/<host>.log.gz           the proxy's access log over the cell: the
+                                      req/s of each app host (report.proxy)
+        tasks.csv                     tasks cells only: the tasks created in the
+                                      run, from the database (report.tasks)
         inprocess.json                CPU-bound cells only: what a request cost the
                                       app called in-process on each app host
                                       (labapp.cost; read by flask_deploy_lab.cell
@@ -245,6 +249,8 @@ Modules
     hdr        the latency histograms (locust_latency.hlog): their figures over a
                window, and whether their p99 agrees with the exact one
     hey        hey's CSV and JSON: its figures over its measured window
+    proxy      the proxy's access log: requests per second of each app host
+    tasks      a tasks cell's tasks: time from POST to done, failed, unfinished
     exact      nearest-rank percentiles and a request's share of a window
     errors     ReportError: a run that breaks the layout
     samples    the sampler's CSVs, and counters over the measured window

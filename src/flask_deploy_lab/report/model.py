@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from flask_deploy_lab import catalogue
-from flask_deploy_lab.report import hdr, hey, locust
+from flask_deploy_lab.report import hdr, hey, locust, proxy, tasks
 from flask_deploy_lab.report.errors import ReportError
 from flask_deploy_lab.report.samples import (
     MIN_SAMPLES,
@@ -443,6 +443,20 @@ class _CellReader:
         cpu_warning = locust.read_cpu_warning(cell.directory)
         in_flight = self.in_flight(request_log, measured.p99_ms)
 
+        app_hosts_rps, why_not = proxy.app_host_rps(
+            cell.directory, self.window, self.app_addresses()
+        )
+        if why_not:
+            self.notes.append(f"no req/s per app host: {why_not}")
+
+        task_figures = self.task_figures()
+        queue = [
+            v
+            for s in self.cell.samples.values()
+            if s.has("broker_queued")
+            for v in in_window(s, self.window).values("broker_queued")
+        ]
+
         requests, failures = stats.requests, stats.failures
         row = Row(
             cell=cell.name,
@@ -457,6 +471,7 @@ class _CellReader:
             failures=failures,
             failure_ratio=failures / requests if requests and failures is not None else None,
             rps=rps,
+            app_hosts_rps=app_hosts_rps,
             locust_rps_reported=stats.rps,
             mean_ms=measured.mean_ms,
             p50_ms=measured.p50_ms,
@@ -508,6 +523,13 @@ class _CellReader:
             throttled_ratio=throttled_ratio,
             throttled_s=throttled_s,
             peak_db_connections=max(db_points) if db_points else None,
+            tasks_done=task_figures.done if task_figures else None,
+            tasks_failed=task_figures.failed if task_figures else None,
+            tasks_unfinished=task_figures.unfinished if task_figures else None,
+            task_p50_ms=task_figures.p50_ms if task_figures else None,
+            task_p99_ms=task_figures.p99_ms if task_figures else None,
+            broker_queue_max=int(max(queue)) if queue else None,
+            broker_queue_mean=sum(queue) / len(queue) if queue else None,
             loadgen_cpu_peak_pct=generator.peak_pct,
             loadgen_cpu_mean_pct=generator.mean_pct,
             loadgen_process_cores=generator.process_mean_cores,
@@ -638,6 +660,34 @@ class _CellReader:
         if figures is None:
             self.notes.append(f"no HDR figures: {why_not}")
         return figures
+
+    def task_figures(self) -> tasks.TaskFigures | None:
+        """A tasks cell's task figures over the measured window; None for a cell
+        without tasks.csv, noting why when it has one but no window."""
+        rows = tasks.read_tasks(self.cell.directory)
+        if rows is None:
+            return None
+        if self.window is None:
+            self.notes.append(f"no task figures: no measured window for {tasks.TASKS}")
+            return None
+        figures = tasks.figures(rows, self.window)
+        if figures.unfinished:
+            self.notes.append(
+                f"{figures.unfinished} tasks still queued or running at the end: the task "
+                "percentiles leave them out"
+            )
+        return figures
+
+    def app_addresses(self) -> dict[str, str]:
+        """{app host: its address} from facts.json (each host's `address`);
+        empty for a cell without them."""
+        facts = self.cell.directory / "facts.json"
+        hosts = (read_json(facts) or {}).get("hosts", {}) if facts.exists() else {}
+        return {
+            name: host["address"]
+            for name, host in hosts.items()
+            if isinstance(host, dict) and "app" in host.get("groups", []) and host.get("address")
+        }
 
     def config(self) -> str:
         cell = self.cell

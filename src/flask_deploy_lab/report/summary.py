@@ -92,7 +92,7 @@ class Row:
         table=1,
     )
     server: str = column("server", "the `server` switch value")
-    db_mode: str | None = column("db mode", "naive (a connection per request) or pool", table=56)
+    db_mode: str | None = column("db mode", "naive (a connection per request) or pool", table=64)
     endpoint: str = column("endpoint", "the endpoint under load", table=2)
     users: int = column(
         "users", "concurrent Locust users (closed loop, wait 0)", table=3, result=False
@@ -121,14 +121,14 @@ class Row:
     requests: int | None = column(
         "requests",
         "requests in the measured run: Locust's Request Count (locust_stats.csv)",
-        table=32,
+        table=33,
     )
     failures: int | None = column(
         "failures",
         "failed requests in the measured run: Locust's Failure Count (locust_stats.csv)",
-        table=33,
+        table=34,
     )
-    failure_ratio: float | None = column("fail ratio", "failures / requests", digits=4, table=34)
+    failure_ratio: float | None = column("fail ratio", "failures / requests", digits=4, table=35)
     rps: float | None = column(
         "req/s",
         "throughput, the headline figure. From the request log (locust_requests.csv) when "
@@ -150,19 +150,26 @@ class Row:
         digits=2,
         table=9,
     )
+    # with more than one app host: which served how much (report.proxy)
+    app_hosts_rps: tuple[str, ...] | None = column(
+        "req/s per app host",
+        "requests each app host answered per second of the measured window, from the "
+        "proxy's access log (the last upstream nginx tried), to the second: host=req/s",
+        table=10,
+    )
     mean_ms: float | None = column(
         "mean ms",
         "mean latency of the request log's requests completed in its window; without "
         "the log, Locust's Average Response Time",
         unit="ms",
         digits=1,
-        table=12,
+        table=13,
     )
     p50_ms: float | None = column(
         "p50 ms",
         "median latency: exact (nearest rank) over the request log's window; " + _FALLBACK,
         unit="ms",
-        table=13,
+        table=14,
     )
     p90_ms: float | None = column(
         "p90 ms",
@@ -173,13 +180,13 @@ class Row:
         "p95 ms",
         "95th percentile latency: exact (nearest rank) over the request log's window; " + _FALLBACK,
         unit="ms",
-        table=14,
+        table=15,
     )
     p99_ms: float | None = column(
         "p99 ms",
         "99th percentile latency: exact (nearest rank) over the request log's window; " + _FALLBACK,
         unit="ms",
-        table=15,
+        table=16,
     )
     p999_ms: float | None = column(
         "p99.9 ms",
@@ -193,7 +200,7 @@ class Row:
         "histograms' over their window; without either, Locust's Max Response Time",
         unit="ms",
         digits=1,
-        table=16,
+        table=17,
     )
     # the latency histograms (locust_latency.hlog, report.hdr)
     hdr_requests: int | None = column(
@@ -201,10 +208,10 @@ class Row:
         "requests in the HDR histograms' seconds whole inside the window (the request log's, "
         "else their own): fewer than the log's there by the edges' seconds; n/a: no "
         "locust_latency.hlog (an older run)",
-        table=35,
+        table=36,
     )
     hdr_p50_ms: float | None = column(
-        "HDR p50 ms", "median latency" + _HDR, unit="ms", digits=3, table=17
+        "HDR p50 ms", "median latency" + _HDR, unit="ms", digits=3, table=18
     )
     hdr_p90_ms: float | None = column(
         "HDR p90 ms", "90th percentile latency" + _HDR, unit="ms", digits=3
@@ -218,17 +225,17 @@ class Row:
         "exact p99 than the histogram's precision and the edges' seconds allow",
         unit="ms",
         digits=3,
-        table=18,
+        table=19,
     )
     hdr_p999_ms: float | None = column(
         "HDR p99.9 ms", "99.9th percentile latency" + _HDR, unit="ms", digits=3
     )
     hdr_max_ms: float | None = column(
-        "HDR max ms", "slowest request" + _HDR, unit="ms", digits=3, table=19
+        "HDR max ms", "slowest request" + _HDR, unit="ms", digits=3, table=20
     )
     # Locust's own, for comparison: the Aggregated row of locust_stats.csv
     locust_p50_ms: float | None = column(
-        "Locust p50 ms", "median latency" + _LOCUST, unit="ms", table=20
+        "Locust p50 ms", "median latency" + _LOCUST, unit="ms", table=21
     )
     locust_p90_ms: float | None = column(
         "Locust p90 ms", "90th percentile latency" + _LOCUST, unit="ms"
@@ -237,13 +244,13 @@ class Row:
         "Locust p95 ms", "95th percentile latency" + _LOCUST, unit="ms"
     )
     locust_p99_ms: float | None = column(
-        "Locust p99 ms", "99th percentile latency" + _LOCUST, unit="ms", table=21
+        "Locust p99 ms", "99th percentile latency" + _LOCUST, unit="ms", table=22
     )
     locust_p999_ms: float | None = column(
         "Locust p99.9 ms", "99.9th percentile latency" + _LOCUST, unit="ms"
     )
     locust_max_ms: float | None = column(
-        "Locust max ms", "Max Response Time" + _LOCUST, unit="ms", digits=1, table=22
+        "Locust max ms", "Max Response Time" + _LOCUST, unit="ms", digits=1, table=23
     )
     ideal_latency_ms: float | None = column(
         "ideal ms",
@@ -251,21 +258,21 @@ class Row:
         "delay * max(1, users / min(slots, pool)); delay when the server has no bound",
         unit="ms",
         digits=1,
-        table=23,
+        table=24,
     )
     identity_ratio: float | None = column(
         "identity",
         "(users / req/s) / mean latency, both from the same source: 1.0 in a closed loop "
         "whose measurement sees all of each user's time",
         digits=3,
-        table=24,
+        table=25,
     )
     # the requests Locust killed at the stop (locust_requests.csv's in-flight rows)
     unfinished_requests: int | None = column(
         "in flight at stop",
         "requests still waiting when the run stopped, which Locust kills uncounted (the "
         "request log's in-flight rows; n/a: no request log, or an older one without them)",
-        table=25,
+        table=26,
         result=False,
     )
     unfinished_oldest_ms: float | None = column(
@@ -273,25 +280,25 @@ class Row:
         "how long the oldest request in flight at the stop had waited by then",
         unit="ms",
         digits=1,
-        table=26,
+        table=27,
         result=False,
     )
     cutoff_requests: int | None = column(
         "cut off",
         "requests in flight at the stop that had already waited longer than the p99: "
         "latency the percentiles do not hold (any makes the cell invalid)",
-        table=27,
+        table=28,
         result=False,
     )
     # hey, the second client of the I/O-bound cells (hey.csv, hey.json)
     hey_requests: int | None = column(
-        "hey requests", "hey's requests completed in its measured window", table=36
+        "hey requests", "hey's requests completed in its measured window", table=37
     )
     hey_failures: int | None = column(
         "hey non-2xx",
         "of hey's requests in the window, those with a status outside 2xx "
         "(requests that failed below HTTP are not in hey.csv: see hey identity)",
-        table=37,
+        table=38,
     )
     hey_rps: float | None = column(
         "hey req/s",
@@ -299,13 +306,13 @@ class Row:
         "counting the share of its time inside the window",
         unit="requests/s",
         digits=2,
-        table=10,
+        table=11,
     )
     hey_mean_ms: float | None = column(
-        "hey mean ms", "hey's mean latency over the window", unit="ms", digits=1, table=28
+        "hey mean ms", "hey's mean latency over the window", unit="ms", digits=1, table=29
     )
     hey_p50_ms: float | None = column(
-        "hey p50 ms", "hey's median latency, exact (nearest rank)", unit="ms", digits=1, table=29
+        "hey p50 ms", "hey's median latency, exact (nearest rank)", unit="ms", digits=1, table=30
     )
     hey_p90_ms: float | None = column(
         "hey p90 ms", "hey's 90th percentile latency, exact (nearest rank)", unit="ms", digits=1
@@ -315,7 +322,7 @@ class Row:
         "hey's 99th percentile latency, exact (nearest rank)",
         unit="ms",
         digits=1,
-        table=30,
+        table=31,
     )
     hey_p999_ms: float | None = column(
         "hey p99.9 ms",
@@ -328,18 +335,18 @@ class Row:
         "(hey connections / hey req/s) / hey mean latency: below 1.0 is time hey.csv does "
         "not hold, such as requests that failed below HTTP",
         digits=3,
-        table=31,
+        table=32,
     )
     clients_agree: bool | None = column(
         "clients agree",
         "|req/s - hey req/s| / hey req/s at most 0.05 (n/a: no hey run)",
-        table=11,
+        table=12,
     )
     # the ceiling
     ceiling_model: str = column(
         "ceiling model",
         "littles_law for delay-bound endpoints, cpu for the others",
-        table=38,
+        table=39,
     )
     ceiling_rps: float | None = column(
         "ceiling req/s",
@@ -348,16 +355,16 @@ class Row:
         "per request (the app alone, the same for every server)",
         unit="requests/s",
         digits=2,
-        table=39,
+        table=40,
     )
-    efficiency: float | None = column("efficiency", "req/s / ceiling", digits=3, table=40)
+    efficiency: float | None = column("efficiency", "req/s / ceiling", digits=3, table=41)
     cpu_s_per_request: float | None = column(
         "CPU s/req",
         "the server's CPU-seconds per request: app CPU cores / req/s, from the unit's CPU "
         "counter (the app and the server under test together)",
         unit="CPU-seconds",
         digits=6,
-        table=41,
+        table=42,
     )
     inprocess_cpu_s_per_request: float | None = column(
         "in-process CPU s/req",
@@ -366,14 +373,14 @@ class Row:
         "hosts as one). The denominator of a CPU-bound cell's ceiling",
         unit="CPU-seconds",
         digits=7,
-        table=42,
+        table=43,
     )
     server_overhead_us: float | None = column(
         "server overhead µs",
         "what the server itself costs a request: (CPU s/req - in-process CPU s/req) x 1e6",
         unit="CPU-microseconds",
         digits=1,
-        table=43,
+        table=44,
     )
     # the app hosts' samples
     app_cpu_cores: float | None = column(
@@ -381,43 +388,78 @@ class Row:
         "CPUs the app used, summed over the app hosts",
         unit="CPUs",
         digits=3,
-        table=44,
+        table=45,
     )
     app_cpu_source: str | None = column(
         "app CPU from",
         "unit: the app unit's CPU counter; host: the app hosts' whole CPU",
-        table=45,
+        table=46,
     )
     app_cpus: float | None = column(
         "app CPUs",
         "CPUs the app may use, summed over the app hosts",
         unit="CPUs",
-        table=46,
+        table=47,
         result=False,
     )
     throttled_periods: int | None = column(
-        "throttled periods", "increase of the unit's nr_throttled over the window", table=47
+        "throttled periods", "increase of the unit's nr_throttled over the window", table=48
     )
     throttled_ratio: float | None = column(
-        "throttled ratio", "throttled periods / CFS periods", digits=3, table=48
+        "throttled ratio", "throttled periods / CFS periods", digits=3, table=49
     )
     throttled_s: float | None = column(
         "throttled s",
         "time the unit was throttled over the window",
         unit="s",
         digits=3,
-        table=49,
+        table=50,
     )
     # the db and load-generator hosts' samples
     peak_db_connections: int | None = column(
-        "peak DB conns", "most client backends in pg_stat_activity over the window", table=50
+        "peak DB conns", "most client backends in pg_stat_activity over the window", table=51
+    )
+    # a tasks cell: the background tasks and the broker's queue (report.tasks)
+    tasks_done: int | None = column(
+        "tasks done", "tasks created in the window and done when the cell ended", table=52
+    )
+    tasks_failed: int | None = column(
+        "tasks failed", "tasks created in the window that failed (status failed)", table=53
+    )
+    tasks_unfinished: int | None = column(
+        "tasks unfinished",
+        "tasks created in the window still queued or running when the cell ended: their "
+        "latency is not in the task percentiles",
+        table=54,
+    )
+    task_p50_ms: float | None = column(
+        "task p50 ms",
+        "median time from POST to done of the done tasks (the queue's wait included)",
+        unit="ms",
+        digits=1,
+        table=55,
+    )
+    task_p99_ms: float | None = column(
+        "task p99 ms", "p99 of the time from POST to done of the done tasks", unit="ms",
+        digits=1, table=56,
+    )  # fmt: skip
+    broker_queue_max: int | None = column(
+        "queue max",
+        "most task messages waiting in the broker's queue in a 1-s sample of the window",
+        table=57,
+    )
+    broker_queue_mean: float | None = column(
+        "queue mean",
+        "mean of the broker queue's samples in the window",
+        digits=1,
+        table=58,
     )
     loadgen_cpu_peak_pct: float | None = column(
         "loadgen CPU peak %",
         "busiest sample of the busiest load generator",
         unit="% of what the host may use",
         digits=1,
-        table=51,
+        table=59,
         result=False,
     )
     loadgen_cpu_mean_pct: float | None = column(
@@ -425,7 +467,7 @@ class Row:
         "mean over the window of the busiest load generator",
         unit="% of what the host may use",
         digits=1,
-        table=52,
+        table=60,
         result=False,
     )
     loadgen_process_cores: float | None = column(
@@ -433,7 +475,7 @@ class Row:
         "mean CPU of the busiest Locust process (one process cannot use more than 1)",
         unit="CPUs",
         digits=3,
-        table=53,
+        table=61,
         result=False,
     )
     loadgen_process_peak_cores: float | None = column(
@@ -441,14 +483,14 @@ class Row:
         "busiest sample of the busiest Locust process",
         unit="CPUs",
         digits=3,
-        table=54,
+        table=62,
         result=False,
     )
     locust_cpu_warning: bool | None = column(
         "Locust CPU warning",
         "Locust's own warning of a process above 90 % CPU, in locust.log (the master's, "
         "which also reports a worker's; n/a: the cell has no locust.log)",
-        table=55,
+        table=63,
         result=False,
     )
     generator_saturated: bool | None = column(
@@ -467,25 +509,27 @@ class Row:
     )
     # the cell's parameters
     delay_s: float | None = column(
-        "delay s", "?delay= of /slow and /sleep", unit="s", table=57, result=False
+        "delay s", "?delay= of /slow and /sleep", unit="s", table=65, result=False
     )
     server_slots: int | None = column(
         "server slots",
         "requests all app hosts can hold at once (None: no bound)",
-        table=58,
+        table=66,
         result=False,
     )
     pool_size: int | None = column(
-        "pool size", "connections the app's pools can hold in total", table=59, result=False
+        "pool size", "connections the app's pools can hold in total", table=67, result=False
     )
     top_failure: str | None = column(
-        "top failure", "the most frequent failure: METHOD name: error", table=60
+        "top failure", "the most frequent failure: METHOD name: error", table=68
     )
-    note: str | None = column("note", "why a number is missing or partial", table=61)
+    note: str | None = column("note", "why a number is missing or partial", table=69)
 
     def __post_init__(self):
         # Rounded here, once, so the files and the page show the same figure.
         # (A frozen dataclass is set through object.__setattr__ in __post_init__.)
+        if self.app_hosts_rps is not None:
+            object.__setattr__(self, "app_hosts_rps", tuple(self.app_hosts_rps))
         if self.invalid_reasons is not None:
             # summary.json gives a list
             object.__setattr__(self, "invalid_reasons", tuple(self.invalid_reasons))
