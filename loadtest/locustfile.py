@@ -24,9 +24,13 @@ Parameters
         seconds of ``?delay=`` for ``/slow`` and ``/sleep`` (default 0.1)
     ``--loadtest-queries`` / ``LOADTEST_QUERIES``
         ``?n=`` for ``/queries`` (default 20; the app clamps it to 1..500)
-    ``--loadtest-task-seconds`` / ``LOADTEST_TASK_SECONDS``
-        ``{"seconds": ...}`` of background work each ``POST /tasks`` asks for
-        (default 1.0, the app's own default)
+    ``--loadtest-task-kind`` / ``LOADTEST_TASK_KIND``
+        the background work each ``POST /tasks`` asks the Celery workers for:
+        ``render`` (a stored post's markdown rendered ``n`` times, CPU-bound;
+        the default) or ``upstream`` (a call to the slow API with
+        ``--loadtest-delay``, I/O-bound)
+    ``--loadtest-task-n`` / ``LOADTEST_TASK_N``
+        ``n`` of a render task (default 20, the app's own default)
     ``--loadtest-task-poll`` / ``LOADTEST_TASK_POLL``
         seconds between polls of ``GET /tasks/<id>`` (default 0.1)
     ``--loadtest-task-timeout`` / ``LOADTEST_TASK_TIMEOUT``
@@ -194,10 +198,15 @@ from locust.runners import (
     WorkerRunner,
 )
 
+# POST /tasks's kinds of work, and the bounds of a render task's n (the app's)
+TASK_KINDS = ("render", "upstream")
+TASK_N_MAX = 1000
+
 DEFAULTS = {
     "loadtest_delay": 0.1,
     "loadtest_queries": 20,
-    "loadtest_task_seconds": 1.0,
+    "loadtest_task_kind": "render",
+    "loadtest_task_n": 20,
     "loadtest_task_poll": 0.1,
     "loadtest_task_timeout": 30.0,
     "loadtest_allowed_hosts": "",
@@ -239,6 +248,13 @@ def _positive(text):
     return value
 
 
+def _task_n(text):
+    value = int(text)
+    if not 1 <= value <= TASK_N_MAX:
+        raise argparse.ArgumentTypeError(f"must be 1 to {TASK_N_MAX}, got {text}")
+    return value
+
+
 @events.init_command_line_parser.add_listener
 def _add_arguments(parser):
     group = parser.add_argument_group("Flask Deploy Lab")
@@ -257,11 +273,18 @@ def _add_arguments(parser):
         help="?n= for /queries",
     )
     group.add_argument(
-        "--loadtest-task-seconds",
-        type=_non_negative,
-        env_var="LOADTEST_TASK_SECONDS",
-        default=DEFAULTS["loadtest_task_seconds"],
-        help="seconds of background work each POST /tasks asks for",
+        "--loadtest-task-kind",
+        choices=TASK_KINDS,
+        env_var="LOADTEST_TASK_KIND",
+        default=DEFAULTS["loadtest_task_kind"],
+        help="the work each POST /tasks asks for: render (CPU) or upstream (the slow API)",
+    )
+    group.add_argument(
+        "--loadtest-task-n",
+        type=_task_n,
+        env_var="LOADTEST_TASK_N",
+        default=DEFAULTS["loadtest_task_n"],
+        help="how many times a render task renders its post",
     )
     group.add_argument(
         "--loadtest-task-poll",
@@ -552,6 +575,16 @@ class RenderUser(_GetUser):
     check = staticmethod(_non_empty)
 
 
+def _task_done(response):
+    """None when a 200 of GET /tasks/<id> says the task is done, else why not."""
+    body = _json(response)
+    if not isinstance(body, dict):
+        return "body is not a JSON object"
+    if body.get("status") != "done":
+        return f"task {body.get('status')}: {body.get('error') or 'no reason given'}"
+    return None
+
+
 class TasksUser(_EndpointUser):
     """POST /tasks, then poll its Location until 200; each poll is one /tasks/[id] request."""
 
@@ -559,7 +592,12 @@ class TasksUser(_EndpointUser):
 
     @task
     def start_task_and_poll(self):
-        body = {"seconds": self.option("loadtest_task_seconds")}
+        kind = self.option("loadtest_task_kind")
+        body = {"kind": kind}
+        if kind == "render":
+            body["n"] = self.option("loadtest_task_n")
+        else:
+            body["delay"] = self.option("loadtest_delay")
         with self.client.post("/tasks", json=body, name="/tasks", catch_response=True) as resp:
             location = (resp.headers or {}).get("Location") if resp.status_code == 202 else None
             _judge(resp, 202, lambda r: None if location else "202 without a Location header")
@@ -570,7 +608,8 @@ class TasksUser(_EndpointUser):
         while True:
             with self.client.get(poll_path, name="/tasks/[id]", catch_response=True) as resp:
                 if resp.status_code != 202:
-                    _judge(resp, 200)
+                    # 200 with status failed: the work failed, and the client is told why
+                    _judge(resp, 200, _task_done)
                     return
                 if time.monotonic() > deadline:
                     resp.failure("task still 202 after LOADTEST_TASK_TIMEOUT")

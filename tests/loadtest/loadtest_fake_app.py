@@ -67,9 +67,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b"" if broken else b"<h1>post</h1>", "text/html; charset=utf-8")
         elif url.path.startswith("/tasks/"):
             if self.server.poll(url.path) >= POLLS_UNTIL_DONE:
-                self._send(200, {"state": "done"})
+                self._send(200, {"status": "done", "result": {"html_length": 1}})
             else:
-                self._send(202, {"state": "running"})
+                self._send(202, {"status": "running"})
         else:
             self._send(404, {"error": "not found"})
 

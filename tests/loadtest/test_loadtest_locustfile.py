@@ -254,7 +254,7 @@ def runs(tmp_path_factory):
                     env={
                         "LOADTEST_DELAY": "0.05",
                         "LOADTEST_TASK_POLL": "0.05",
-                        "LOADTEST_TASK_SECONDS": "0.2",
+                        "LOADTEST_TASK_N": "3",
                     },
                 ),
                 # one user waiting on /sleep, and two runs without load: light enough to share
@@ -407,7 +407,7 @@ def test_every_endpoint_is_requested_checked_and_grouped(runs):
     assert set(run.queries("/slow")) == {(("delay", "0.05"),)}
     assert set(run.queries("/sleep")) == {(("delay", "0.05"),)}
     assert set(run.queries("/queries")) == {(("n", "20"),)}
-    assert set(run.queries("/tasks")) == {(("seconds", 0.2),)}
+    assert set(run.queries("/tasks")) == {(("kind", "render"), ("n", 3))}
     # polls follow the absolute Location header's path on --host, not its own host
     assert any(path.startswith("/tasks/") for path, _ in run.app.requests)
     # the files the report reads are there, in Locust 2.47's format
