@@ -20,7 +20,7 @@ export FDL_NO_SKIP ?= 1
 PY_REQUIREMENTS := requirements.txt app/requirements.txt loadtest/requirements.txt pyproject.toml
 
 .PHONY: help setup doctor packages venv image lint lab-up lab-down test test-unit test-vagrant test-lab \
-	molecule test-e2e test-fresh bench compare locust-ui locust-ui-stop faults clean \
+	molecule test-e2e test-two-app test-fresh bench compare locust-ui locust-ui-stop faults clean \
 	vagrant-packages vagrant-box vagrant-up-test
 
 help:  ## list the targets
@@ -54,8 +54,8 @@ lint: venv  ## ruff, yamllint, ansible-lint (production profile)
 	yamllint --strict .
 	ansible-lint
 
-lab-up: setup  ## start the podman lab from inventory/topology.yml
-	ansible-playbook playbooks/lab.yml
+lab-up: setup  ## start the podman lab from inventory/topology.yml (INVENTORY=inventory/lab-two-app: two app hosts)
+	ansible-playbook $(if $(INVENTORY),-i "$(INVENTORY)") playbooks/lab.yml
 
 lab-down: venv  ## remove the lab's containers and network
 	ansible-playbook playbooks/lab.yml -e lab_state=absent
@@ -103,8 +103,15 @@ locust-ui: venv  ## Locust's web UI behind nginx (TLS, user locust, password in 
 locust-ui-stop: venv  ## stop the web UI and keep its run in reports/<run-id>/ui/, with its report
 	ansible-playbook playbooks/loadtest.yml -e locust_state=stopped
 
+test-two-app: setup  ## the lab of inventory/topology-two-app.yml: nginx spreads over both app hosts, fails over, takes one back
+	pytest tests/two_app
+
 test-e2e: lab-up  ## a distributed Locust run through the lab, the report rendered in Chromium
 	pytest tests/e2e
 
-faults: lab-up  ## faults under load in the lab, one PASS/FAIL line each (FAULTS= FAULTS_ANSIBLE_ARGS=)
-	fdl-faults
+faults: lab-up  ## every fault against every concurrent server, a line each and a table (FAULTS= SERVERS= FAULTS_ANSIBLE_ARGS=)
+	fdl-faults --servers $(or $(SERVERS),all)
+
+.PHONY: faults-quick
+faults-quick: lab-up  ## two faults (kill-worker, pg-restart) on gunicorn-gthread: the kill and restart paths, quickly
+	fdl-faults --only kill-worker pg-restart --servers gunicorn-gthread

@@ -3,6 +3,7 @@ fault would have seen, without a lab."""
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 from flask_deploy_lab.faults import (
@@ -15,6 +16,7 @@ from flask_deploy_lab.faults import (
 )
 from flask_deploy_lab.faults.executor import PODMAN_STOP, REBOOT_HOST, HostRestart
 from flask_deploy_lab.faults.load import LoadFigures, LocustFailure
+from flask_deploy_lab.faults.request_log import Request, RequestLog
 from flask_deploy_lab.faults.stack import Answer, UnitState
 
 HTTP_503 = "CatchResponseError('HTTP 503, expected 200')"
@@ -55,9 +57,55 @@ def cell_files(cell: Path, requests=2580, failures=0, rps=180.0, history=(), fai
     (cell / "locust_failures.csv").write_text(FAILURES_HEADER + "\n" + "\n".join(lines) + "\n")
 
 
+# ---------------------------------------------------------------- request logs
+
+# every column the judges read: what the locustfile writes, and the addition
+FIELDS = frozenset(
+    ("start", "response_time_ms", "failed", "name", "stopped_at", "status", "content_length",
+     "body_bytes", "retry_after", "error")
+)  # fmt: skip
+# what the locustfile writes today
+TODAY = frozenset(("start", "response_time_ms", "failed", "name", "stopped_at"))
+BODY = 32  # bytes of a /db answer
+
+
+def req(start, ms=1.0, status=200, failed=None, name="/db", length=BODY, got=None, retry=None,
+        error=""):  # fmt: skip
+    """One completed request; a non-2xx is failed unless told otherwise."""
+    if failed is None:
+        failed = not 200 <= status < 300
+    if status != 200 and length == BODY:
+        length = got = 0 if status == 0 else 20
+    return Request(start, ms, failed, name, None, status, length,
+                   length if got is None else got, retry, error)  # fmt: skip
+
+
+def waiting(start, stopped, name="/db"):
+    """One request in flight when the run stopped."""
+    return Request(start, None, False, name, stopped)
+
+
+def steady(first, last, rate, ms=1.0, **kw):
+    """`rate` requests in each whole second of [first, last), each completed in its second
+    (`ms` under 100)."""
+    return [req(s + 0.9 * i / rate, ms, **kw) for s in range(first, last) for i in range(rate)]
+
+
+def log(requests, fields=FIELDS):
+    return RequestLog(tuple(requests), frozenset(fields))
+
+
 # ---------------------------------------------------------------- kill-worker
 
-KILL_DONE = kill_worker.Done(kill_worker.LOAD, victim_pid=28657, cpu_share_percent=55, at_s=9.6)
+KILL_DONE = kill_worker.Done(
+    kill_worker.LOAD, victim_pid=28657, cpu_share_percent=55, at_s=9.6, victim_connections=7,
+    at=1009.6,
+)  # fmt: skip
+
+
+def kill_requests(*extra):
+    """26,317 requests at 1,315 a second, all OK, and `extra` ones."""
+    return log(steady(1000, 1020, 1315) + [req(1009.0)] * 17 + list(extra))
 
 
 def kill_seen(**changes):
@@ -70,7 +118,12 @@ def kill_seen(**changes):
         "main_pid_before": 812,
         "main_pid_after": 812,
         "nginx_upstream_errors": 13,
-    }
+        "requests": kill_requests(),
+        "in_flight": 7,
+        "nginx_retries": {"requests": 26330, "retried": 13, "retried_then_ok": 13,
+                          "tries": {"502, 200": 13}, "upstream_status_logged": True},
+        "in_flight_stack": 20,
+    }  # fmt: skip
     return kill_worker.Observation(**(seen | changes))
 
 
@@ -91,6 +144,21 @@ def probe_answers(down_status=503, retry="1"):
     return tuple(answers)
 
 
+T0 = 990.0
+
+
+def pg_requests(after=(50, 80, 95, 95), then=100, extra=()):
+    """100 OK a second before the stop (991-999), 200 503s with Retry-After a second
+    while it is down (1000-1005), then `after` OK a second from 1006 on and `then`
+    up to 1019."""
+    found = steady(990, 1000, 100)
+    found += steady(1000, 1006, 200, status=503, retry="1")
+    for i, rate in enumerate(after):
+        found += steady(1006 + i, 1007 + i, rate)
+    found += steady(1006 + len(after), 1020, then)
+    return log(found + list(extra))
+
+
 def pg_seen(**changes):
     seen = {
         "load": figures(27232, 5427, 1089.3, [refused(5427, first=DOWN, last=BACK - 1)]),
@@ -100,8 +168,8 @@ def pg_seen(**changes):
         "answers": probe_answers(),
         "app_before": APP,
         "app_after": APP,
-        "rps_before": 1128.4,
-        "rps_after": 970.6,
+        "requests": pg_requests(),
+        "t0": T0,
     }
     return pg_restart.Observation(**(seen | changes))
 
@@ -118,8 +186,16 @@ def pool_seen(**changes):
         "answers": tuple(Answer(100 + i / 10, 503, "1") for i in range(10)),
         "connections": {"idle": 6},
         "limit": 6,
+        "requests": pool_requests(),
     }
     return pool_exhaustion.Observation(**(seen | changes))
+
+
+def pool_requests(*extra):
+    """234 OK, 714 503s with Retry-After (/sleep), and `extra`."""
+    ok = [req(100 + i / 100, 500, name="/sleep") for i in range(234)]
+    refused_ = [req(100 + i / 100, 500, 503, name="/sleep", retry="1") for i in range(714)]
+    return log(ok + refused_ + list(extra))
 
 
 # ---------------------------------------------------------------- reload
@@ -139,29 +215,46 @@ def reload_seen(**changes):
         "main_pid_before": 812,
         "main_pid_after": 812,
         "nginx_upstream_errors": 0,
+        "requests": reload_requests(),
+        "t0": 990.0,
+        "reload_at": 1000.0,
     }
     return reload.Observation(**(seen | changes))
 
 
+def reload_requests(before_ms=10.0, during=(15.0,) * 100, extra=()):
+    """100 requests of `before_ms` started in [998, 1000), one of each of `during`'s
+    latencies started in [1000, 1002), and `extra`."""
+    before = [req(998 + i / 50, before_ms) for i in range(100)]
+    inside = [req(1000 + i / len(during) * 1.9, ms) for i, ms in enumerate(during)]
+    return log(before + inside + list(extra))
+
+
 # ---------------------------------------------------------------- slow-clients
 
-SLOW_DONE = slow_clients.Done(slow_clients.LOAD, connections=200, prober="loadgen2", window_s=12)
-WINDOWS = (1002, 1014, 1026, 1038)
+SLOW_DONE = slow_clients.Done(
+    slow_clients.LOAD, bodies=180, readers=20, prober="loadgen2", window_s=8
+)
+WINDOWS = (1002, 1010, 1018, 1026, 1034, 1042)
+BODIES = {"kind": "body", "open_max": 180, "statuses": {"202": 181}, "responses": {"202": 180}}
+READERS = {"kind": "reader", "open_max": 20, "statuses": {"200": 20}, "responses": {}}
 
 
-def per_second(before, with_them, after):
-    """{second: answers} at those rates over the three windows."""
-    w0, w1, w2, w3 = WINDOWS
-    rates = [(w0, w1, before), (w1, w2, with_them), (w2, w3, after)]
-    return {s: rate for start, end, rate in rates for s in range(start, end)}
+def slow_requests(*rates):
+    """/slow at each window's rate (requests a second), one request log."""
+    found = []
+    for (start, end), rate in zip(pairwise(WINDOWS), rates, strict=True):
+        found += steady(start, end, rate, ms=50.0, name="/slow")
+    return log(found)
 
 
-def slow_seen(before=97, with_them=97, after=97, **changes):
+def slow_seen(rates=(100, 98, 102, 97, 100), **changes):
     seen = {
         "load": figures(3880, 0, 97.0),
         "windows": WINDOWS,
-        "answered": per_second(before, with_them, after),
-        "summary": {"open_max": 200, "closed_by_server": 221, "lifetime_s_avg": 10.0},
+        "requests": slow_requests(*rates),
+        "bodies": BODIES,
+        "readers": READERS,
         "nginx_active_connections": 221,
         "app_established_connections": 20,
     }

@@ -140,7 +140,7 @@ def test_a_run_prints_a_line_per_fault_and_writes_faults_json(tmp_path, monkeypa
     monkeypatch.setattr(cli, "FAULTS", (Passing, Skipping))
     monkeypatch.setattr(cli, "NAMES", ("kill-worker", "reload"))
     monkeypatch.setattr(Executor, "discover", lambda self: Inventory({}, {}))
-    monkeypatch.setattr(cli, "Stack", lambda executor, *_: StubStack(executor))
+    monkeypatch.setattr(cli, "Stack", lambda executor, *_, **__: StubStack(executor))
     assert cli.main(["--no-converge", "--run-id", "faults-t", "--", "-e", "server=flask"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "faults faults-t: kill-worker, reload"
@@ -171,7 +171,7 @@ def test_a_failed_fault_makes_the_exit_status_1(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "FAULTS", (Broken,))
     monkeypatch.setattr(cli, "NAMES", ("kill-worker",))
     monkeypatch.setattr(Executor, "discover", lambda self: Inventory({}, {}))
-    monkeypatch.setattr(cli, "Stack", lambda executor, *_: StubStack(executor))
+    monkeypatch.setattr(cli, "Stack", lambda executor, *_, **__: StubStack(executor))
     assert cli.main(["--no-converge", "--run-id", "faults-t"]) == 1
     assert "FAIL  1 kill-worker      could not be carried out  =>  the load test failed" in (
         capsys.readouterr().out
@@ -197,3 +197,141 @@ def test_a_later_extra_var_overrides_the_default_workers(monkeypatch):
     monkeypatch.delenv("FAULTS_ANSIBLE_ARGS", raising=False)
     args = cli.parse_args(["--", "-e", "flask_app_workers=3"])
     assert args.ansible.extra_vars["flask_app_workers"] == "3"
+
+
+# ---------------------------------------------------------------- the matrix
+
+
+def test_all_servers_are_the_concurrent_ones_in_the_catalogues_order(monkeypatch):
+    monkeypatch.delenv("SERVERS", raising=False)
+    servers = cli.parse_args(["--servers", "all"]).servers
+    assert servers == cli.concurrent_servers()
+    assert "flask" not in servers and "gunicorn" not in servers  # serial
+    assert servers[:2] == ["flask-threaded", "uwsgi"]
+    assert "gunicorn-gthread" in servers
+    assert cli.parse_args([]).servers is None
+
+
+def test_servers_are_chosen_by_name_from_the_environment_in_the_catalogues_order(monkeypatch):
+    monkeypatch.setenv("SERVERS", "granian uwsgi,uwsgi")
+    assert cli.parse_args([]).servers == ["uwsgi", "granian"]
+    # a serial server named is taken: only "all" leaves them out
+    assert cli.parse_args(["--servers", "gunicorn"]).servers == ["gunicorn"]
+
+
+def test_an_unknown_server_is_refused_with_the_valid_names(monkeypatch, capsys):
+    monkeypatch.delenv("SERVERS", raising=False)
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--servers", "bogus"])
+    assert "unknown server 'bogus'; valid: all, flask, flask-threaded" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--servers", "uwsgi", "granian", "--no-converge"])
+
+
+class Recorded(KillWorker):
+    """Passes on every server but uwsgi, where it fails."""
+
+    def run(self, stack):
+        seen = f.kill_seen()
+        if stack.server == "uwsgi":
+            seen = f.kill_seen(replaced_s=None)
+        return self.judge(f.KILL_DONE, seen)
+
+
+class Skipping(Reload):
+    def run(self, stack):
+        return self.judge(None, ReloadObservation("flask", "labapp.service", False))
+
+
+def test_the_matrix_converges_each_server_once_then_runs_each_fault(tmp_path, monkeypatch, capsys):
+    converged, stacks = [], []
+
+    class Converged:
+        ok, reason = True, ""
+
+    def fake_converge(executor, logs, label):
+        converged.append((executor.extra_vars["server"], logs.name, label))
+        return Converged()
+
+    def fake_stack(executor, inventory, run_dir, run_id, cell_prefix=""):
+        stack = StubStack(executor)
+        stack.server = executor.extra_vars["server"]
+        stacks.append(cell_prefix)
+        return stack
+
+    monkeypatch.setattr(cli, "PROJECT_DIR", tmp_path)
+    monkeypatch.setattr(cli, "FAULTS", (Recorded, Skipping))
+    monkeypatch.setattr(cli, "NAMES", ("kill-worker", "reload"))
+    monkeypatch.setattr(Executor, "discover", lambda self: Inventory({}, {}))
+    monkeypatch.setattr(cli, "converge", fake_converge)
+    monkeypatch.setattr(cli, "Stack", fake_stack)
+    status = cli.main(["--servers", "uwsgi", "gunicorn-gthread", "--run-id", "faults-m",
+                       "--", "-e", "server=flask"])  # fmt: skip
+    # a FAIL on one server makes the exit status 1
+    assert status == 1
+    # the catalogue's order; each converged once, -e server=NAME over the passthrough's
+    assert converged == [
+        ("uwsgi", "uwsgi", "converge"), ("gunicorn-gthread", "gunicorn-gthread", "converge")
+    ]  # fmt: skip
+    assert stacks == ["uwsgi-", "gunicorn-gthread-"]
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "faults faults-m: kill-worker, reload on uwsgi, gunicorn-gthread"
+    assert out[1].startswith("FAIL  uwsgi             1 kill-worker      kill -9 of")
+    assert out[2].startswith("SKIP  uwsgi             2 reload           systemctl reload")
+    assert out[3].startswith("PASS  gunicorn-gthread  1 kill-worker      kill -9 of")
+    assert out[4].startswith("SKIP  gunicorn-gthread  2 reload ")
+    assert out[5:9] == [
+        "server           | kill-worker            | reload",
+        "-----------------+------------------------+-------",
+        "uwsgi            | FAIL 0/7 failed, 0 cut | SKIP",
+        "gunicorn-gthread | PASS 0/7 failed, 0 cut | SKIP",
+    ]
+    assert out[9].startswith("faults faults-m: 1 passed, 1 failed, 2 skipped in ")
+    body = json.loads((tmp_path / "reports" / "faults-m" / "faults.json").read_text())
+    assert [(r["server"], r["name"], r["status"]) for r in body["faults"]] == [
+        ("uwsgi", "kill-worker", "FAIL"), ("uwsgi", "reload", "SKIP"),
+        ("gunicorn-gthread", "kill-worker", "PASS"), ("gunicorn-gthread", "reload", "SKIP"),
+    ]  # fmt: skip
+
+
+def test_a_server_that_cannot_be_converged_fails_its_faults_and_the_next_runs(
+    tmp_path, monkeypatch, capsys
+):
+    class Result:
+        def __init__(self, ok):
+            self.ok, self.reason = ok, "" if ok else "uwsgi did not start"
+
+    monkeypatch.setattr(cli, "PROJECT_DIR", tmp_path)
+    monkeypatch.setattr(cli, "FAULTS", (Recorded,))
+    monkeypatch.setattr(cli, "NAMES", ("kill-worker",))
+    monkeypatch.setattr(Executor, "discover", lambda self: Inventory({}, {}))
+    monkeypatch.setattr(
+        cli, "converge", lambda executor, *_: Result(executor.extra_vars["server"] != "uwsgi")
+    )
+
+    def fake_stack(executor, *_, **__):
+        stack = StubStack(executor)
+        stack.server = executor.extra_vars["server"]
+        return stack
+
+    monkeypatch.setattr(cli, "Stack", fake_stack)
+    assert cli.main(["--servers", "uwsgi,granian", "--run-id", "faults-m"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == (
+        "FAIL  uwsgi             1 kill-worker      could not be carried out  =>  uwsgi could "
+        "not be converged: the stack could not be converged: uwsgi did not start"
+    )
+    assert out[2].startswith("PASS  granian           1 kill-worker ")
+    assert out[5] == "uwsgi   | FAIL could not be carried out"
+
+
+def test_the_table_marks_a_fault_not_run_on_a_server():
+    from flask_deploy_lab.faults import render
+
+    results = [render.Result(1, "kill-worker", "PASS", "", "", {"key": "0/7 failed"}, [], "a")]
+    assert render.matrix_table(results, ["a", "b"], ["kill-worker", "reload"]).splitlines() == [
+        "server | kill-worker     | reload",
+        "-------+-----------------+-------",
+        "a      | PASS 0/7 failed | -",
+        "b      | -               | -",
+    ]

@@ -387,3 +387,68 @@ def test_nginx_logs_are_counted_on_the_proxy_host(tmp_path):
     assert after == {"1795279817": 1, "1795276219": 1}
     assert run(nginx_log.parse_args(["upstream-errors", str(error), "--after", "0"])) == 3
     assert run(nginx_log.parse_args(["upstream-errors", str(error), "--after", "2"])) == 1
+
+
+def test_nginx_retries_are_the_requests_with_more_than_one_upstream_try(tmp_path):
+    access = tmp_path / "access.log"
+    access.write_text(
+        '10.0.10.41 [21/Nov/2026:16:50:17 +0000] "GET /db HTTP/1.1" 200 32 rt=0.004 '
+        'urt=0.004 ua="10.0.10.21:8000" us="200"\n'
+        '10.0.10.41 [21/Nov/2026:16:50:17 +0000] "GET /db HTTP/1.1" 200 32 rt=0.010 '
+        'urt=0.001, 0.004 ua="10.0.10.21:8000, 10.0.10.21:8000" us="502, 200"\n'
+        '10.0.10.41 [21/Nov/2026:16:50:17 +0000] "GET /db HTTP/1.1" 502 157 rt=0.010 '
+        'urt=0.001, 0.002 ua="10.0.10.21:8000, 10.0.10.21:8000" us="502, 502"\n'
+        '10.0.10.41 [21/Nov/2026:16:50:18 +0000] "GET /db HTTP/1.1" 200 32 rt=0.010 '
+        'urt=0.001 : 0.004 ua="10.0.10.21:8000 : 10.0.10.22:8000" us="502 : 200"\n'
+    )
+    run = nginx_log.run
+    found = run(nginx_log.parse_args(["retries", str(access), "--after", "0"]))
+    assert found == {
+        "requests": 4, "retried": 3, "retried_then_ok": 2,
+        "tries": {"502, 200": 2, "502, 502": 1}, "upstream_status_logged": True,
+    }  # fmt: skip
+    assert run(nginx_log.parse_args(["retries", str(access), "--after", "3"]))["retried"] == 1
+    # today's format has no us="...": the retries are counted, not what each try got
+    old = tmp_path / "old.log"
+    old.write_text(ACCESS)
+    counted = run(nginx_log.parse_args(["retries", str(old), "--after", "0"]))
+    assert counted["upstream_status_logged"] is False
+
+
+TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"  # noqa: E501
+
+
+def tcp_line(inode, state):
+    return (
+        f"   0: 1F0A000A:1F40 2A0A000A:D3B2 {state} 00000000:00000000 00:00000000 00000000 "
+        f"   33        0 {inode} 1 0000000000000000 20 4 30 10 -1\n"
+    )
+
+
+def test_the_victims_established_connections_are_counted_from_its_fds(tmp_path):
+    proc = fake_proc(tmp_path, [(901, "gunicorn: worker", 812, 0, 0)])
+    fd = proc / "901" / "fd"
+    fd.mkdir()
+    for number, target in enumerate(
+        ["/dev/null", "socket:[1001]", "socket:[1002]", "socket:[1003]", "socket:[1004]",
+         "pipe:[77]"]
+    ):  # fmt: skip
+        (fd / str(number)).symlink_to(target)
+    (proc / "net").mkdir()
+    # 1001 and 1002 established, 1003 listening (0A), 1004 in tcp6 established, 1005 not ours
+    (proc / "net" / "tcp").write_text(
+        TCP_HEADER + tcp_line(1001, "01") + tcp_line(1002, "01") + tcp_line(1003, "0A")
+        + tcp_line(1005, "01")
+    )  # fmt: skip
+    (proc / "net" / "tcp6").write_text(TCP_HEADER + tcp_line(1004, "01"))
+    assert workers.socket_inodes(901, proc) == {"1001", "1002", "1003", "1004"}
+    assert workers.connections(901, proc) == 3
+    # a process whose descriptors cannot be read: not counted, not 0
+    assert workers.connections(999, proc) is None
+
+
+def test_the_kill_reports_the_victims_connections(server):
+    found = act("kill-busiest")
+    # the fake workers hold no TCP connection: 0, counted (not null)
+    assert found["victim_connections"] == 0
+    assert found["asked_at"] <= found["at"]

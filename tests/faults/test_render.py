@@ -51,29 +51,38 @@ def test_the_kill_worker_line_is_the_one_make_faults_prints():
     outcome = KillWorker.judge(f.KILL_DONE, f.kill_seen())
     assert line(1, outcome) == (
         "PASS  1 kill-worker      kill -9 of gunicorn-gthread worker pid 28657 (the busiest of 3, "
-        "55 % of their CPU) 10 s into /db x20 users, 20 s  =>  0 of 26317 requests failed "
-        "(0.00 %, limit 0.5 %; none); nginx logged 13 upstream errors from the kill on, retrying "
-        "what had no answer yet; workers 3 -> 3, replaced in 0.3 s; master unchanged"
+        "55 % of their CPU, 7 connections) 10 s into /db x20 users, 20 s  =>  0 of 26317 "
+        "requests failed (none), limit 7 (the killed worker's connections; 20 requests in flight "
+        "in all); 0 200s with a cut-off body (limit 0); nginx sent 13 requests to the app again "
+        "(13 then answered OK; tries 502, 200 x13), 13 upstream errors logged; workers 3 -> 3, "
+        "replaced in 0.3 s; master unchanged"
     )
-    assert render.result(1, outcome).figures == {
-        "load": "/db x20 users, 20 s",
-        "requests": 26317,
-        "failures": 0,
-        "rps": 1315.9,
-        "failed_percent": 0.0,
-        "victim_cpu_share_percent": 55,
-        "nginx_upstream_errors": 13,
-        "workers_before": 3,
-        "workers_after": 3,
-        "replaced_s": 0.3,
-        "failures_by_status": "none",
-    }
+    figures = render.result(1, outcome).figures
+    assert figures["key"] == "0/7 failed, 0 cut"
+    assert (figures["failed"], figures["failed_limit"], figures["truncated_200"]) == (0, 7, 0)
+    assert figures["nginx_retries"]["retried"] == 13
+
+
+def test_failures_are_named_by_status_or_by_what_was_wrong_with_the_body():
+    requests = f.kill_requests(
+        f.req(1009.7, status=502),
+        f.req(1009.7, status=502),
+        f.req(1009.7, status=0, error="ConnectionResetError(104, 'Connection reset')"),
+        f.req(1009.7, failed=True, got=12),
+        f.req(1009.7, failed=True, length=None, got=9),
+    )
+    assert render.failures_text(requests) == (
+        "5 of 26322 requests failed (\"ConnectionResetError(104, 'Connection reset')\" x1, "
+        "200 shorter than its Content-Length x1, 200 with a cut-off body x1, 502 x2)"
+    )
+    assert render.failures_text(None) == "no request log"
 
 
 def test_a_failed_kill_says_what_went_wrong_in_capitals():
-    seen = f.kill_seen(replaced_s=None, workers_after=2, main_pid_after=999)
+    seen = f.kill_seen(replaced_s=None, workers_after=2, main_pid_after=999, nginx_retries=None)
     text = line(1, KillWorker.judge(f.KILL_DONE, seen))
     assert text.startswith("FAIL  1 kill-worker ")
+    assert "nginx's retries not counted" in text
     assert text.endswith("workers 3 -> 2, NOT replaced; MASTER CHANGED")
 
 
@@ -82,15 +91,21 @@ def test_the_pg_restart_line_is_the_one_make_faults_prints():
     outcome = PgRestart.judge(f.PG_DONE, f.pg_seen(answers=down))
     assert line(2, outcome) == (
         "PASS  2 pg-restart       systemctl stop postgresql@15-main.service 9 s into /db x20 "
-        "users, 25 s, start 5 s later (accepting again 5.9 s after the stop)  =>  Locust failures "
-        "503 x5427 (5427 of 27232); probe while down: 38 of 38 answers 503, 38 with Retry-After; "
-        "last failure <= 0.0 s after it was back (limit 5 s; probe: 0.0 s); /db answered 1128.4 "
-        "req/s before, 970.6 after; app not restarted (same MainPID, NRestarts 0)"
+        "users, 30 s, start 5 s later (accepting again 5.9 s after the stop)  =>  1200 of 3520 "
+        "requests failed (503 x1200), 1200 of 1200 503s with Retry-After (1); probe while down: "
+        "38 of 38 answers 503, 38 with Retry-After; last failure 0.0 s after it was back (limit "
+        "5 s; probe: 0.0 s); /db 100.0 req/s before; 90% of it again 1.1 s after it was back "
+        "(3 s window), 97.5 req/s from then on; app not restarted (same MainPID, NRestarts 0)"
     )
     figures = render.result(2, outcome).figures
     assert figures["probe_while_down"] == {"answers": 38, "503": 38}
     assert figures["probe_retry_after"] == ["1"]
     assert (figures["down_s"], figures["recovery_s"], figures["app_restarted"]) == (5.9, 0.0, False)
+    assert (figures["rps_before"], figures["throughput_recovery_s"]) == (100.0, 1.1)
+    assert figures["key"] == "back in 1.1 s"
+    never = PgRestart.judge(f.PG_DONE, f.pg_seen(requests=f.pg_requests(after=(), then=60)))
+    assert "NEVER 90% of it again within the run (60.0 req/s after it was back)" in line(2, never)
+    assert render.result(2, never).figures["key"] == "never back"
 
 
 def test_the_pool_exhaustion_line():
@@ -100,39 +115,48 @@ def test_the_pool_exhaustion_line():
         "/sleep?delay=0.5 x30 users for 20 s, then converged back to the defaults"
     )
     assert result.measured == (
-        "714 of 948 requests failed: 503 x714; probe: 10 of 10 were 503, 10 with Retry-After; "
-        "afterwards 6 client connections (limit 6), 0 not idle (idle 6)"
+        "714 of 948 requests failed (503 x714), 714 of 714 503s with Retry-After (1); probe: 10 "
+        "of 10 were 503, 10 with Retry-After; afterwards 6 client connections (limit 6), 0 not "
+        "idle (idle 6)"
     )
     assert result.figures["pg_connections_after"] == {"idle": 6}
+    assert result.figures["key"] == "714 503, 0 bare, 0 other"
 
 
 def test_the_reload_lines():
     result = render.result(4, Reload.judge(f.RELOAD_DONE, f.reload_seen()))
     assert result.did == "systemctl reload labapp-gunicorn.service 8 s into /db x20 users, 20 s"
     assert result.measured == (
-        "0 of 27539 requests failed; all 3 workers replaced in 1.7 s; master unchanged; "
-        "nginx logged 0 upstream errors from the reload on"
+        "0 of 200 requests failed (none); p99 15 ms of the 100 requests started in the 2.0 s "
+        "reload window vs 10 ms of the 100 before (x1.5, limit x2); all 3 workers replaced in "
+        "1.7 s; master unchanged; nginx logged 0 upstream errors from the reload on"
     )
-    failed = f.reload_seen(load=f.figures(100, 2, errors=[f.refused(2)]), replaced_s=None,
-                           workers_after=(901, 977, 978))  # fmt: skip
-    assert render.result(4, Reload.judge(f.RELOAD_DONE, failed)).measured == (
-        "2 of 100 requests failed (503 x2); workers NOT all replaced (1 old left); master "
-        "unchanged; nginx logged 0 upstream errors from the reload on"
+    assert result.figures["key"] == "0 failed, p99 x1.5"
+    failed = f.reload_seen(requests=f.reload_requests(extra=[f.req(1000.5, status=503)] * 2),
+                           replaced_s=None, workers_after=(901, 977, 978))  # fmt: skip
+    assert render.result(4, Reload.judge(f.RELOAD_DONE, failed)).measured.startswith(
+        "2 of 202 requests failed (503 x2); p99 15 ms of the 102 requests started in the 30.0 s "
+        "reload window vs 10 ms of the 100 before (x1.5, limit x2); workers NOT all replaced "
+        "(1 old left); master unchanged"
     )
 
 
 def test_the_slow_clients_line():
-    result = render.result(5, SlowClients.judge(f.SLOW_DONE, f.slow_seen(97, 96, 98)))
+    result = render.result(5, SlowClients.judge(f.SLOW_DONE, f.slow_seen()))
     assert result.did == (
-        "200 connections from loadgen2 dribbling a header byte a second to nginx for the middle "
-        "12 s of /slow x20 users, 40 s (/slow?delay=0.2)"
+        "180 slow POST /tasks bodies (a byte every 0.15 s) and 20 slow readers of "
+        "/queries?n=500 (64 bytes every 0.5 s) from loadgen2 in window 4 of 5 (8 s each) of "
+        "/slow x20 users, 44 s (/slow?delay=0.2)"
     )
     assert result.measured == (
-        "/slow answered 96.0 req/s with them vs 97.0 before and 98.0 after (-1.5 %, limit -10 %); "
-        "0 of 3880 requests failed; slow connections held 200, nginx timed out 221 of them after "
-        "10.0 s; nginx active connections 221, app connections 20"
+        "/slow at 97.0 req/s with them, limit 95.0 (baseline 100 98 102 100: mean 100.0, sd "
+        "1.63; -3.0 %); 0 of 3976 requests failed (none); held 180 bodies, 20 readers; 181 "
+        "bodies answered by the app, 20 readers saw a 2xx status; nginx active connections 221, "
+        "app connections 20"
     )
-    assert result.figures["change_percent"] == -1.5
+    assert result.figures["change_percent"] == -3.0
+    assert result.figures["rps_windows"] == [100.0, 98.0, 102.0, 97.0, 100.0]
+    assert result.figures["key"] == "-3.0 % (limit 95.0)"
 
 
 def test_the_loadgen_stop_lines_in_the_lab_and_on_hosts():
@@ -150,8 +174,9 @@ def test_the_loadgen_stop_lines_in_the_lab_and_on_hosts():
     assert list(result.figures) == [
         "load", "finished", "message", "worker_quit_logged", "respawns", "stats_reset_at",
         "requests", "failures", "rps", "stats_cover_s", "flagged_in_cell", "leftovers",
-        "host_state", "back_s",
+        "host_state", "back_s", "key",
     ]  # fmt: skip
+    assert result.figures["key"] == "finished, none left"
     rebooted = f.STOP_DONE.__class__(f.STOP_DONE.load, "loadgen2", f.REBOOT, 8.3, "loadgen2")
     seen = f.stop_seen(finished=False, message="loadgen2 became unreachable", rebalance=None,
                        back_s=32.0, leftovers={"loadgen1": ["77 locust"]})  # fmt: skip
@@ -162,6 +187,13 @@ def test_the_loadgen_stop_lines_in_the_lab_and_on_hosts():
     assert result.measured == (
         'the run failed: loadgen2 became unreachable; LEFT RUNNING: {"loadgen1": ["77 locust"]}'
     )
+    assert result.figures["key"] == "failed, 1 left"
+
+
+def test_a_matrix_line_names_its_server():
+    result = render.result(1, KillWorker.judge(f.KILL_DONE, f.kill_seen()), "uwsgi")
+    assert result.line().startswith("PASS  uwsgi             1 kill-worker      kill -9 of ")
+    assert result.server == "uwsgi"
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ reopens what the server closes, starts when asked and stops in time."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import socketserver
 import threading
@@ -132,3 +133,92 @@ def test_it_opens_its_connections_at_the_time_asked_for(server):
     assert summary["seconds"] == pytest.approx(0.5, abs=0.2)
     assert summary["open_max"] == 5
     assert time.monotonic() - started >= 1.2
+
+
+@pytest.fixture
+def app_like():
+    """A loopback HTTP server like the app behind nginx: POST reads its whole body and
+    answers 202; GET answers 200 with a body of 200 kB. Records the bodies it read."""
+    import http.server
+
+    bodies = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(200_000))
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                self.wfile.write(b"x" * 200_000)
+
+        def log_message(self, *_):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], bodies
+    server.shutdown()
+    server.server_close()
+
+
+def test_slow_bodies_reach_the_app_whole_and_are_answered(app_like):
+    port, bodies = app_like
+    argv = [f"--url=http://127.0.0.1:{port}/tasks", "--kind=body", "--connections=5",
+            "--interval=0.05", "--duration=2"]  # fmt: skip
+    summary = slow_clients.run(slow_clients.parse_args(argv))
+    assert summary["kind"] == "body"
+    # 32 bytes a 0.05 s: about 1.6 s a request, so each connection is answered
+    assert summary["statuses"].get("202", 0) >= 5, summary
+    assert summary["responses"].get("202", 0) >= 5
+    assert summary["open_max"] == 5
+    # each answered request had its whole body (those cut by the end are partial)
+    whole = slow_clients.DEFAULT_BODY.encode()
+    assert sum(body == whole for body in bodies) >= summary["responses"]["202"]
+    assert all(whole.startswith(body) for body in bodies)
+
+
+def test_slow_readers_see_their_status_and_read_a_few_bytes_an_interval(app_like):
+    port, _ = app_like
+    argv = [f"--url=http://127.0.0.1:{port}/queries?n=500", "--kind=reader",
+            "--connections=4", "--interval=0.1", "--read-bytes=100", "--duration=1.2",
+            "--stagger=0.4"]  # fmt: skip
+    summary = slow_clients.run(slow_clients.parse_args(argv))
+    assert summary["statuses"] == {"200": 4}, summary
+    # never the whole 200 kB: at most 100 bytes every 0.1 s each
+    assert 4 * 100 <= summary["bytes_read"] <= 4 * 100 * 13
+    assert summary["closed_by_server"] == 0
+    assert summary["open_max"] == 4
+
+
+def test_a_stagger_opens_the_connections_over_its_seconds(server):
+    port, _ = server
+    args = slow_clients.parse_args(
+        [f"--url=http://127.0.0.1:{port}/", "--connections=10", "--duration=2", "--stagger=1"]
+    )
+    clients = slow_clients.Clients(args)
+    try:
+        start = clients.started
+        assert clients.allowed(start) == 1
+        assert clients.allowed(start + 0.55) == 6
+        assert clients.allowed(start + 1) == 10
+    finally:
+        clients.close()
+
+
+def test_the_requests_of_each_kind():
+    assert slow_clients.request("header", "/json", "h", b"") == (
+        b"GET /json HTTP/1.1\r\nHost: h\r\n", b""
+    )  # fmt: skip
+    head, body = slow_clients.request("body", "/tasks", "h", b'{"kind": "upstream", "delay": 0}')
+    assert head.endswith(b"Content-Length: 32\r\nConnection: close\r\n\r\n")
+    assert head.startswith(b"POST /tasks HTTP/1.1\r\n") and len(body) == 32
+    head, body = slow_clients.request("reader", "/queries?n=500", "h", b"")
+    assert head == b"GET /queries?n=500 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"

@@ -15,30 +15,27 @@ bounded Locust cell through playbooks/loadtest.yml (its files land in
 it runs, measures, puts the stack back as it was, and is judged; one line
 each: PASS, FAIL or SKIP, what was done, what was measured.
 
-    kill-worker      kill -9 of one app worker process 8 s into /db load: at most 0.5 % of
-                     the run's requests fail, the server starts a new worker (same number
-                     of workers afterwards, same master).
-    pg-restart       PostgreSQL stopped for 5 s under /db load, then started: the failures
-                     while it is down are 503s with Retry-After (a probe asks 10 times a
-                     second), never 500; none later than 5 s after it accepts connections
-                     again; the app unit is not restarted (same MainPID, same NRestarts).
-    pool-exhaustion  the app converged with a pool of 2 connections per process, /sleep
-                     with more users than the pools hold: the failures are 503s with
-                     Retry-After, never 500; afterwards PostgreSQL has no more client
-                     connections than pool size x processes and none still active. The app
-                     is converged back to its defaults.
-    reload           ``systemctl reload`` of the app unit under /db load: 0 failed requests,
-                     every worker replaced, same master. Servers without a graceful reload
-                     are reported as SKIP with the reason.
-    slow-clients     one /slow run in three 12 s windows: without, with, and again without
-                     200 connections to nginx that dribble a header byte a second
-                     (hostside/slow_clients.py on the last load generator): /slow answers
-                     (counted per second in nginx's access log) stay within 10 % of the
-                     windows without them, with at least 90 % of the connections held.
-    loadgen-stop     the last load generator taken away 8 s into a run and brought back
-                     (lab: podman stop, podman start; VMs and hosts: a reboot): the run
-                     finishes or fails with a message that says why, and no Locust or
-                     sampler process is left on any host.
+    kill-worker      kill -9 of the busiest app worker 8 s into /db load: no more requests
+                     fail than the worker held (its established connections at the kill),
+                     no 200 with a cut-off body, a new worker under the same master;
+                     nginx's retries reported.
+    pg-restart       PostgreSQL stopped for 5 s under /db load: every failed response a 503
+                     with Retry-After, none later than 5 s after it is back, the throughput
+                     back to 90 % of before (3 s window) within the run, no app restart.
+    pool-exhaustion  a pool of 2 per process, /sleep with more users than the pools hold:
+                     every failed response a 503 with Retry-After; afterwards no more
+                     connections than pool x processes, none busy; converged back.
+    reload           systemctl reload under /db load: no failed request, the p99 of the
+                     requests started in the reload window at most 2 x the window's
+                     before, every worker replaced, same master (SKIP without a reload).
+    slow-clients     /slow in five windows, three without slow clients, one with them (slow
+                     POST bodies and slow readers, which reach the app), one without: the
+                     rate with them within the baseline's spread (3 sd, at least 5 %).
+    loadgen-stop     the last load generator taken away mid-run: the run finishes, or
+                     fails with a message that names it and its loss; no process left.
+
+Every verdict is computed from the load's request log (request_log.py).
+``--servers all`` runs them against every concurrent server (a matrix).
 
 One module per fault, each with inject, observe and judge steps; judge returns
 an Outcome (outcome.py); render.py words the lines and writes faults.json;

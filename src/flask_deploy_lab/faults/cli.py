@@ -1,6 +1,16 @@
-"""fdl-faults (make faults): every fault, or some, one line each.
+"""fdl-faults (make faults): every fault, or some, one line each; with
+``--servers``, against each of several servers (a matrix), then a table.
 
-    fdl-faults [--only NAME|NUMBER ...] [--no-converge] [--run-id ID] [-- ANSIBLE ARGS]
+    fdl-faults [--only NAME|NUMBER ...] [--servers all|NAME ...] [--no-converge]
+               [--run-id ID] [-- ANSIBLE ARGS]
+
+``--servers all`` (SERVERS=all) is every concurrent server of the catalogue
+(its ``concurrency`` is not ``serial``), in the catalogue's order; names pick
+some. Each server is converged once (``-e server=NAME`` after every other
+``-e``), then every chosen fault runs against it: one line per (server,
+fault), and at the end a table of server x fault with each verdict and its
+key figure. Without ``--servers`` the faults run against what ``-e server=``
+(or the default) deploys, as before.
 
 Arguments after ``--`` (and the words of FAULTS_ANSIBLE_ARGS) go to every
 ``ansible`` and ``ansible-playbook`` command: ``-e`` (key=value, JSON or YAML,
@@ -29,7 +39,7 @@ from pathlib import Path
 import yaml
 from ansible.parsing.splitter import parse_kv
 
-from flask_deploy_lab import PROJECT_DIR
+from flask_deploy_lab import PROJECT_DIR, catalogue
 from flask_deploy_lab.faults import FAULTS, NAMES, render
 from flask_deploy_lab.faults.executor import Executor
 from flask_deploy_lab.faults.load import note
@@ -104,6 +114,13 @@ def parse_args(argv=None):
         help=f"faults by name or number: {' '.join(NAMES)}",
     )
     parser.add_argument(
+        "--servers",
+        nargs="+",
+        default=(env("SERVERS") or "").split() or None,
+        help="run every chosen fault against each of these servers (all: every concurrent "
+        "server of the catalogue)",
+    )
+    parser.add_argument(
         "--no-converge",
         action="store_true",
         help="skip the first site.yml (the stack is converged)",
@@ -123,8 +140,36 @@ def parse_args(argv=None):
         if name not in chosen:
             chosen.append(name)
     args.faults = [f for f in NAMES if f in chosen]
+    try:
+        args.servers = choose_servers(args.servers)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.servers and args.no_converge and len(args.servers) > 1:
+        parser.error("--no-converge with several servers: each must be converged")
     args.run_id = args.run_id or "faults-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return args
+
+
+def concurrent_servers() -> list[str]:
+    """The catalogue's servers that serve more than one request at a time, in its order."""
+    return [n for n, s in catalogue.load().servers.items() if s.concurrency != "serial"]
+
+
+def choose_servers(words) -> list[str] | None:
+    """The servers of --servers in the catalogue's order (all: the concurrent ones);
+    None without any; ValueError naming the valid ones."""
+    if not words:
+        return None
+    known = list(catalogue.load().servers)
+    chosen = set()
+    for word in [w for item in words for w in re.split(r"[\s,]+", item) if w]:
+        if word == "all":
+            chosen.update(concurrent_servers())
+        elif word in known:
+            chosen.add(word)
+        else:
+            raise ValueError(f"unknown server {word!r}; valid: all, {', '.join(known)}")
+    return [name for name in known if name in chosen]
 
 
 def run_fault(fault, stack: Stack) -> Outcome:
@@ -144,38 +189,73 @@ def run_fault(fault, stack: Stack) -> Outcome:
         stack.executor.reap()
 
 
+def run_faults(args, stack: Stack, server: str | None, results: list, path: Path):
+    """Every chosen fault against the stack, a line each, faults.json after each."""
+    for name in args.faults:
+        fault = FAULTS[NAMES.index(name)]
+        number = NAMES.index(name) + 1
+        note(f"fault {number} {name}" + (f" on {server}" if server else ""))
+        step = time.monotonic()
+        result = render.result(number, run_fault(fault, stack), server)
+        result.figures["seconds"] = round(time.monotonic() - step)
+        results.append(result)
+        print(result.line(), flush=True)
+        render.write_results(path, args.run_id, args.passthrough, results)
+
+
+def not_converged(args, server: str, why: str, results: list, path: Path):
+    """A server that could not be converged: each of its faults a FAIL that says so."""
+    for name in args.faults:
+        outcome = Outcome.not_carried_out(name, f"{server} could not be converged: {why}")
+        result = render.result(NAMES.index(name) + 1, outcome, server)
+        results.append(result)
+        print(result.line(), flush=True)
+    render.write_results(path, args.run_id, args.passthrough, results)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     run_dir = PROJECT_DIR / "reports" / args.run_id
-    print(f"faults {args.run_id}: {', '.join(args.faults)}", flush=True)
+    servers = args.servers or [None]
+    print(
+        f"faults {args.run_id}: {', '.join(args.faults)}"
+        + (f" on {', '.join(args.servers)}" if args.servers else ""),
+        flush=True,
+    )
     executor = Executor(run_dir / "logs", args.ansible.inventory, args.ansible.extra_vars)
     try:
         note("ask every host of the inventory")
         inventory = executor.discover()
-        if not args.no_converge:
-            note("converge the stack (playbooks/site.yml)")
-            converged = converge(executor, run_dir / "logs", "converge")
-            if not converged.ok:
-                raise FaultError(f"the stack could not be converged: {converged.reason}")
-        stack = Stack(executor, inventory, run_dir, args.run_id)
     except (FaultError, OSError) as error:
         print(f"faults: {error}", flush=True)
         return 2
 
     results = []
     path = run_dir / "faults.json"
-    for name in args.faults:
-        fault = FAULTS[NAMES.index(name)]
-        number = NAMES.index(name) + 1
-        note(f"fault {number} {name}")
-        step = time.monotonic()
-        result = render.result(number, run_fault(fault, stack))
-        result.figures["seconds"] = round(time.monotonic() - step)
-        results.append(result)
-        print(result.line(), flush=True)
-        render.write_results(path, args.run_id, args.passthrough, results)
+    for server in servers:
+        if server is not None:
+            # -e server=NAME last: it wins over any of the passthrough's
+            extra = {**args.ansible.extra_vars, "server": server}
+            executor = Executor(run_dir / "logs" / server, args.ansible.inventory, extra)
+        try:
+            if not args.no_converge:
+                note("converge the stack (playbooks/site.yml)" + (f": {server}" if server else ""))
+                converged = converge(executor, executor.logs, "converge")
+                if not converged.ok:
+                    raise FaultError(f"the stack could not be converged: {converged.reason}")
+            prefix = f"{server}-" if server else ""
+            stack = Stack(executor, inventory, run_dir, args.run_id, cell_prefix=prefix)
+        except (FaultError, OSError) as error:
+            if server is None:
+                print(f"faults: {error}", flush=True)
+                return 2
+            not_converged(args, server, str(error), results, path)
+            continue
+        run_faults(args, stack, server, results, path)
 
+    if args.servers:
+        print(render.matrix_table(results, args.servers, args.faults), flush=True)
     print(
         render.summary_line(
             args.run_id, results, time.monotonic() - started, str(path.relative_to(PROJECT_DIR))

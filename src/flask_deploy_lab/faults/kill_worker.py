@@ -1,9 +1,15 @@
 """kill-worker: kill -9 of the busiest app worker process, 8 s into /db load.
 
-Targets: at most 0.5 % of the run's requests fail; the server starts a new
-worker (the same number of workers afterwards, under the same master). A
-server that runs one process is a SKIP: kill -9 of it is a crash (systemd
-restarts the unit), not a worker replacement.
+Targets, from the request log (request_log.py): no more requests fail than the
+killed worker held at the kill (its established connections the moment before
+the SIGKILL, counted on the app host: a request it was serving holds one); not
+one ``200`` with a cut-off body (told OK, handed half an answer: a client must
+get a complete body or an error it can see, a status or a length that does
+not match); the server starts a new worker (the same number of workers
+afterwards, under the same master). How many requests nginx sent to the app
+again (its access log's ``$upstream_addr`` with more than one try) is
+reported. A server that runs one process is a SKIP: kill -9 of it is a crash
+(systemd restarts the unit), not a worker replacement.
 """
 
 from __future__ import annotations
@@ -15,10 +21,19 @@ from flask_deploy_lab.faults.fault import Fault
 from flask_deploy_lab.faults.hostside import workers
 from flask_deploy_lab.faults.load import FAULT_AT_S, LoadFigures, LoadSpec, note
 from flask_deploy_lab.faults.outcome import FaultError, Outcome
-from flask_deploy_lab.faults.stack import NGINX_ERROR_LOG, Stack
+from flask_deploy_lab.faults.request_log import (
+    BODY_FIELDS,
+    SHORT_BODY,
+    STATUS_ERROR,
+    TRUNCATED_OK,
+    RequestLog,
+    cannot_judge,
+)
+from flask_deploy_lab.faults.stack import NGINX_ACCESS_LOG, NGINX_ERROR_LOG, Stack
 
 NAME = "kill-worker"
-MAX_FAILED_SHARE = 0.005
+# 200s with a cut-off body the clients may be handed: none
+MAX_TRUNCATED_OK = 0
 # Seconds the server has to replace the worker.
 REPLACE_TIMEOUT_S = 30
 LOAD = LoadSpec("db")
@@ -32,6 +47,10 @@ class Done:
     cpu_share_percent: int
     # seconds into the measured run
     at_s: float
+    # the victim's established connections the moment before the kill (None: unread)
+    victim_connections: int | None = None
+    # Unix time of the kill (the app host's clock)
+    at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +65,32 @@ class Observation:
     main_pid_before: int | None = None
     main_pid_after: int | None = None
     nginx_upstream_errors: int | None = None
+    # every request of the run (None: the run left no request log)
+    requests: RequestLog | None = None
+    # the victim's established connections at the kill (None: not counted)
+    in_flight: int | None = None
+    # nginx_log.py retries: the requests nginx sent to the app more than once
+    nginx_retries: dict | None = None
+    # requests in flight in the whole stack at the kill (from the request log)
+    in_flight_stack: int | None = None
+
+    @property
+    def counts(self):
+        return self.requests.by_outcome() if self.requests else {}
+
+    @property
+    def failed(self) -> int:
+        """Requests that did not end OK for their client: a status error, a short
+        body or a cut-off 200."""
+        return sum(self.counts.get(k, 0) for k in (STATUS_ERROR, SHORT_BODY, TRUNCATED_OK))
+
+    @property
+    def truncated(self) -> int:
+        return self.counts.get(TRUNCATED_OK, 0)
+
+    @property
+    def nginx_retried(self) -> int | None:
+        return None if self.nginx_retries is None else self.nginx_retries.get("retried")
 
 
 @dataclass(frozen=True)
@@ -54,6 +99,7 @@ class _Injected:
     main_pid: int
     error_mark: int
     killed: dict
+    access_mark: int = 0
 
 
 class KillWorker(Fault):
@@ -87,16 +133,26 @@ class KillWorker(Fault):
             label=f"{NAME}-kill", timeout=FAULT_AT_S + REPLACE_TIMEOUT_S + 180,
         )  # fmt: skip
         note(f"killed worker {killed['victim']}")
-        done = Done(LOAD, killed["victim"], killed["cpu_share_percent"], killed["at"] - t0)
-        return done, _Injected(load, before.main_pid, marks[NGINX_ERROR_LOG], killed)
+        done = Done(
+            LOAD, killed["victim"], killed["cpu_share_percent"], killed["at"] - t0,
+            killed.get("victim_connections"), killed["at"],
+        )  # fmt: skip
+        injected = _Injected(
+            load, before.main_pid, marks[NGINX_ERROR_LOG], killed, marks[NGINX_ACCESS_LOG]
+        )
+        return done, injected
 
     def observe(self, stack: Stack, injected: _Injected) -> Observation:
         result = injected.load.finish()
         errors = stack.start_upstream_errors(injected.error_mark, label=f"{NAME}-upstream")
+        retries = stack.start_retries(injected.access_mark, label=f"{NAME}-retries")
         after = stack.app_unit(label=f"{NAME}-unit-after")
         cut_off = errors.reply().json()
+        retried = retries.reply().json()
         if not result.ok:
             raise FaultError(f"the load test failed: {result.reason}")
+        requests = injected.load.requests()
+        at = injected.killed["at"]
         return Observation(
             server=stack.deployment.server,
             processes=stack.deployment.processes,
@@ -106,6 +162,10 @@ class KillWorker(Fault):
             main_pid_before=injected.main_pid,
             main_pid_after=after.main_pid,
             nginx_upstream_errors=cut_off,
+            requests=requests,
+            in_flight=injected.killed.get("victim_connections"),
+            nginx_retries=retried if isinstance(retried, dict) else None,
+            in_flight_stack=requests.in_flight_at(at) if requests else None,
         )
 
     @staticmethod
@@ -117,10 +177,19 @@ class KillWorker(Fault):
                 "(systemd restarts the unit), not a worker replacement",
             )  # fmt: skip
         missed = []
-        if seen.load.failed_share > MAX_FAILED_SHARE:
+        why = cannot_judge(seen.requests, *BODY_FIELDS)
+        if why:
+            missed.append(why)
+        elif seen.in_flight is None:
+            missed.append("cannot judge: the killed worker's connections were not counted")
+        elif seen.failed > seen.in_flight:
             missed.append(
-                f"{seen.load.failed_share:.2%} of the requests failed, "
-                f"more than {MAX_FAILED_SHARE:.1%}"
+                f"{seen.failed} requests failed, more than the {seen.in_flight} "
+                "the killed worker held"
+            )
+        if not why and seen.truncated > MAX_TRUNCATED_OK:
+            missed.append(
+                f"{seen.truncated} 200s with a cut-off body (told OK, handed half an answer)"
             )
         if seen.replaced_s is None:
             missed.append(f"the worker was not replaced within {REPLACE_TIMEOUT_S} s")

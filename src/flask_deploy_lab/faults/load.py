@@ -14,6 +14,7 @@ from pathlib import Path
 from flask_deploy_lab.ansible import PlaybookResult, start_playbook
 from flask_deploy_lab.faults.hostside import wait_run
 from flask_deploy_lab.faults.outcome import FaultError
+from flask_deploy_lab.faults.request_log import RequestLog, read_request_log
 from flask_deploy_lab.report import locust
 from flask_deploy_lab.report.csvfile import number, read_rows
 
@@ -207,3 +208,7 @@ class Load:
 
     def figures(self) -> LoadFigures:
         return read_figures(self.cell_dir)
+
+    def requests(self) -> RequestLog | None:
+        """Every request of the run (request_log.py); None without a request log."""
+        return read_request_log(self.cell_dir)

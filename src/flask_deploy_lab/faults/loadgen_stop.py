@@ -1,10 +1,14 @@
 """loadgen-stop: the last load generator taken away 8 s into a run and brought
 back (a lab container: podman stop, podman start; a VM or a host: a reboot).
 
-Targets: the run finishes, or fails with a message that says why; a run that
+Targets: the run finishes, or fails with a message that says why: it names
+the load generator that went away (its inventory name or its container) and
+says it was lost (unreachable, lost, quit, stopped, no heartbeat, ...), so
+any other failure, however specific its message, is a FAIL; a run that
 finished after losing a worker is marked in its cell.json (the report flags
-the cell); no Locust or sampler process is left on any host; the host's
-systemd is running again (or degraded). With one load generator, which runs
+the cell); no Locust, sampler or slow-client process is left on any host
+(pgrep on each, load generators first); the host's systemd is running again
+(or degraded). With one load generator, which runs
 the master, there is none to take away: a SKIP.
 """
 
@@ -40,6 +44,12 @@ LEFTOVER_PATTERN = r"[l]ocust|[s]ampler\.py|[s]low_clients\.py"
 UP = ("running", "degraded")
 RUN_TIME_REACHED = "--run-time limit reached"
 SPAWN = re.compile(r"Sending spawn jobs of (\d+) users .* to (\d+) ready workers")
+# What a failure's message must say of the load generator it lost.
+LOSS = re.compile(
+    r"unreachable|lost|quit|stopped|heartbeat|missing|went away|gone|no route|refused|"
+    r"timed out|connection (?:reset|closed|error)|failed to connect",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,16 @@ class Observation:
     leftovers: dict[str, list[str]] = field(default_factory=dict)
     host_state: str = ""
     back_s: float | None = None
+
+
+def names_the_loss(message: str | None, names) -> bool:
+    """Whether a failed run's message names the lost host (any of `names`) and its loss."""
+    text = message or ""
+    # a name, or a Locust worker id of that host (<host>_<hex>), not a longer name
+    named = any(
+        n and re.search(rf"(?<![A-Za-z0-9.-]){re.escape(n)}(?![A-Za-z0-9.-])", text) for n in names
+    )
+    return named and bool(LOSS.search(text))
 
 
 def says_why(result: PlaybookResult) -> bool:
@@ -181,11 +201,21 @@ class LoadgenStop(Fault):
         missed = []
         if not seen.said_why:
             missed.append("the run failed without saying why")
+        elif seen.finished is False and not names_the_loss(
+            seen.message, (done.victim, done.container)
+        ):
+            missed.append(
+                f"the run failed, but its message does not say that {done.victim} was lost: "
+                f"{seen.message!r}"
+            )
         # a run that finished after losing a worker must say so in its cell
         if seen.rebalance and seen.rebalance.worker_lost and not seen.rebalance.flagged_in_cell:
             missed.append("the lost worker is not named in cell.json (workers_lost)")
         if seen.leftovers:
-            missed.append(f"processes left running on {', '.join(sorted(seen.leftovers))}")
+            hosts = ", ".join(
+                f"{h} ({len(lines)}: {lines[0]})" for h, lines in sorted(seen.leftovers.items())
+            )
+            missed.append(f"processes left running on {hosts}")
         if seen.host_state not in UP:
             missed.append(f"{done.victim}'s systemd is {seen.host_state or 'not answering'}")
         return Outcome.judged(NAME, done, seen, missed)

@@ -1,13 +1,18 @@
 """pg-restart: PostgreSQL stopped for 5 s under /db load, then started.
 
-Targets: the failures while it is down are 503s with Retry-After (a probe from
-a load generator asks 10 times a second), never 500; none later than 5 s
-after it accepts connections again; the app unit is not restarted (the same
-MainPID, the same NRestarts).
+Targets, from the request log (request_log.py): every failed response is a
+503 with Retry-After (never a 500); none later than 5 s after PostgreSQL
+accepts connections again; the throughput comes back: counted in 1 s buckets
+(requests completed OK), some 3 s sliding window after it is back reaches 90 %
+of the mean before the stop, within the run (the time it took is reported,
+and the rate from then on). A probe from a load generator (10 times a second)
+must see 503s with Retry-After while it is down. The app unit is not
+restarted (the same MainPID, the same NRestarts).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,13 +20,19 @@ from flask_deploy_lab.faults.fault import Fault
 from flask_deploy_lab.faults.hostside import outage
 from flask_deploy_lab.faults.load import FAULT_AT_S, LoadFigures, LoadSpec, note
 from flask_deploy_lab.faults.outcome import FaultError, Outcome
+from flask_deploy_lab.faults.request_log import (
+    REFUSAL_FIELDS,
+    RequestLog,
+    cannot_judge,
+    mean_rate,
+    per_second,
+)
 from flask_deploy_lab.faults.stack import (
     NGINX_ACCESS_LOG,
     Answer,
     Stack,
     UnitState,
     parse_unit,
-    rate_between,
     unit_argv,
     with_retry_after,
 )
@@ -29,8 +40,12 @@ from flask_deploy_lab.faults.stack import (
 NAME = "pg-restart"
 MAX_RECOVERY_S = 5.0
 PG_DOWN_S = 5
-# stop, 5 s down, start: room after it to see the recovery
-LOAD = LoadSpec("db", duration=25)
+# stop, 5 s down, start: room after it (some 15 s) to see the throughput recover
+LOAD = LoadSpec("db", duration=30)
+# Recovered: a sliding window of this many 1 s buckets after it is back reaches
+# this share of the mean rate before the stop.
+RECOVERY_WINDOW_S = 3
+RECOVERED_SHARE = 0.9
 # The probe: 10 requests a second from 1 s before the stop until well after it.
 PROBE_GAP_S = 0.1
 PROBE_COUNT = int((PG_DOWN_S + 20) / PROBE_GAP_S)
@@ -59,21 +74,73 @@ class Observation:
     answers: tuple[Answer, ...]
     app_before: UnitState
     app_after: UnitState
-    # /db answered 200 through nginx per second, before the stop and after it was back
-    rps_before: float
-    rps_after: float
+    # every request of the run (None: the run left no request log)
+    requests: RequestLog | None = None
+    # Unix time the measured run had all its users
+    t0: float = 0.0
+
+    @property
+    def failures(self):
+        return self.requests.failures() if self.requests else []
 
     @property
     def wrong(self):
-        """Locust's failures that are not 503s."""
-        return [f for f in self.load.errors if f.status != 503]
+        """Failed responses that are not 503s."""
+        return [r for r in self.failures if r.status != 503]
+
+    @property
+    def without_retry_after(self):
+        """503s without a Retry-After header."""
+        return [r for r in self.failures if r.status == 503 and not r.retry_after]
 
     @property
     def recovery_s(self) -> float | None:
-        """Seconds from accepting connections to the last failure, at most (Locust
-        records when a failure was last seen to the second: an upper bound)."""
-        last = max((f.last for f in self.load.errors if f.last), default=None)
-        return round(max(0.0, last + 1 - self.back_at), 1) if last else None
+        """Seconds from accepting connections to the completion of the last failure
+        (0 when none came after it); None without a failure."""
+        if not self.failures:
+            return None
+        last = max(r.end for r in self.failures)
+        return round(max(0.0, last - self.back_at), 1)
+
+    @property
+    def buckets(self):
+        """{Unix second: requests completed OK in it}."""
+        return per_second(self.requests.requests) if self.requests else {}
+
+    @property
+    def last_second(self) -> int:
+        """The last whole second of the run (the one the stop fell in is partial)."""
+        ends = [r.end for r in self.requests.completed] if self.requests else []
+        return int(max(ends)) - 1 if ends else int(self.back_at)
+
+    @property
+    def rps_before(self) -> float:
+        """Mean rate over the whole seconds from the run's start to the stop."""
+        return round(mean_rate(self.buckets, int(self.t0) + 1, int(self.down_at)), 1)
+
+    @property
+    def recovered_at(self) -> int | None:
+        """The first second (at or after it was back) that starts a window of
+        RECOVERY_WINDOW_S buckets with a mean of RECOVERED_SHARE of the rate before;
+        None when none does within the run."""
+        target, buckets = RECOVERED_SHARE * self.rps_before, self.buckets
+        first = math.ceil(self.back_at)
+        for second in range(first, self.last_second - RECOVERY_WINDOW_S + 2):
+            if target > 0 and mean_rate(buckets, second, second + RECOVERY_WINDOW_S) >= target:
+                return second
+        return None
+
+    @property
+    def throughput_recovery_s(self) -> float | None:
+        """Seconds from accepting connections to the recovered window's start."""
+        at = self.recovered_at
+        return None if at is None else round(at - self.back_at, 1)
+
+    @property
+    def rps_after(self) -> float:
+        """Mean rate from the recovery (else from it was back) to the run's end."""
+        start = self.recovered_at or math.ceil(self.back_at)
+        return round(mean_rate(self.buckets, start, self.last_second + 1), 1)
 
     @property
     def probe_while_down(self) -> list[Answer]:
@@ -162,11 +229,8 @@ class PgRestart(Fault):
         if not result.ok:
             raise FaultError(f"the load test failed: {result.reason}")
         after = stack.app_unit(label=f"{NAME}-unit-after")
-        answered = stack.answered(injected.access_mark, "db", label=f"{NAME}-answered")
-        t0, times = injected.t0, injected.times
+        times = injected.times
         down, back = times["down_at"], times["ready_at"]
-        # /db answered 200 through nginx, per second (Locust's history has 3 s steps)
-        end = int(t0) + injected.load.spec.duration - 1
         return Observation(
             load=injected.load.figures(),
             down_at=down,
@@ -175,18 +239,18 @@ class PgRestart(Fault):
             answers=tuple(answers),
             app_before=injected.app_before,
             app_after=after,
-            rps_before=round(rate_between(answered, int(t0) + 1, int(down)), 1),
-            rps_after=round(rate_between(answered, int(back) + 2, end), 1),
+            requests=injected.load.requests(),
+            t0=injected.t0,
         )
 
     @staticmethod
     def judge(done: Done, seen: Observation) -> Outcome:
         missed = []
-        if not seen.load.errors:
-            missed.append("no request failed: PostgreSQL's outage was not seen")
-        if seen.wrong:
-            statuses = sorted({f.status for f in seen.wrong})
-            missed.append(f"failures other than 503 (status {', '.join(map(str, statuses))})")
+        why = cannot_judge(seen.requests, *REFUSAL_FIELDS)
+        if why:
+            missed.append(why)
+        else:
+            missed += judge_requests(seen)
         down = seen.probe_while_down
         refused, with_header = with_retry_after(down)
         if not refused:
@@ -196,15 +260,34 @@ class PgRestart(Fault):
                 f"only {len(refused)} of the probe's {len(down)} answers while down were 503"
             )
         if len(with_header) != len(refused):
-            missed.append(f"{len(refused) - len(with_header)} 503s without Retry-After")
-        recovery = seen.recovery_s
-        if recovery is None:
-            if seen.load.errors:
-                missed.append("Locust recorded no time for the failures: no recovery time")
-        elif recovery > MAX_RECOVERY_S:
             missed.append(
-                f"a failure {recovery} s after it was back, more than {MAX_RECOVERY_S:g} s"
+                f"{len(refused) - len(with_header)} of the probe's 503s without Retry-After"
             )
         if seen.app_restarted:
             missed.append("the app unit was restarted")
         return Outcome.judged(NAME, done, seen, missed)
+
+
+def judge_requests(seen: Observation) -> list[str]:
+    """The targets the request log judges."""
+    missed = []
+    if not seen.failures:
+        missed.append("no request failed: PostgreSQL's outage was not seen")
+    if seen.wrong:
+        statuses = sorted({r.status for r in seen.wrong})
+        missed.append(
+            f"{len(seen.wrong)} failures other than 503 (status {', '.join(map(str, statuses))})"
+        )
+    bare = seen.without_retry_after
+    if bare:
+        refused = len(seen.failures) - len(seen.wrong)
+        missed.append(f"{len(bare)} of {refused} 503s without Retry-After")
+    recovery = seen.recovery_s
+    if recovery is not None and recovery > MAX_RECOVERY_S:
+        missed.append(f"a failure {recovery} s after it was back, more than {MAX_RECOVERY_S:g} s")
+    if seen.recovered_at is None:
+        missed.append(
+            f"the throughput never came back to {RECOVERED_SHARE:.0%} of {seen.rps_before} "
+            f"req/s within the run (from then on: {seen.rps_after} req/s)"
+        )
+    return missed

@@ -1,8 +1,9 @@
 """pool-exhaustion: the app converged with a pool of 2 connections per process,
 then /sleep with more users than the pools hold; then converged back.
 
-Targets: the failures are 503s with Retry-After, never 500 (a probe asks 10
-times as well); afterwards PostgreSQL has no more client connections than pool
+Targets: every failed response of the load is a 503 with Retry-After, never a
+500 (from the request log, request_log.py; a probe asks 10 times as well and
+must see 503s with it); afterwards PostgreSQL has no more client connections than pool
 size x processes, and none still active. Without a pool (db_mode naive) there
 is nothing to exhaust: a SKIP.
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from flask_deploy_lab.faults.fault import Fault
 from flask_deploy_lab.faults.load import FAULT_AT_S, LoadFigures, LoadSpec, note
 from flask_deploy_lab.faults.outcome import FaultError, Outcome
+from flask_deploy_lab.faults.request_log import REFUSAL_FIELDS, RequestLog, cannot_judge
 from flask_deploy_lab.faults.stack import Answer, Stack, with_retry_after
 
 NAME = "pool-exhaustion"
@@ -44,10 +46,21 @@ class Observation:
     # PostgreSQL's client connections after the run, by state
     connections: dict[str, int] | None = None
     limit: int | None = None
+    # every request of the run (None: the run left no request log)
+    requests: RequestLog | None = None
+
+    @property
+    def failures(self):
+        return self.requests.failures() if self.requests else []
 
     @property
     def wrong(self):
-        return [f for f in self.load.errors if f.status != 503]
+        """Failed responses that are not 503s."""
+        return [r for r in self.failures if r.status != 503]
+
+    @property
+    def without_retry_after(self):
+        return [r for r in self.failures if r.status == 503 and not r.retry_after]
 
     @property
     def total(self) -> int:
@@ -117,6 +130,7 @@ class PoolExhaustion(Fault):
             answers=tuple(answers),
             connections=connections,
             limit=done.limit,
+            requests=injected.load.requests(),
         )
 
     @staticmethod
@@ -126,16 +140,29 @@ class PoolExhaustion(Fault):
                 NAME, seen, f"db_mode={seen.db_mode}: there is no pool to exhaust"
             )
         missed = []
-        if not seen.load.errors:
-            missed.append("no request failed: the pool was not exhausted")
-        if seen.wrong:
-            statuses = sorted({f.status for f in seen.wrong})
-            missed.append(f"failures other than 503 (status {', '.join(map(str, statuses))})")
+        why = cannot_judge(seen.requests, *REFUSAL_FIELDS)
+        if why:
+            missed.append(why)
+        else:
+            if not seen.failures:
+                missed.append("no request failed: the pool was not exhausted")
+            if seen.wrong:
+                statuses = sorted({r.status for r in seen.wrong})
+                missed.append(
+                    f"{len(seen.wrong)} failures other than 503 "
+                    f"(status {', '.join(map(str, statuses))})"
+                )
+            bare = seen.without_retry_after
+            if bare:
+                refused = len(seen.failures) - len(seen.wrong)
+                missed.append(f"{len(bare)} of {refused} 503s without Retry-After")
         refused, with_header = with_retry_after(seen.answers)
         if not refused:
             missed.append("the probe got no 503")
         if len(with_header) != len(refused):
-            missed.append(f"{len(refused) - len(with_header)} 503s without Retry-After")
+            missed.append(
+                f"{len(refused) - len(with_header)} of the probe's 503s without Retry-After"
+            )
         if seen.total > seen.limit:
             missed.append(f"{seen.total} client connections afterwards, more than {seen.limit}")
         if seen.stuck:

@@ -1,6 +1,11 @@
 """reload: ``systemctl reload`` of the app unit, 8 s into /db load.
 
-Targets: no failed request, every worker replaced, the same master. A server
+Targets: no failed request, and no latency in their place: the p99 latency of
+the requests that started in the reload window (from the reload until every
+worker was replaced, at least MIN_WINDOW_S) is at most twice the p99 of those
+that started in as long a window just before it (from the request log,
+request_log.py; a request still in flight when the run stopped counts with
+how long it had waited). Every worker replaced, the same master. A server
 without a graceful reload (its unit cannot reload: the catalogue gives it no
 reload signal) is a SKIP, with the reason.
 """
@@ -15,11 +20,22 @@ from flask_deploy_lab.faults.fault import Fault
 from flask_deploy_lab.faults.hostside import workers
 from flask_deploy_lab.faults.load import FAULT_AT_S, LoadFigures, LoadSpec, note
 from flask_deploy_lab.faults.outcome import FaultError, Outcome
+from flask_deploy_lab.faults.request_log import (
+    RequestLog,
+    cannot_judge,
+    percentile,
+    started_between,
+)
 from flask_deploy_lab.faults.stack import NGINX_ERROR_LOG, Stack
 
 NAME = "reload"
 REPLACE_TIMEOUT_S = 30
 LOAD = LoadSpec("db")
+# The reload window lasts until every worker is new, and at least this long.
+MIN_WINDOW_S = 2.0
+# p99 of the requests started in the window / p99 of those started before it
+MAX_P99_RATIO = 2.0
+P99 = 0.99
 # Why a server family of the catalogue has no graceful reload (reload: null).
 NO_RELOAD_WHY = {
     "werkzeug": "Werkzeug's development server has no reload signal; a restart drops requests",
@@ -50,6 +66,39 @@ class Observation:
     main_pid_before: int | None = None
     main_pid_after: int | None = None
     nginx_upstream_errors: int | None = None
+    # every request of the run (None: the run left no request log)
+    requests: RequestLog | None = None
+    # Unix times: the run had all its users, the reload was asked for
+    t0: float | None = None
+    reload_at: float | None = None
+
+    @property
+    def failed(self) -> int:
+        return len(self.requests.failures()) if self.requests else self.load.failures
+
+    @property
+    def window(self) -> tuple[float, float]:
+        """[start, end) of the reload window (Unix times)."""
+        length = max(self.replaced_s if self.replaced_s is not None else REPLACE_TIMEOUT_S,
+                     MIN_WINDOW_S)  # fmt: skip
+        return self.reload_at, self.reload_at + length
+
+    @property
+    def window_before(self) -> tuple[float, float]:
+        """As long a window just before it, from one second after the run's start on."""
+        start, end = self.window
+        return max(start - (end - start), (self.t0 or 0) + 1), start
+
+    def p99_ms(self, window) -> tuple[float | None, int]:
+        """(p99 latency of the requests started in the window, how many there were)."""
+        begun = started_between(self.requests.requests, *window) if self.requests else []
+        return percentile([r.latency_ms for r in begun], P99), len(begun)
+
+    @property
+    def p99_ratio(self) -> float | None:
+        during, _ = self.p99_ms(self.window)
+        before, _ = self.p99_ms(self.window_before)
+        return round(during / before, 2) if during is not None and before else None
 
     @property
     def no_reload_why(self) -> str:
@@ -63,6 +112,7 @@ class _Injected:
     main_pid: int
     error_mark: int
     reloaded: dict
+    t0: float = 0.0
 
 
 class Reload(Fault):
@@ -90,7 +140,7 @@ class Reload(Fault):
         )  # fmt: skip
         note(f"reloaded {deployed.unit}")
         done = Done(LOAD, deployed.unit, reloaded["at"] - t0)
-        return done, _Injected(load, main_pid, marks[NGINX_ERROR_LOG], reloaded)
+        return done, _Injected(load, main_pid, marks[NGINX_ERROR_LOG], reloaded, t0)
 
     def observe(self, stack: Stack, injected: _Injected) -> Observation:
         result = injected.load.finish()
@@ -110,6 +160,9 @@ class Reload(Fault):
             main_pid_before=injected.main_pid,
             main_pid_after=after.main_pid,
             nginx_upstream_errors=cut_off,
+            requests=injected.load.requests(),
+            t0=injected.t0,
+            reload_at=injected.reloaded.get("asked_at", injected.reloaded["at"]),
         )
 
     @staticmethod
@@ -117,8 +170,13 @@ class Reload(Fault):
         if not seen.can_reload:
             return Outcome.skipped(NAME, seen, seen.no_reload_why)
         missed = []
-        if seen.load.failures:
-            missed.append(f"{seen.load.failures} requests failed")
+        why = cannot_judge(seen.requests)
+        if why:
+            missed.append(why)
+        else:
+            if seen.failed:
+                missed.append(f"{seen.failed} requests failed")
+            missed += judge_latency(seen)
         if seen.replaced_s is None:
             old = len(set(seen.workers_after) & set(seen.workers_before))
             missed.append(
@@ -127,3 +185,20 @@ class Reload(Fault):
         if seen.main_pid_after != seen.main_pid_before:
             missed.append("the master changed")
         return Outcome.judged(NAME, done, seen, missed)
+
+
+def judge_latency(seen: Observation) -> list[str]:
+    """The reload window's p99 against the window's before."""
+    during, n_during = seen.p99_ms(seen.window)
+    before, n_before = seen.p99_ms(seen.window_before)
+    if not n_during or not n_before:
+        return [
+            f"cannot judge the latency: {n_before} requests started before the reload, "
+            f"{n_during} in its window"
+        ]
+    if during > MAX_P99_RATIO * before:
+        return [
+            f"p99 {during:.0f} ms for the requests started in the reload window, more than "
+            f"{MAX_P99_RATIO:g} x the {before:.0f} ms before it"
+        ]
+    return []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from flask_deploy_lab.faults import slow_clients as slow_fault
 from flask_deploy_lab.faults.executor import PODMAN_STOP
 from flask_deploy_lab.faults.load import LoadSpec
 from flask_deploy_lab.faults.outcome import Outcome, Verdict
+from flask_deploy_lab.faults.request_log import SHORT_BODY, TRUNCATED_OK, RequestLog
 from flask_deploy_lab.faults.stack import with_retry_after
 
 NOT_CARRIED_OUT = "could not be carried out"
@@ -37,9 +39,15 @@ class Result:
     figures: dict = field(default_factory=dict)
     # each target missed (FAIL), or why it does not apply (SKIP)
     reasons: list[str] = field(default_factory=list)
+    # the server of a matrix run (None: the one deployed)
+    server: str | None = None
 
     def line(self):
-        return f"{self.status:<4}  {self.number} {self.name:<15}  {self.did}  =>  {self.measured}"
+        where = f"{self.server:<17} " if self.server else ""
+        return (
+            f"{self.status:<4}  {where}{self.number} {self.name:<15}  {self.did}  =>  "
+            f"{self.measured}"
+        )
 
 
 def clock(seconds):
@@ -75,6 +83,26 @@ def by_status(failures):
     return ", ".join(f"{label} x{n}" for label, n in sorted(counts.items())) or "none"
 
 
+def failures_text(log: RequestLog | None) -> str:
+    """'3 of 26078 requests failed (502 x2, 200 shorter than its Content-Length x1)', from
+    the request log: each failure by its status, or what was wrong with its body."""
+    if log is None:
+        return "no request log"
+    failed = log.failures()
+    labels = Counter()
+    for r in failed:
+        if r.outcome == TRUNCATED_OK:
+            labels[f"{r.status} with a cut-off body"] += 1
+        elif r.outcome == SHORT_BODY:
+            labels[f"{r.status} shorter than its Content-Length"] += 1
+        elif r.status:
+            labels[str(r.status)] += 1
+        else:
+            labels[error_text(r.error) if r.error else "no answer"] += 1
+    detail = ", ".join(f"{label} x{n}" for label, n in sorted(labels.items())) or "none"
+    return f"{len(failed)} of {len(log.completed)} requests failed ({detail})"
+
+
 def known(value):
     return "?" if value is None else value
 
@@ -94,16 +122,28 @@ def kill_worker_words(outcome: Outcome):
         multi = [n for n, s in catalogue.load().servers.items() if s.processes == "workers"]
         why = outcome.reasons[0]
         return f"{why}; use a multi-process server ({', '.join(multi)})", NOT_MEASURED, {}
-    load, share = seen.load, seen.load.failed_share
+    load = seen.load
     did = (
         f"kill -9 of {seen.server} worker pid {done.victim_pid} (the busiest of {seen.processes}, "
-        f"{done.cpu_share_percent} % of their CPU) {done.at_s:.0f} s into {what(done.load)}"
+        f"{done.cpu_share_percent} % of their CPU, {known(seen.in_flight)} connections) "
+        f"{done.at_s:.0f} s into {what(done.load)}"
+    )
+    retries = seen.nginx_retries or {}
+    tries = ", ".join(f"{k} x{n}" for k, n in sorted((retries.get("tries") or {}).items()))
+    retried = (
+        f"nginx sent {retries['retried']} requests to the app again "
+        f"({retries.get('retried_then_ok', 0)} then answered OK"
+        + (f"; tries {tries}" if tries else "")
+        + ")"
+        if seen.nginx_retries is not None
+        else "nginx's retries not counted"
     )
     measured = (
-        f"{load.failures} of {load.requests} requests failed ({100 * share:.2f} %, "
-        f"limit {100 * kill_worker.MAX_FAILED_SHARE:g} %; {by_status(load.errors)}); nginx "
-        f"logged {known(seen.nginx_upstream_errors)} upstream errors from the kill on, retrying "
-        f"what had no answer yet; workers {seen.processes} -> {seen.workers_after}"
+        f"{failures_text(seen.requests)}, limit {known(seen.in_flight)} (the killed worker's "
+        f"connections; {known(seen.in_flight_stack)} requests in flight in all); "
+        f"{seen.truncated} 200s with a cut-off body (limit {kill_worker.MAX_TRUNCATED_OK}); "
+        f"{retried}, {known(seen.nginx_upstream_errors)} upstream errors logged; "
+        f"workers {seen.processes} -> {seen.workers_after}"
         + (
             f", replaced in {seen.replaced_s} s"
             if seen.replaced_s is not None
@@ -114,21 +154,35 @@ def kill_worker_words(outcome: Outcome):
     figures = {
         "load": what(done.load),
         **load.totals(),
-        "failed_percent": round(100 * share, 3),
+        "failed": seen.failed,
+        "failed_limit": seen.in_flight,
+        "in_flight_stack": seen.in_flight_stack,
+        "truncated_200": seen.truncated,
+        "failures": failures_text(seen.requests),
         "victim_cpu_share_percent": done.cpu_share_percent,
+        "nginx_retries": seen.nginx_retries,
         "nginx_upstream_errors": seen.nginx_upstream_errors,
         "workers_before": seen.processes,
         "workers_after": seen.workers_after,
         "replaced_s": seen.replaced_s,
-        "failures_by_status": by_status(load.errors),
+        "key": f"{seen.failed}/{known(seen.in_flight)} failed, {seen.truncated} cut",
     }
     return did, measured, figures
+
+
+def refusals_text(failures) -> str:
+    """'5427 of 5427 503s with Retry-After (1)' of failed requests."""
+    refused = [r for r in failures if r.status == 503]
+    values = sorted({r.retry_after for r in refused if r.retry_after})
+    with_header = sum(1 for r in refused if r.retry_after)
+    return f"{with_header} of {len(refused)} 503s with Retry-After" + (
+        f" ({', '.join(values)})" if values else ""
+    )
 
 
 def pg_restart_words(outcome: Outcome):
     done: pg_restart.Done = outcome.done
     seen: pg_restart.Observation = outcome.figures
-    load = seen.load
     down = seen.probe_while_down
     refused, with_header = with_retry_after(down)
     before, after = seen.app_before, seen.app_after
@@ -139,31 +193,39 @@ def pg_restart_words(outcome: Outcome):
         )
     else:
         app_state = "app not restarted (same MainPID, NRestarts 0)"
-    recovery = seen.recovery_s
+    recovery, back_in = seen.recovery_s, seen.throughput_recovery_s
     did = (
         f"systemctl stop {done.pg_unit} {done.at_s:.0f} s into {what(done.load)}, start "
         f"{done.down_s:g} s later (accepting again {seen.back_at - seen.down_at:.1f} s "
         "after the stop)"
     )
+    throughput = f"/db {seen.rps_before} req/s before; " + (
+        f"{pg_restart.RECOVERED_SHARE:.0%} of it again {back_in} s after it was back "
+        f"({pg_restart.RECOVERY_WINDOW_S} s window), {seen.rps_after} req/s from then on"
+        if back_in is not None
+        else f"NEVER {pg_restart.RECOVERED_SHARE:.0%} of it again within the run "
+        f"({seen.rps_after} req/s after it was back)"
+    )
     measured = "; ".join(
         [
-            f"Locust failures {by_status(load.errors)} ({load.failures} of {load.requests})",
+            f"{failures_text(seen.requests)}, {refusals_text(seen.failures)}",
             f"probe while down: {len(refused)} of {len(down)} answers 503, "
             f"{len(with_header)} with Retry-After",
             (
-                f"last failure <= {recovery} s after it was back (limit "
+                f"last failure {recovery} s after it was back (limit "
                 f"{pg_restart.MAX_RECOVERY_S:g} s; probe: {seen.probe_recovery_s} s)"
                 if recovery is not None
                 else "no failure, so no recovery time"
             ),
-            f"/db answered {seen.rps_before} req/s before, {seen.rps_after} after",
+            throughput,
             app_state,
         ]
     )
     figures = {
         "load": what(done.load),
-        **load.totals(),
-        "failures_by_status": by_status(load.errors),
+        **seen.load.totals(),
+        "failures": failures_text(seen.requests),
+        "refusals": refusals_text(seen.failures),
         "down_s": round(seen.back_at - seen.down_at, 1),
         "recovery_s": recovery,
         "probe_recovery_s": seen.probe_recovery_s,
@@ -171,7 +233,9 @@ def pg_restart_words(outcome: Outcome):
         "probe_retry_after": sorted({a.retry_after for a in refused}),
         "rps_before": seen.rps_before,
         "rps_after": seen.rps_after,
+        "throughput_recovery_s": back_in,
         "app_restarted": seen.app_restarted,
+        "key": f"back in {back_in} s" if back_in is not None else "never back",
     }
     return did, measured, figures
 
@@ -190,7 +254,7 @@ def pool_exhaustion_words(outcome: Outcome):
         "then converged back to the defaults"
     )
     measured = (
-        f"{load.failures} of {load.requests} requests failed: {by_status(load.errors)}; "
+        f"{failures_text(seen.requests)}, {refusals_text(seen.failures)}; "
         f"probe: {len(refused)} of {len(seen.answers)} were 503, {len(with_header)} with "
         f"Retry-After; afterwards {seen.total} client connections (limit {done.limit}), "
         f"{seen.stuck} not idle ({states})"
@@ -198,11 +262,14 @@ def pool_exhaustion_words(outcome: Outcome):
     figures = {
         "load": what(done.load),
         **load.totals(),
-        "failures_by_status": by_status(load.errors),
+        "failures": failures_text(seen.requests),
+        "refusals": refusals_text(seen.failures),
         "probe": {"answers": len(seen.answers), "503": len(refused)},
         "probe_retry_after": sorted({a.retry_after for a in refused}),
         "pg_connections_after": seen.connections,
         "pg_connections_limit": done.limit,
+        "key": f"{len(seen.failures) - len(seen.wrong)} 503, "
+        f"{len(seen.without_retry_after)} bare, {len(seen.wrong)} other",
     }
     return did, measured, figures
 
@@ -218,10 +285,20 @@ def reload_words(outcome: Outcome):
         )
     load = seen.load
     old = len(set(seen.workers_after) & set(seen.workers_before))
+    during, n_during = seen.p99_ms(seen.window)
+    before, n_before = seen.p99_ms(seen.window_before)
+    start, end = seen.window
     did = f"systemctl reload {done.unit} {done.at_s:.0f} s into {what(done.load)}"
+    latency = (
+        f"p99 {during:.0f} ms of the {n_during} requests started in the {end - start:.1f} s "
+        f"reload window vs {before:.0f} ms of the {n_before} before (x{seen.p99_ratio}, "
+        f"limit x{reload_fault.MAX_P99_RATIO:g})"
+        if during is not None and before is not None
+        else f"p99 not measured ({n_during} requests in the window, {n_before} before)"
+    )
     measured = (
-        f"{load.failures} of {load.requests} requests failed"
-        + (f" ({by_status(load.errors)})" if load.failures else "")
+        failures_text(seen.requests)
+        + f"; {latency}"
         + (
             f"; all {len(seen.workers_after)} workers replaced in {seen.replaced_s} s"
             if seen.replaced_s is not None
@@ -233,9 +310,16 @@ def reload_words(outcome: Outcome):
     figures = {
         "load": what(done.load),
         **load.totals(),
+        "failed": seen.failed,
+        "failures": failures_text(seen.requests),
+        "p99_ms_window": during,
+        "p99_ms_before": before,
+        "p99_ratio": seen.p99_ratio,
+        "window_s": round(end - start, 1),
         "replaced_s": seen.replaced_s,
         "server": seen.server,
         "nginx_upstream_errors": seen.nginx_upstream_errors,
+        "key": f"{seen.failed} failed, p99 x{known(seen.p99_ratio)}",
     }
     return did, measured, figures
 
@@ -243,32 +327,42 @@ def reload_words(outcome: Outcome):
 def slow_clients_words(outcome: Outcome):
     done: slow_fault.Done = outcome.done
     seen: slow_fault.Observation = outcome.figures
-    load, summary = seen.load, seen.summary
-    before, after = seen.without
+    load = seen.load
+    mean, sd = seen.mean_sd
+    rates = seen.rates
+    base = slow_fault.BASELINE_WINDOWS
     did = (
-        f"{done.connections} connections from {done.prober} dribbling a header byte a second "
-        f"to nginx for the middle {done.window_s} s of {what(done.load)} ({with_delay(done.load)})"
+        f"{done.bodies} slow POST /tasks bodies (a byte every {slow_fault.BODY_INTERVAL_S:g} s) "
+        f"and {done.readers} slow readers of /queries?n={slow_fault.READER_QUERIES} "
+        f"({slow_fault.READER_BYTES} bytes every {slow_fault.READER_INTERVAL_S:g} s) from "
+        f"{done.prober} in window {base + 1} of {len(rates)} ({done.window_s} s each) of "
+        f"{what(done.load)} ({with_delay(done.load)})"
     )
+    bodies_held, readers_held = seen.held
+    bodies_reached, readers_reached = seen.reached
     measured = (
-        f"{path(done.load)} answered {seen.with_them:.1f} req/s with them vs "
-        f"{before:.1f} before and {after:.1f} after ({100 * seen.change:+.1f} %, limit "
-        f"-{100 * slow_fault.MAX_THROUGHPUT_DROP:g} %); {load.failures} of {load.requests} "
-        f"requests failed; slow connections held {seen.held}, nginx timed out "
-        f"{summary.get('closed_by_server', '?')} of them after "
-        f"{summary.get('lifetime_s_avg', '?')} s; nginx active connections "
+        f"{path(done.load)} at {seen.with_them} req/s with them, limit {seen.bound} (baseline "
+        f"{' '.join(f'{r:g}' for r in seen.baseline)}: mean {mean}, sd {sd}; "
+        f"{100 * seen.change:+.1f} %); {failures_text(seen.requests)}; held "
+        f"{bodies_held} bodies, {readers_held} readers; {bodies_reached} bodies answered by the "
+        f"app, {readers_reached} readers saw a 2xx status; nginx active connections "
         f"{known(seen.nginx_active_connections)}, app connections "
         f"{seen.app_established_connections}"
     )
     figures = {
         "load": what(done.load),
         **load.totals(),
-        "rps_without_before": round(before, 1),
-        "rps_with": round(seen.with_them, 1),
-        "rps_without_after": round(after, 1),
+        "rps_windows": rates,
+        "rps_with": seen.with_them,
+        "baseline_mean": mean,
+        "baseline_sd": sd,
+        "limit": seen.bound,
         "change_percent": round(100 * seen.change, 1),
-        "slow_clients": summary,
+        "slow_bodies": seen.bodies,
+        "slow_readers": seen.readers,
         "nginx_active_connections": seen.nginx_active_connections,
         "app_established_connections": seen.app_established_connections,
+        "key": f"{100 * seen.change:+.1f} % (limit {seen.bound})",
     }
     return did, measured, figures
 
@@ -335,6 +429,9 @@ def loadgen_stop_words(outcome: Outcome):
         else f"; LEFT RUNNING: {json.dumps(seen.leftovers)}"
     )
     figures |= {"leftovers": seen.leftovers, "host_state": state, "back_s": back}
+    figures["key"] = ("finished" if seen.finished else "failed") + (
+        f", {sum(map(len, seen.leftovers.values()))} left" if seen.leftovers else ", none left"
+    )
     return did, measured, figures
 
 
@@ -348,14 +445,16 @@ WORDS = {
 }
 
 
-def result(number: int, outcome: Outcome) -> Result:
-    """The line and figures of an outcome."""
+def result(number: int, outcome: Outcome, server: str | None = None) -> Result:
+    """The line and figures of an outcome (of a server of a matrix, if given)."""
     reasons = list(outcome.reasons)
     if outcome.figures is None:
         did, measured, figures = NOT_CARRIED_OUT, "; ".join(reasons), {}
     else:
         did, measured, figures = WORDS[outcome.fault](outcome)
-    return Result(number, outcome.fault, outcome.verdict.value, did, measured, figures, reasons)
+    return Result(
+        number, outcome.fault, outcome.verdict.value, did, measured, figures, reasons, server
+    )
 
 
 def write_results(path: Path, run_id: str, ansible_args, results: list[Result]):
@@ -364,9 +463,40 @@ def write_results(path: Path, run_id: str, ansible_args, results: list[Result]):
     body = {
         "run_id": run_id,
         "ansible_args": list(ansible_args),
-        "faults": [asdict(r) | {"line": r.line()} for r in results],
+        "faults": [_without_server(asdict(r)) | {"line": r.line()} for r in results],
     }
     path.write_text(json.dumps(body, indent=2) + "\n")
+
+
+def _without_server(fields: dict) -> dict:
+    """A result's fields, its server only when it has one (a matrix)."""
+    if fields.get("server") is None:
+        fields.pop("server", None)
+    return fields
+
+
+def cell_text(result: Result | None) -> str:
+    """A verdict and its key figure, for the matrix's table."""
+    if result is None:
+        return "-"
+    key = result.figures.get("key")
+    if result.status == Verdict.FAIL.value and not result.figures:
+        key = NOT_CARRIED_OUT
+    return f"{result.status} {key}" if key else result.status
+
+
+def matrix_table(results: list[Result], servers, faults) -> str:
+    """server x fault: each verdict with its key figure, one row per server."""
+    found = {(r.server, r.name): r for r in results}
+    header = ["server", *faults]
+    rows = [[server, *(cell_text(found.get((server, f))) for f in faults)] for server in servers]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells):
+        return " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    rule = "-+-".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *(line(row) for row in rows)])
 
 
 def summary_line(run_id: str, results: list[Result], seconds: float, path: str) -> str:

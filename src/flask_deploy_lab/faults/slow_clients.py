@@ -1,11 +1,18 @@
-"""slow-clients: one /slow run in three 12 s windows: without, with, and again
-without 200 connections to nginx that dribble a header byte a second
-(hostside/slow_clients.py, from the last load generator).
+"""slow-clients: one /slow run in five windows: three without slow clients (the
+baseline, repeated to know its spread), one with them, one without again; the
+slow clients reach the app: POST /tasks bodies sent a byte at a time (the app
+reads the body; nginx holds it until it is whole) and slow readers of the
+app's largest answer (/queries?n=500, read a few bytes at a time through a
+small receive buffer), from the last load generator (hostside/slow_clients.py).
 
-Target: /slow's answers (counted per second in nginx's access log) with them
-stay within 10 % of the windows without them, and the generator held (nearly)
-all its connections. Comparing windows of one run rather than two runs keeps
-the noise of a shared machine out of the comparison as far as it can.
+Target: /slow's throughput in the window with them (requests completed OK per
+second, from the request log) is at least the baseline's mean minus
+max(3 x its standard deviation, 5 % of it); the baseline is the four windows
+without them. The slow clients must have reached the app (90 % of the body
+connections answered 2xx, 90 % of the readers saw their answer's status) and
+been held (90 % of each at once). Comparing windows of one run keeps the noise
+of a shared machine out of the comparison as far as it can; the spread of the
+repeated baseline says how much noise is left.
 """
 
 from __future__ import annotations
@@ -18,17 +25,44 @@ from flask_deploy_lab.faults.fault import Fault
 from flask_deploy_lab.faults.hostside import slow_clients
 from flask_deploy_lab.faults.load import LoadFigures, LoadSpec
 from flask_deploy_lab.faults.outcome import FaultError, Outcome
-from flask_deploy_lab.faults.stack import NGINX_ACCESS_LOG, Stack, rate_between
+from flask_deploy_lab.faults.request_log import (
+    RequestLog,
+    cannot_judge,
+    mean_and_sd,
+    mean_rate,
+    per_second,
+)
+from flask_deploy_lab.faults.stack import Stack
 
 NAME = "slow-clients"
-MAX_THROUGHPUT_DROP = 0.10
-SLOW_CLIENTS = 200
-# Of the connections asked for, the share the generator must have held at once.
+# The allowance under the baseline's mean: the larger of 3 standard deviations
+# and this share of it.
+MIN_ALLOWED_DROP = 0.05
+SPREAD_SDS = 3
+# Slow clients: POST bodies a byte every BODY_INTERVAL_S, and slow readers.
+SLOW_BODIES = 180
+SLOW_READERS = 20
+SLOW_CLIENTS = SLOW_BODIES + SLOW_READERS
+BODY_ENDPOINT = "tasks"
+# the body (hostside DEFAULT_BODY, 32 bytes) takes 32 x 0.15 = 4.8 s of the 8 s window
+BODY_INTERVAL_S = 0.15
+READER_ENDPOINT = "queries"
+READER_QUERIES = 500
+READER_INTERVAL_S = 0.5
+READER_BYTES = 64
+READER_RCVBUF = 4096
+# What nginx answers itself: the body did not reach the app.
+NGINX_STATUSES = (408, 413, 499, 502, 504)
+# Of the connections asked for, the share that must have been held at once, and
+# that must have reached the app (bodies answered, readers' status seen).
 MIN_HELD_SHARE = 0.9
+MIN_REACHED_SHARE = 0.9
 # An I/O-bound endpoint (its throughput is users / delay while the machine
-# keeps up), in one run of three windows.
-WINDOW_S = 12
-LOAD = LoadSpec("slow", duration=3 * WINDOW_S + 4, delay=0.2)
+# keeps up), in one run of five windows: three baseline, with them, after.
+WINDOW_S = 8
+BASELINE_WINDOWS = 3
+WINDOWS = BASELINE_WINDOWS + 2
+LOAD = LoadSpec("slow", duration=WINDOWS * WINDOW_S + 4, delay=0.2)
 # What stops a generator left running (its command line on the prober).
 CLIENTS_PATTERN = r"^python3 .*slow_clients\.py"
 # The connections nginx and the app hold, read in the middle of the window with
@@ -47,7 +81,8 @@ SOCKETS_AT = (
 @dataclass(frozen=True)
 class Done:
     load: LoadSpec
-    connections: int
+    bodies: int
+    readers: int
     prober: str
     window_s: int
 
@@ -55,45 +90,88 @@ class Done:
 @dataclass(frozen=True)
 class Observation:
     load: LoadFigures
-    # the windows' bounds, Unix seconds: without them [w0, w1), with them
-    # [w1 + 1, w2), without them again [w2 + 1, w3)
-    windows: tuple[int, int, int, int]
-    # 200s of /slow nginx logged, per Unix second
-    answered: dict[int, int]
-    # the generator's summary (hostside/slow_clients.py), {} without one
-    summary: dict
+    # the windows' bounds, Unix seconds: baseline [b0, b1), [b1, b2), [b2, b3),
+    # with them [b3, b4), without them again [b4, b5)
+    windows: tuple[int, ...]
+    # every request of the run (None: the run left no request log)
+    requests: RequestLog | None
+    # the generators' summaries (hostside/slow_clients.py), {} without one
+    bodies: dict
+    readers: dict
     nginx_active_connections: int | None
     app_established_connections: int
 
+    def rate(self, index: int) -> float:
+        """/slow's rate in window `index`; a window after a change leaves out its first second."""
+        counts = per_second(self.requests.requests) if self.requests else {}
+        start, end = self.windows[index], self.windows[index + 1]
+        skip = 1 if index >= BASELINE_WINDOWS else 0
+        return round(mean_rate(counts, start + skip, end), 1)
+
     @property
-    def without(self) -> tuple[float, float]:
-        w0, w1, w2, w3 = self.windows
-        return rate_between(self.answered, w0, w1), rate_between(self.answered, w2 + 1, w3)
+    def rates(self) -> list[float]:
+        return [self.rate(i) for i in range(len(self.windows) - 1)]
+
+    @property
+    def baseline(self) -> list[float]:
+        """The windows without them: the first three and the last."""
+        rates = self.rates
+        return rates[:BASELINE_WINDOWS] + rates[BASELINE_WINDOWS + 1 :]
 
     @property
     def with_them(self) -> float:
-        _, w1, w2, _ = self.windows
-        return rate_between(self.answered, w1 + 1, w2)
+        return self.rates[BASELINE_WINDOWS]
+
+    @property
+    def mean_sd(self) -> tuple[float, float]:
+        mean, sd = mean_and_sd(self.baseline)
+        return round(mean, 1), round(sd, 2)
+
+    @property
+    def bound(self) -> float:
+        """The least rate with them that passes."""
+        mean, sd = mean_and_sd(self.baseline)
+        return round(mean - max(SPREAD_SDS * sd, MIN_ALLOWED_DROP * mean), 1)
 
     @property
     def change(self) -> float:
-        """With them against the mean of the windows without them (-1: no baseline)."""
-        baseline = sum(self.without) / 2
-        return round((self.with_them - baseline) / baseline, 4) + 0.0 if baseline else -1.0
+        """With them against the baseline's mean (-1: no baseline)."""
+        mean, _ = mean_and_sd(self.baseline)
+        return round((self.with_them - mean) / mean, 4) + 0.0 if mean else -1.0
 
     @property
-    def held(self) -> int:
-        return self.summary.get("open_max", 0)
+    def held(self) -> tuple[int, int]:
+        return self.bodies.get("open_max", 0), self.readers.get("open_max", 0)
+
+    @property
+    def reached(self) -> tuple[int, int]:
+        """(bodies the app answered, readers that saw their answer's 2xx status). A body
+        is the app's to answer once nginx has it whole: any status but nginx's own
+        (NGINX_STATUSES: a body timeout, too large, no upstream) says it got there."""
+        bodies = sum(
+            n
+            for s, n in (self.bodies.get("statuses") or {}).items()
+            if str(s).isdigit() and int(s) not in NGINX_STATUSES
+        )
+        readers = sum(
+            n for s, n in (self.readers.get("statuses") or {}).items() if str(s).startswith("2")
+        )
+        return bodies, readers
 
 
 @dataclass(frozen=True)
 class _Injected:
     load: object
-    windows: tuple[int, int, int, int]
-    access_mark: int
-    summary: dict
+    windows: tuple[int, ...]
+    bodies: dict
+    readers: dict
     nginx_status: str
     app_sockets: str
+
+
+def generator_args(kind, url, connections, interval, at, duration, extra=()):
+    return ["--kind", kind, "--url", url, "--connections", connections, "--interval", interval,
+            "--at", at, "--duration", duration, *extra]  # fmt: skip
 
 
 class SlowClients(Fault):
@@ -104,40 +182,51 @@ class SlowClients(Fault):
         return self.judge(done, self.observe(stack, injected))
 
     def inject(self, stack: Stack) -> tuple[Done, _Injected]:
-        mark = stack.log_marks(stack.start_log_marks(label=f"{NAME}-mark"))[NGINX_ACCESS_LOG]
         load = stack.load(NAME, LOAD)
         t0 = load.wait_measuring()
-        w0 = int(t0) + 2
-        w1, w2, w3 = (w0 + n * WINDOW_S for n in (1, 2, 3))
-        clients = stack.executor.start_script(
+        b0 = int(t0) + 2
+        windows = tuple(b0 + n * WINDOW_S for n in range(WINDOWS + 1))
+        w_start, w_end = windows[BASELINE_WINDOWS], windows[BASELINE_WINDOWS + 1]
+        timeout = w_end - t0 + 180
+        bodies = stack.executor.start_script(
             stack.prober, Path(slow_clients.__file__),
-            ["--url", stack.url("json"), "--connections", SLOW_CLIENTS, "--interval", 1,
-             "--at", w1, "--duration", w2 - w1],
-            label=f"{NAME}-clients", timeout=w2 - t0 + 180,
+            generator_args("body", stack.url(BODY_ENDPOINT), SLOW_BODIES, BODY_INTERVAL_S,
+                           w_start, WINDOW_S),
+            label=f"{NAME}-bodies", timeout=timeout,
         )  # fmt: skip
-        middle = f"{w1 + WINDOW_S / 2:.3f}"
+        reader_url = f"{stack.url(READER_ENDPOINT)}?n={READER_QUERIES}"
+        readers = stack.executor.start_script(
+            stack.prober, Path(slow_clients.__file__),
+            generator_args("reader", reader_url, SLOW_READERS, READER_INTERVAL_S, w_start,
+                           WINDOW_S, ["--read-bytes", READER_BYTES, "--rcvbuf", READER_RCVBUF,
+                                      "--stagger", WINDOW_S / 2]),
+            label=f"{NAME}-readers", timeout=timeout,
+        )  # fmt: skip
+        middle = f"{w_start + WINDOW_S / 2:.3f}"
         readings = stack.executor.start_run(
             {
                 stack.proxy: ["python3", "-c", NGINX_STATUS_AT, stack.status_url(), middle],
                 stack.app: ["python3", "-c", SOCKETS_AT, middle,
                             f"( sport = :{stack.deployment.port} )"],
             },
-            label=f"{NAME}-connections", timeout=w2 - t0 + 180,
+            label=f"{NAME}-connections", timeout=timeout,
         )  # fmt: skip
-        summary = None
+        summaries = None
         try:
             seen = readings.replies()
-            summary = clients.reply().json()
+            summaries = [bodies.reply().json(), readers.reply().json()]
         finally:
-            if summary is None:
-                # it did not end by itself with its summary (or this fault broke off)
+            if summaries is None or None in summaries:
+                # one did not end by itself with its summary (or this fault broke off)
                 stack.executor.run_one(
                     stack.prober, ["pkill", "-TERM", "-f", CLIENTS_PATTERN], label=f"{NAME}-stop"
                 )
-                clients.reply()
-        done = Done(LOAD, SLOW_CLIENTS, stack.prober, WINDOW_S)
+                bodies.reply()
+                readers.reply()
+        summaries = [x if isinstance(x, dict) else {} for x in summaries or [{}, {}]]
+        done = Done(LOAD, SLOW_BODIES, SLOW_READERS, stack.prober, WINDOW_S)
         injected = _Injected(
-            load, (w0, w1, w2, w3), mark, summary if isinstance(summary, dict) else {},
+            load, windows, summaries[0], summaries[1],
             seen[stack.proxy].stdout, seen[stack.app].stdout,
         )  # fmt: skip
         return done, injected
@@ -150,8 +239,9 @@ class SlowClients(Fault):
         return Observation(
             load=injected.load.figures(),
             windows=injected.windows,
-            answered=stack.answered(injected.access_mark, "slow", label=f"{NAME}-answered"),
-            summary=injected.summary,
+            requests=injected.load.requests(),
+            bodies=injected.bodies,
+            readers=injected.readers,
             nginx_active_connections=active,
             app_established_connections=len(injected.app_sockets.splitlines()),
         )
@@ -159,13 +249,30 @@ class SlowClients(Fault):
     @staticmethod
     def judge(done: Done, seen: Observation) -> Outcome:
         missed = []
-        if seen.change < -MAX_THROUGHPUT_DROP:
-            missed.append(
-                f"/slow answered {seen.change:+.1%} with them, "
-                f"more than {MAX_THROUGHPUT_DROP:.0%} less"
-            )
-        if seen.held < MIN_HELD_SHARE * SLOW_CLIENTS:
-            missed.append(f"the generator held {seen.held} of {SLOW_CLIENTS} connections")
+        why = cannot_judge(seen.requests)
+        if why:
+            missed.append(why)
+        else:
+            mean, sd = seen.mean_sd
+            if not mean:
+                missed.append("cannot judge: /slow answered nothing in the windows without them")
+            elif seen.with_them < seen.bound:
+                missed.append(
+                    f"/slow at {seen.with_them} req/s with them, under {seen.bound} (the "
+                    f"baseline's {mean} - max({SPREAD_SDS} x sd {sd}, "
+                    f"{MIN_ALLOWED_DROP:.0%}))"
+                )
+        for kind, asked, held, reached, what in (
+            ("body", done.bodies, seen.held[0], seen.reached[0], "answered by the app"),
+            ("reader", done.readers, seen.held[1], seen.reached[1], "saw a 2xx status"),
+        ):
+            if held < MIN_HELD_SHARE * asked:
+                missed.append(f"the generator held {held} of {asked} slow {kind} connections")
+            if reached < MIN_REACHED_SHARE * asked:
+                missed.append(
+                    f"only {reached} slow {kind} requests {what} (of {asked} connections): "
+                    "they did not reach the app"
+                )
         return Outcome.judged(NAME, done, seen, missed)
 
 

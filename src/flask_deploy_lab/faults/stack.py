@@ -129,11 +129,17 @@ class Stack:
     """The inventory's stack, for the faults: its hosts, its deployment, the loads
     run against it, and the readings of it they share."""
 
-    def __init__(self, executor: Executor, inventory: Inventory, run_dir: Path, run_id: str):
+    def __init__(
+        self, executor: Executor, inventory: Inventory, run_dir: Path, run_id: str,
+        cell_prefix: str = "",
+    ):  # fmt: skip
         self.executor = executor
         self.inventory = inventory
         self.run_dir, self.run_id = run_dir, run_id
-        self.logs = run_dir / "logs"
+        # the executor's logs: one directory per server of a matrix
+        self.logs = executor.logs
+        # before each load's cell name: the server's, in a matrix
+        self.cell_prefix = cell_prefix
         self.locust_installed = False
         self.loads: list[Load] = []
         self.app = inventory.first("app")
@@ -166,7 +172,7 @@ class Stack:
     # ------------------------------------------------------------ what runs
 
     def load(self, cell: str, spec: LoadSpec) -> Load:
-        load = Load(self, cell, spec)
+        load = Load(self, self.cell_prefix + cell, spec)
         self.loads.append(load)
         return load
 
@@ -238,6 +244,14 @@ class Stack:
         return self.executor.start_script(
             self.proxy, Path(nginx_log.__file__),
             ["upstream-errors", NGINX_ERROR_LOG, "--after", mark], label=label, timeout=120,
+        )  # fmt: skip
+
+    def start_retries(self, mark: int, label) -> Background:
+        """The requests nginx sent to the app more than once since line `mark` of its
+        access log (nginx_log.py retries)."""
+        return self.executor.start_script(
+            self.proxy, Path(nginx_log.__file__),
+            ["retries", NGINX_ACCESS_LOG, "--after", mark], label=label, timeout=120,
         )  # fmt: skip
 
     def start_probe(self, url, count, gap, at, label) -> Background:

@@ -12,11 +12,19 @@ looks for ``--expected`` workers again with none of the ones it replaced among
 them. Prints one JSON object:
 
     {"main_pid": 812, "workers_before": [901, 902, 903], "victim": 902,
-     "cpu_share_percent": 55, "at": 1795274642.01, "replaced_s": 0.3,
-     "workers_after": [901, 903, 977]}
+     "cpu_share_percent": 55, "victim_connections": 7, "at": 1795274642.01,
+     "replaced_s": 0.3, "workers_after": [901, 903, 977]}
 
-``replaced_s`` is null when they were not all replaced in time; ``victim`` and
-``cpu_share_percent`` are null for a reload.
+``victim_connections`` is how many established TCP connections the victim
+held just before the SIGKILL (its socket descriptors in /proc/<pid>/fd, found
+in state ESTABLISHED in /proc/net/tcp and tcp6): a request the worker was
+serving holds one, so it bounds the requests the kill can cut off (an idle
+kept-alive connection from nginx counts too: an upper bound). It is null when
+the victim's descriptors cannot be read. ``replaced_s`` is null when they were
+not all replaced in time; ``victim``, ``cpu_share_percent`` and
+``victim_connections`` are null for a reload. ``asked_at`` is when the kill
+or the reload was asked for, ``at`` when it had been done (the reload command
+returned).
 """
 
 from __future__ import annotations
@@ -102,6 +110,48 @@ def busiest(before, after, pids):
     return victim, round(100 * used[victim] / max(sum(used.values()), 1))
 
 
+def socket_inodes(pid, proc=PROC):
+    """The inodes of the sockets a process holds open; None when its fds cannot be read."""
+    try:
+        entries = list((proc / str(pid) / "fd").iterdir())
+    except OSError:
+        return None
+    inodes = set()
+    for entry in entries:
+        try:
+            target = os.readlink(entry)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:[") and target.endswith("]"):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+# /proc/net/tcp's state of an established connection
+TCP_ESTABLISHED = "01"
+
+
+def established(inodes, proc=PROC):
+    """How many of these socket inodes are established TCP connections."""
+    count = 0
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = (proc / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == TCP_ESTABLISHED and fields[9] in inodes:
+                count += 1
+    return count
+
+
+def connections(pid, proc=PROC):
+    """The established TCP connections of a process, or None when unreadable."""
+    inodes = socket_inodes(pid, proc)
+    return None if inodes is None else established(inodes, proc)
+
+
 def replaced(now, gone, expected):
     return len(now) == expected and not set(now) & set(gone)
 
@@ -115,14 +165,18 @@ def run(args, proc=PROC):
     workers = children(master, proc)
     if not workers:
         raise SystemExit(f"{args.unit} (MainPID {master}) has no worker processes")
-    victim = share = None
+    victim = share = held = None
     if args.action == "kill-busiest":
         before = cpu_ticks(workers, proc)
         time.sleep(args.sample)
         victim, share = busiest(before, cpu_ticks(workers, proc), workers)
+        # what it holds the moment before the kill: the requests it can cut off
+        held = connections(victim, proc)
+        asked = time.time()
         os.kill(victim, signal.SIGKILL)
         gone = [victim]
     else:
+        asked = time.time()
         subprocess.run(["systemctl", "reload", args.unit], check=True, timeout=60)
         gone = workers
     at = time.time()
@@ -138,6 +192,8 @@ def run(args, proc=PROC):
         "workers_before": workers,
         "victim": victim,
         "cpu_share_percent": share,
+        "victim_connections": held,
+        "asked_at": round(asked, 3),
         "at": round(at, 3),
         "replaced_s": replaced_s,
         "workers_after": now,
