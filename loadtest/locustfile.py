@@ -215,7 +215,16 @@ DEFAULTS = {
 QUERIES_MIN, QUERIES_MAX = 1, 500
 
 REQUEST_LOG_SUFFIX = "_requests.csv"
-REQUEST_LOG_HEADER = ("start", "response_time_ms", "failed", "name", "stopped_at")
+# what each completed request was answered: the status (0: no HTTP answer), the
+# declared Content-Length (empty: none), the body bytes received, Retry-After
+# (empty: none) and Locust's failure message (empty: a success); the faults
+# judge every failed response by them
+REQUEST_LOG_ANSWER = ("status", "content_length", "body_bytes", "retry_after", "error")
+REQUEST_LOG_HEADER = (
+    "start", "response_time_ms", "failed", "name", "stopped_at", *REQUEST_LOG_ANSWER,
+)  # fmt: skip
+# a failure message is kept to this many characters
+ERROR_TEXT_MAX = 200
 REQUEST_LOG_CAP = int(os.environ.get("LOADTEST_REQUEST_LOG_CAP") or 2_000_000)
 # the key of a worker's report that carries its requests to the master
 REQUEST_LOG_KEY = "request_log"
@@ -619,8 +628,22 @@ class TasksUser(_EndpointUser):
             time.sleep(self.option("loadtest_task_poll"))
 
 
+def _answer(response):
+    """(status, declared Content-Length or -1, Retry-After or "") of a Locust
+    response; (0, -1, "") when there was none."""
+    if response is None:
+        return 0, -1, ""
+    headers = getattr(response, "headers", None) or {}
+    try:
+        length = int(headers.get("Content-Length", -1))
+    except (TypeError, ValueError):
+        length = -1
+    status = getattr(response, "status_code", 0) or 0
+    return min(max(int(status), 0), 65535), length, str(headers.get("Retry-After") or "")
+
+
 class RequestLog:
-    """Requests kept in columns (about 21 bytes each), at most `cap` of them,
+    """Requests kept in columns (about 47 bytes each), at most `cap` of them,
     and beside them the requests in flight when a test stopped (`unfinished`:
     Unix time begun, Unix time stopped, name).
 
@@ -641,12 +664,31 @@ class RequestLog:
         self.name_ids = array("I")  # indexes into names
         self.names = []
         self._name_id = {}
+        self.statuses = array("H")  # 0: no HTTP answer
+        self.content_lengths = array("q")  # -1: no Content-Length
+        self.body_bytes = array("q")
+        # Retry-After values and failure messages, each held once: indexes into
+        # texts, whose first entry "" is none
+        self.retry_after_ids = array("I")
+        self.error_ids = array("I")
+        self.texts = [""]
+        self._text_id = {"": 0}
         self.unfinished = []  # (start, stopped, name) of each request in flight at a stop
 
     def __len__(self):
         return len(self.starts)
 
-    def add(self, start, response_time, failed, name):
+    def _text(self, text):
+        text_id = self._text_id.get(text)
+        if text_id is None:
+            text_id = self._text_id[text] = len(self.texts)
+            self.texts.append(text)
+        return text_id
+
+    def add(
+        self, start, response_time, failed, name, status=0, content_length=-1, body_bytes=0,
+        retry_after="", error="",
+    ):  # fmt: skip
         self.seen += 1
         if self.overflowed:
             return
@@ -661,6 +703,11 @@ class RequestLog:
         self.response_times.append(response_time)
         self.failed.append(1 if failed else 0)
         self.name_ids.append(name_id)
+        self.statuses.append(status)
+        self.content_lengths.append(content_length)
+        self.body_bytes.append(body_bytes)
+        self.retry_after_ids.append(self._text(retry_after))
+        self.error_ids.append(self._text(error))
 
     def add_unfinished(self, begun, stopped):
         """The requests in flight when the test stopped: InFlight.take()'s
@@ -677,7 +724,10 @@ class RequestLog:
         self.overflowed = True
         self._clear()
 
-    def on_request(self, name, response_time, exception=None, start_time=None, **_kwargs):
+    def on_request(
+        self, name, response_time, exception=None, start_time=None, response=None,
+        response_length=0, **_kwargs,
+    ):  # fmt: skip
         """Listener of Locust's request event. A request without a response
         time (none of this file's users make one) is not kept; one without a
         start time is taken to have started response_time before now."""
@@ -685,7 +735,13 @@ class RequestLog:
             return
         if start_time is None:
             start_time = time.time() - response_time / 1000
-        self.add(start_time, response_time, exception is not None, name)
+        status, content_length, retry_after = _answer(response)
+        error = "" if exception is None else (str(exception) or type(exception).__name__)
+        error = error[:ERROR_TEXT_MAX]
+        self.add(
+            start_time, response_time, exception is not None, name, status, content_length,
+            response_length or 0, retry_after, error,
+        )  # fmt: skip
 
     def take(self):
         """The requests held, as a message for the master, and an empty log."""
@@ -695,6 +751,12 @@ class RequestLog:
             "failed": list(self.failed),
             "name": self.name_ids.tolist(),
             "names": self.names,
+            "status": self.statuses.tolist(),
+            "content_length": self.content_lengths.tolist(),
+            "body_bytes": self.body_bytes.tolist(),
+            "retry_after": self.retry_after_ids.tolist(),
+            "error": self.error_ids.tolist(),
+            "texts": self.texts,
             "unfinished": [list(item) for item in self.unfinished],
             "seen": self.seen,
             "overflowed": self.overflowed,
@@ -714,15 +776,29 @@ class RequestLog:
                 self._overflow()
             self.seen += message["seen"]
             return
-        names = message["names"]
-        for start, response_time, failed, name_id in zip(
+        names, texts = message["names"], message.get("texts", [""])
+        count = len(message["start"])
+        # a report without the answers (an older locustfile's): none known
+        answers = [
+            message.get(key, [default] * count)
+            for key, default in (
+                ("status", 0), ("content_length", -1), ("body_bytes", 0), ("retry_after", 0),
+                ("error", 0),
+            )
+        ]  # fmt: skip
+        for row in zip(
             message["start"],
             message["response_time"],
             message["failed"],
             message["name"],
+            *answers,
             strict=True,
         ):
-            self.add(start, response_time, failed, names[name_id])
+            start, response_time, failed, name_id, status, length, received, retry, error = row
+            self.add(
+                start, response_time, failed, names[name_id], status, length, received,
+                texts[retry], texts[error],
+            )  # fmt: skip
         if not self.overflowed:
             self.unfinished += [tuple(item) for item in message.get("unfinished", ())]
 
@@ -748,6 +824,7 @@ class RequestLog:
             writer = csv.writer(handle)
             writer.writerow(REQUEST_LOG_HEADER)
             for i in order:
+                length = self.content_lengths[i]
                 writer.writerow(
                     (
                         f"{starts[i]:.6f}",
@@ -755,10 +832,16 @@ class RequestLog:
                         self.failed[i],
                         self.names[self.name_ids[i]],
                         "",
+                        self.statuses[i],
+                        "" if length < 0 else length,
+                        self.body_bytes[i],
+                        self.texts[self.retry_after_ids[i]],
+                        self.texts[self.error_ids[i]],
                     )
                 )
+            blank = ("",) * len(REQUEST_LOG_ANSWER)
             for start, stopped, name in sorted(self.unfinished):
-                writer.writerow((f"{start:.6f}", "", "", name, f"{stopped:.6f}"))
+                writer.writerow((f"{start:.6f}", "", "", name, f"{stopped:.6f}", *blank))
         os.replace(partial, path)
         logger.info(
             "wrote %d requests and %d in flight at the stop to %s",

@@ -58,7 +58,10 @@ STATS_COLUMNS = [
     "100%",
 ]
 TIMEOUT = 60
-REQUEST_LOG_HEADER = ["start", "response_time_ms", "failed", "name", "stopped_at"]
+REQUEST_LOG_HEADER = [
+    "start", "response_time_ms", "failed", "name", "stopped_at", "status", "content_length",
+    "body_bytes", "retry_after", "error",
+]  # fmt: skip
 # a request of the stuck runs: far longer than they run
 STUCK_DELAY_S = 30
 # the request log writes the start in whole microseconds and the response time in
@@ -188,7 +191,7 @@ class Run:
         with (self.out / "locust_requests.csv").open(newline="") as handle:
             reader = csv.reader(handle)
             header = next(reader)
-            for start, response_time, failed, name, stopped_at in reader:
+            for start, response_time, failed, name, stopped_at, *_answer in reader:
                 if stopped_at:
                     # strictly: no response time, no failed flag
                     assert (response_time, failed) == ("", ""), (response_time, failed)
@@ -491,6 +494,34 @@ def _by_name(rows):
     return named
 
 
+def _answers(run):
+    """The completed rows of the run's request log, as dicts."""
+    with (run.out / "locust_requests.csv").open(newline="") as handle:
+        return [row for row in csv.DictReader(handle) if not row["stopped_at"]]
+
+
+def test_each_request_is_logged_with_what_it_was_answered(runs):
+    rows = _answers(runs["all"])
+    assert rows
+    for row in rows:
+        # the fake app answers every request whole, with its length, and no failure
+        # (202: POST /tasks, and polls of a task still running)
+        assert row["status"] == "200" or (row["status"] == "202" and "/tasks" in row["name"])
+        assert row["content_length"] == row["body_bytes"] != "0", row
+        assert (row["failed"], row["error"], row["retry_after"]) == ("0", "", ""), row
+    broken = _answers(runs["broken"])
+    failed = [row for row in broken if row["failed"] == "1"]
+    assert failed
+    # a complete 200 whose body the check refused: the status and length say nothing,
+    # the error says why
+    assert all(row["error"] for row in failed)
+    assert any(
+        row["status"] == "200" and row["content_length"] == row["body_bytes"]
+        and row["error"] == "body is not a JSON row with an id"
+        for row in failed
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("name", "users", "returncode"),
     [
@@ -664,9 +695,20 @@ result = {}
 
 # two workers' reports, each with its own table of names, merged and sorted
 first, second, master = lf.RequestLog(cap=5), lf.RequestLog(cap=5), lf.RequestLog(cap=5)
-first.on_request(name="/a", response_time=500.0, start_time=100.0)  # completes 100.5
-first.on_request(name="/b", response_time=100.0, start_time=100.1, exception=ValueError())
-second.on_request(name="/b", response_time=300.0, start_time=100.05)  # completes 100.35
+class Answer:
+    def __init__(self, status, headers):
+        self.status_code, self.headers = status, headers
+
+ok = Answer(200, {"Content-Length": "12"})
+first.on_request(name="/a", response_time=500.0, start_time=100.0, response=ok,
+                 response_length=12)  # completes 100.5
+first.on_request(name="/b", response_time=100.0, start_time=100.1,
+                 exception=ValueError("HTTP 503, expected 200"),
+                 response=Answer(503, {"Retry-After": "2", "Content-Length": "40"}),
+                 response_length=40)
+# a 200 cut short: fewer bytes than its Content-Length, no response for a transport error
+second.on_request(name="/b", response_time=300.0, start_time=100.05, response=ok,
+                  response_length=5)  # completes 100.35
 # and in flight when each stopped its test
 first.add_unfinished([(100.2, "/a")], 101.0)
 second.add_unfinished([(99.5, "/b"), (100.6, "/b")], 101.25)
@@ -680,7 +722,9 @@ master.write(os.path.join(out, "merged.csv"))
 older = lf.RequestLog(cap=5)
 older.on_request(name="/a", response_time=1.0, start_time=1.0)
 message = older.take()
-del message["unfinished"]
+for key in ("unfinished", "status", "content_length", "body_bytes", "retry_after", "error",
+            "texts"):
+    del message[key]
 master = lf.RequestLog(cap=5)
 master.merge(message)
 result["older_report"] = [len(master), master.unfinished]
@@ -720,14 +764,15 @@ def test_the_request_log_merges_reports_sorts_and_gives_up_past_its_cap(tmp_path
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["emptied"] == 0
     assert (tmp_path / "merged.csv").read_text().splitlines() == [
-        "start,response_time_ms,failed,name,stopped_at",
-        "100.100000,100.000,1,/b,",
-        "100.050000,300.000,0,/b,",
-        "100.000000,500.000,0,/a,",
+        "start,response_time_ms,failed,name,stopped_at,status,content_length,body_bytes,"
+        "retry_after,error",
+        '100.100000,100.000,1,/b,,503,40,40,2,"HTTP 503, expected 200"',
+        "100.050000,300.000,0,/b,,200,12,5,,",
+        "100.000000,500.000,0,/a,,200,12,12,,",
         # the requests in flight at the stops, oldest first, each with its stop
-        "99.500000,,,/b,101.250000",
-        "100.200000,,,/a,101.000000",
-        "100.600000,,,/b,101.250000",
+        "99.500000,,,/b,101.250000,,,,,",
+        "100.200000,,,/a,101.000000,,,,,",
+        "100.600000,,,/b,101.250000,,,,,",
     ]
     assert result["older_report"] == [1, []]
     # an abandoned log keeps no in-flight rows either

@@ -1449,9 +1449,12 @@ def test_a_cell_without_a_request_log_has_none():
 
 
 HEADERS = (
-    "start,response_time_ms,failed,name,stopped_at "
-    "(or an older log's start,response_time_ms,failed,name)"
+    "start,response_time_ms,failed,name,stopped_at,status,content_length,body_bytes,"
+    "retry_after,error (or an older log's start,response_time_ms,failed,name,stopped_at or "
+    "start,response_time_ms,failed,name)"
 )
+V3 = "start,response_time_ms,failed,name,stopped_at,status,content_length,body_bytes,"
+V3 += "retry_after,error\n"
 V2 = "start,response_time_ms,failed,name,stopped_at\n"
 V1 = "start,response_time_ms,failed,name\n"
 
@@ -1487,6 +1490,12 @@ V1 = "start,response_time_ms,failed,name\n"
         (V2 + "1.5,,,/,later\n", "line 2: stopped_at 'later' is not a non-negative number"),
         (V2 + "1.5,,,/,1.4\n", "line 2: stopped_at '1.4' before start"),
         (V2 + "soon,,,/,1.4\n", "line 2: start 'soon' is not a non-negative number"),
+        # the newest layout: as many fields as its header, the same rules
+        (V3 + "1.5,2.0,0,/,\n", "line 2: expected 10 fields, got 5"),
+        (
+            V3 + "1.5,,0,/,3.0,,,,,\n",
+            "line 2: failed '0' in a request in flight at the stop (stopped_at set)",
+        ),
     ],
 )
 def test_a_malformed_request_log_is_an_error_naming_file_and_line(tmp_path, text, message):
@@ -1620,3 +1629,14 @@ def test_validity_survives_summary_json(written):
     # an older summary.json without the columns: validity unknown, not valid
     older = {k: v for k, v in document["cells"][0].items() if k not in ("valid", "invalid_reasons")}
     assert summary.Row.from_dict(older).valid is None
+
+
+def test_a_request_log_with_the_answers_reads_as_before(tmp_path):
+    (tmp_path / locust.REQUESTS).write_text(
+        V3 + '1.5,2.0,1,/slow,,503,40,40,2,"HTTP 503, expected 200"\n1.6,,,/slow,3.0,,,,,\n'
+    )
+    log = locust.read_requests(tmp_path)
+    assert [(r.start_us, r.response_time_us, r.failed, r.name) for r in log.completed] == [
+        (1_500_000, 2_000, True, "/slow")
+    ]
+    assert [(r.start_us, r.stopped_us) for r in log.unfinished] == [(1_600_000, 3_000_000)]

@@ -13,10 +13,12 @@ Locust runs with ``--csv=<cell>/locust --csv-full-history --html
     locust_requests.csv       written by the lab's locustfile (see its docstring),
                               not by Locust: one row per request of the whole run,
                               ramp-up included, in the order they completed, under
-                              the header ``start,response_time_ms,failed,name,stopped_at``:
+                              the header ``start,response_time_ms,failed,name,stopped_at,
+                              status,content_length,body_bytes,retry_after,error``:
                               start in Unix seconds with six decimals, the response
                               time in milliseconds with three, failed 0 or 1,
-                              stopped_at empty; then one row per request still in
+                              stopped_at empty, then what it was answered (the
+                              faults read those; see the locustfile); then one row per request still in
                               flight when the run stopped, oldest first: its start,
                               response_time_ms and failed empty, stopped_at the
                               Unix time the stop found it waiting (six decimals)
@@ -25,10 +27,12 @@ Locust runs with ``--csv=<cell>/locust --csv-full-history --html
                               second of completion (read by report.hdr)
 
 The request log's layout, checked strictly (`read_requests`)
-    The header is one of two: ``start,response_time_ms,failed,name,stopped_at``,
-    or ``start,response_time_ms,failed,name`` (a log written before the
-    locustfile listed the requests in flight at the stop; its rows are all
-    completed requests, and whether any was cut off is unknown). Every row has
+    The header is one of three: the one above; ``start,response_time_ms,failed,
+    name,stopped_at`` (a log written before the locustfile kept what each request
+    was answered: the faults read those five columns, the report does not); or
+    ``start,response_time_ms,failed,name`` (before it listed the requests in
+    flight at the stop; its rows are all completed requests, and whether any was
+    cut off is unknown). Every row has
     as many fields as its header. A completed row: start and response_time_ms
     non-negative numbers, failed 0 or 1, stopped_at empty. An in-flight row:
     start and stopped_at non-negative numbers, stopped_at not before start,
@@ -121,7 +125,13 @@ HTML_REPORT = "locust_report.html"
 REQUESTS = "locust_requests.csv"
 LOG = "locust.log"
 # the request log's header, and an older log's, which has no in-flight rows
-REQUESTS_HEADER = ("start", "response_time_ms", "failed", "name", "stopped_at")
+REQUESTS_HEADER = (
+    "start", "response_time_ms", "failed", "name", "stopped_at", "status", "content_length",
+    "body_bytes", "retry_after", "error",
+)  # fmt: skip
+# older logs: without what each request was answered, and before that without
+# the requests in flight at the stop
+REQUESTS_HEADER_V2 = REQUESTS_HEADER[:5]
 REQUESTS_HEADER_V1 = REQUESTS_HEADER[:4]
 
 # What Locust logs when a process of the run goes above its CPU threshold (90 %):
@@ -351,7 +361,7 @@ def read_requests(cell_dir: Path) -> RequestLog | None:
                 name=name,
             )
         )
-    return RequestLog(completed, unfinished if header == REQUESTS_HEADER else None)
+    return RequestLog(completed, None if header == REQUESTS_HEADER_V1 else unfinished)
 
 
 def _requests_header(path: Path) -> tuple[str, ...]:
@@ -359,11 +369,12 @@ def _requests_header(path: Path) -> tuple[str, ...]:
     with path.open(newline="") as handle:
         found = next(csv.reader(handle), None)
     stripped = tuple(field.strip() for field in found) if found else None
-    if stripped in (REQUESTS_HEADER, REQUESTS_HEADER_V1):
+    if stripped in (REQUESTS_HEADER, REQUESTS_HEADER_V2, REQUESTS_HEADER_V1):
         return stripped
     raise ReportError(
         f"{path}: expected the header {','.join(REQUESTS_HEADER)} (or an older log's "
-        f"{','.join(REQUESTS_HEADER_V1)}), got " + (",".join(found) if found else "an empty file")
+        f"{','.join(REQUESTS_HEADER_V2)} or {','.join(REQUESTS_HEADER_V1)}), got "
+        + (",".join(found) if found else "an empty file")
     )
 
 
