@@ -21,8 +21,8 @@ packages=(
     podman runc netavark aardvark-dns iptables debootstrap
     # the controller's virtualenv; uWSGI and psycopg2 compile from source
     python3-venv python3-dev gcc libpq-dev
-    # the app's tests start a throwaway PostgreSQL
-    postgresql
+    # the app's tests start a throwaway PostgreSQL, and a Redis (the task broker)
+    postgresql redis-server
     # the Vagrantfile is validated offline; Ansible reaches VMs over SSH
     vagrant openssh-client
     # the report is rendered in a headless browser by the end-to-end test

@@ -19,6 +19,18 @@ class DefaultConfig:
     # Seconds to wait for PostgreSQL to accept a connection.
     DB_CONNECT_TIMEOUT = 5
     LOG_LEVEL = "INFO"
+    # POST /tasks: the Celery broker, redis://:PASSWORD@HOST:6379/0. Unset, POST
+    # /tasks answers 503 and the rest of the app works; the worker refuses to start.
+    BROKER_URL = None
+    # Retries of a task that failed for a transient reason (upstream or
+    # database unreachable); it fails for good after TASK_MAX_RETRIES + 1 attempts.
+    TASK_MAX_RETRIES = 3
+    # Seconds a task may run: the worker kills it then (a soft limit at 90 %
+    # lets it record "failed" first).
+    TASK_TIME_LIMIT = 30
+    # Seconds after which Redis hands a delivered but unacknowledged task to
+    # another worker (the first one died): must exceed TASK_TIME_LIMIT.
+    TASK_VISIBILITY_TIMEOUT = 60
 
 
 DB_MODES = ("naive", "pool")
@@ -28,7 +40,11 @@ _NUMBERS = (
     ("DB_POOL_MAX", int, 1),
     ("DB_POOL_TIMEOUT", float, 0),
     ("DB_CONNECT_TIMEOUT", int, 1),
+    ("TASK_MAX_RETRIES", int, 0),
+    ("TASK_TIME_LIMIT", int, 1),
+    ("TASK_VISIBILITY_TIMEOUT", int, 2),
 )
+BROKER_SCHEMES = ("redis://", "rediss://")
 _KIND_NAMES = {int: "a whole number", float: "a number"}
 
 
@@ -46,6 +62,14 @@ def validate(config):
             f"got min={config['DB_POOL_MIN']} max={config['DB_POOL_MAX']}"
         )
 
+    if config["TASK_VISIBILITY_TIMEOUT"] <= config["TASK_TIME_LIMIT"]:
+        raise ValueError(
+            "LABAPP_TASK_VISIBILITY_TIMEOUT must be greater than LABAPP_TASK_TIME_LIMIT, or "
+            "Redis hands a task that is still running to a second worker; got "
+            f"visibility timeout {config['TASK_VISIBILITY_TIMEOUT']} s, "
+            f"time limit {config['TASK_TIME_LIMIT']} s"
+        )
+
     level = str(config["LOG_LEVEL"]).upper()
     if not isinstance(logging.getLevelName(level), int):
         raise ValueError(f"LABAPP_LOG_LEVEL is not a logging level: {config['LOG_LEVEL']!r}")
@@ -53,6 +77,21 @@ def validate(config):
 
     for key in ("DATABASE_URL", "UPSTREAM_URL"):
         config[key] = str(config[key])
+    config["BROKER_URL"] = _broker_url(config["BROKER_URL"])
+
+
+def _broker_url(value):
+    """None when unset or empty; otherwise a redis:// or rediss:// URL."""
+    if value is None or value == "":
+        return None
+    url = str(value)
+    if not url.startswith(BROKER_SCHEMES):
+        # Never echo the URL: it carries the Redis password.
+        scheme = url.partition("://")[0] if "://" in url else "no scheme"
+        raise ValueError(
+            f"LABAPP_BROKER_URL must be a {' or '.join(BROKER_SCHEMES)} URL; got {scheme!r}"
+        )
+    return url
 
 
 def _number(key, value, kind, minimum):

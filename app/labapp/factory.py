@@ -4,8 +4,8 @@ import logging
 
 from flask import Flask
 
+from labapp import broker, errors, schema, tasks, views
 from labapp import config as settings
-from labapp import errors, schema, tasks, views
 from labapp.db import make_database
 
 
@@ -27,6 +27,9 @@ def create_app(config=None):
 
     # Built now, connected on first use: nothing touches PostgreSQL here.
     app.extensions["labapp.db"] = make_database(app.config)
+    # POST /tasks publishes through it; None without LABAPP_BROKER_URL. It
+    # connects to Redis on the first publish, not here.
+    app.extensions["labapp.celery"] = broker.make_celery(app.config)
     app.register_blueprint(views.bp)
     app.register_blueprint(tasks.bp)
     errors.register(app)

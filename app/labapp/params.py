@@ -19,12 +19,12 @@ class BadParameter(Exception):
         self.message = message
 
 
-def seconds(values, name, default=None):
-    """A number of seconds in 0..MAX_DELAY from a mapping of parameters."""
+def seconds(values, name, default=None, maximum=MAX_DELAY):
+    """A number of seconds in 0..maximum from a mapping of parameters."""
     value = values.get(name)
     if value is None or value == "":
         if default is None:
-            raise BadParameter(name, f"'{name}' is required (seconds, 0 to {MAX_DELAY:g})")
+            raise BadParameter(name, f"'{name}' is required (seconds, 0 to {maximum:g})")
         return default
     try:
         if isinstance(value, bool):
@@ -32,8 +32,8 @@ def seconds(values, name, default=None):
         number = float(value)
     except (TypeError, ValueError):
         raise BadParameter(name, f"'{name}' must be a number of seconds") from None
-    if not math.isfinite(number) or not 0 <= number <= MAX_DELAY:
-        raise BadParameter(name, f"'{name}' must be between 0 and {MAX_DELAY:g} seconds")
+    if not math.isfinite(number) or not 0 <= number <= maximum:
+        raise BadParameter(name, f"'{name}' must be between 0 and {maximum:g} seconds")
     return number
 
 
@@ -46,3 +46,44 @@ def integer(values, name, default):
         return int(value)
     except (TypeError, ValueError):
         raise BadParameter(name, f"'{name}' must be a whole number") from None
+
+
+def bounded_integer(values, name, default, low, high):
+    """A whole number in low..high; ``default`` (which may be None) when absent or empty.
+
+    Strict where ``integer`` is lenient: JSON booleans and fractions are refused.
+    """
+    value = values.get(name)
+    if value is None or value == "":
+        return default
+    message = f"'{name}' must be a whole number from {low} to {high}"
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise TypeError
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise BadParameter(name, message) from None
+    if not low <= number <= high:
+        raise BadParameter(name, message)
+    return number
+
+
+def choice(values, name, choices, default):
+    """One of ``choices`` (strings); ``default`` when absent or empty."""
+    value = values.get(name)
+    if value is None or value == "":
+        return default
+    if value not in choices:
+        raise BadParameter(name, f"'{name}' must be one of {', '.join(choices)}")
+    return value
+
+
+def only(values, allowed, context=""):
+    """Refuse any parameter outside ``allowed``: a typo must not silently become a default."""
+    unknown = sorted(str(name) for name in values if name not in allowed)
+    if unknown:
+        where = f" {context}" if context else ""
+        raise BadParameter(
+            unknown[0],
+            f"unknown parameter '{unknown[0]}'{where}; accepted: {', '.join(sorted(allowed))}",
+        )

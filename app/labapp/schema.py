@@ -12,19 +12,47 @@ TABLES = {
     "fortune": "CREATE TABLE fortune (id integer PRIMARY KEY, message varchar(2048) NOT NULL)",
     "post": "CREATE TABLE post (id integer PRIMARY KEY, title text NOT NULL, body text NOT NULL)",
     # Task state lives here rather than in a process so that any worker of any
-    # server can answer for a task another one started.
+    # server can answer for a task another one started, and the Celery worker
+    # (labapp.worker) records its progress: queued -> running -> done | failed.
     "task": """
         CREATE TABLE task (
             id uuid PRIMARY KEY,
-            seconds double precision NOT NULL,
-            status text NOT NULL DEFAULT 'running'
-                CHECK (status IN ('running', 'done', 'failed')),
+            kind text NOT NULL,
+            params jsonb NOT NULL DEFAULT '{}',
+            status text NOT NULL DEFAULT 'queued'
+                CONSTRAINT task_status_check
+                CHECK (status IN ('queued', 'running', 'done', 'failed')),
             result jsonb,
+            error text,
+            attempts integer NOT NULL DEFAULT 0,
             created_at timestamptz NOT NULL DEFAULT now(),
+            started_at timestamptz,
             finished_at timestamptz
         )
     """,
 }
+
+# The task table before Celery: (id, seconds, status running|done|failed, result,
+# created_at, finished_at), the work a thread in the server process. Its rows
+# are kept as kind 'sleep'; those still 'running' were lost with their thread.
+MIGRATE_THREAD_TASKS = [
+    "ALTER TABLE task ADD COLUMN IF NOT EXISTS kind text",
+    "ALTER TABLE task ADD COLUMN IF NOT EXISTS params jsonb NOT NULL DEFAULT '{}'",
+    "ALTER TABLE task ADD COLUMN IF NOT EXISTS error text",
+    "ALTER TABLE task ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 0",
+    "ALTER TABLE task ADD COLUMN IF NOT EXISTS started_at timestamptz",
+    """UPDATE task SET kind = 'sleep', params = jsonb_build_object('seconds', seconds),
+           attempts = 1, started_at = created_at WHERE kind IS NULL""",
+    """UPDATE task SET status = 'failed', finished_at = now(),
+           error = 'lost: its thread ended with the server process when tasks moved to Celery'
+       WHERE status = 'running'""",
+    "ALTER TABLE task ALTER COLUMN kind SET NOT NULL",
+    "ALTER TABLE task DROP COLUMN seconds",
+    "ALTER TABLE task DROP CONSTRAINT IF EXISTS task_status_check",
+    """ALTER TABLE task ADD CONSTRAINT task_status_check
+           CHECK (status IN ('queued', 'running', 'done', 'failed'))""",
+    "ALTER TABLE task ALTER COLUMN status SET DEFAULT 'queued'",
+]
 
 # TechEmpower's fortunes, verbatim: the markup and the non-ASCII rows are the test.
 FORTUNES = [
@@ -89,6 +117,7 @@ def init_db(dsn, connect_timeout=10):
             # Several app hosts may run init-db at the same moment.
             cur.execute("SELECT pg_advisory_xact_lock(hashtext('labapp.init-db'))")
             created = _create_tables(cur)
+            migrated = _migrate(cur)
             changed = _seed(cur)
             if created or changed:
                 cur.execute("ANALYZE world, fortune, post")
@@ -96,7 +125,7 @@ def init_db(dsn, connect_timeout=10):
         conn.close()
     if created:
         return "created"
-    return "updated" if changed else "unchanged"
+    return "updated" if changed or migrated else "unchanged"
 
 
 def _create_tables(cur):
@@ -107,6 +136,19 @@ def _create_tables(cur):
             cur.execute(ddl)
             created = True
     return created
+
+
+def _migrate(cur):
+    """Bring an existing task table of the thread-based version up to date; True if it did."""
+    cur.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = 'task' AND column_name = 'seconds'"
+    )
+    if cur.fetchone() is None:
+        return False
+    for statement in MIGRATE_THREAD_TASKS:
+        cur.execute(statement)
+    return True
 
 
 def _seed(cur):

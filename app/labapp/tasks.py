@@ -1,39 +1,71 @@
-"""Background tasks whose state lives in PostgreSQL, so any worker can report on them."""
+"""``POST /tasks`` queues work for the Celery worker; any process reports on it.
 
+The state lives in PostgreSQL's ``task`` table, so whichever server process
+takes ``GET /tasks/<id>`` can answer; the work runs in ``labapp.worker``
+(labapp/jobs.py does it), handed over through Redis.
+"""
+
+import contextlib
 import logging
-import os
-import threading
-import time
 import uuid
 
-from flask import Blueprint, abort, jsonify, request, url_for
+import psycopg2
+from flask import Blueprint, abort, current_app, jsonify, request, url_for
 from psycopg2.extras import Json
 
-from labapp import params
-from labapp.db import Unavailable, get_db
+from labapp import broker, jobs, params
+from labapp.db import get_db
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("tasks", __name__, url_prefix="/tasks")
 
-DEFAULT_SECONDS = 1.0
-# Attempts to record a finished task while the database is unavailable.
-SAVE_ATTEMPTS = 5
+# Seconds a client should wait before polling a task, or retrying a refused POST.
+POLL_AFTER = 1
+RETRY_AFTER_BROKER_DOWN = 2
+# The parameters each kind accepts, besides "kind".
+KIND_PARAMETERS = {"render": ("n", "post"), "upstream": ("delay",)}
+MAX_POST_ID = 2**31 - 1
 
 
 @bp.post("")
 def start_task():
-    seconds = params.seconds(_task_parameters(), "seconds", default=DEFAULT_SECONDS)
+    kind, task_params = _parse(_task_parameters())
+    celery = current_app.extensions["labapp.celery"]
+    if celery is None:
+        response = jsonify(
+            error="no task broker is configured (LABAPP_BROKER_URL is not set)", status=503
+        )
+        response.status_code = 503
+        return response
     task_id = uuid.uuid4()
-    database = get_db()
-    with database.connection() as conn, conn.cursor() as cur:
-        cur.execute("INSERT INTO task (id, seconds) VALUES (%s, %s)", (str(task_id), seconds))
-    # A thread, not a process-local queue: under the gevent servers it is a
-    # greenlet, and its result goes to the database for whichever worker asks.
-    threading.Thread(target=_run, args=(database, task_id, seconds), daemon=True).start()
-    response = jsonify(id=str(task_id), status="running")
+    with get_db().connection() as conn, conn.cursor() as cur:
+        # The row is committed only once Redis has the task: a refused publish
+        # leaves nothing behind. The worker waits for the commit if it is faster.
+        cur.execute("BEGIN")
+        try:
+            cur.execute(
+                "INSERT INTO task (id, kind, params) VALUES (%s, %s, %s)",
+                (str(task_id), kind, Json(task_params)),
+            )
+            broker.publish(celery, task_id)
+        except BaseException:
+            with contextlib.suppress(psycopg2.Error):
+                cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
+    response = jsonify(id=str(task_id), status="queued")
     response.status_code = 202
     response.headers["Location"] = url_for("tasks.task_status", task_id=task_id)
+    return response
+
+
+@bp.errorhandler(broker.BrokerUnavailable)
+def _broker_unavailable(exc):
+    log.warning("503: task broker unavailable (%s)", exc)
+    response = jsonify(error="task broker unavailable", status=503)
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER_BROKER_DOWN)
     return response
 
 
@@ -46,48 +78,53 @@ def _task_parameters():
     return body
 
 
+def _parse(values):
+    """(kind, parameters of that kind) from the body; BadParameter on anything else."""
+    kind = params.choice(values, "kind", jobs.KINDS, default="render")
+    allowed = ("kind", *KIND_PARAMETERS[kind])
+    params.only(values, allowed, context=f"for kind={kind}")
+    if kind == "render":
+        low, high = jobs.RENDER_TIMES
+        return kind, {
+            "n": params.bounded_integer(values, "n", jobs.DEFAULT_RENDER_TIMES, low, high),
+            "post": params.bounded_integer(values, "post", None, 1, MAX_POST_ID),
+        }
+    delay = params.seconds(
+        values, "delay", default=jobs.DEFAULT_UPSTREAM_DELAY, maximum=jobs.MAX_UPSTREAM_DELAY
+    )
+    return kind, {"delay": delay}
+
+
 @bp.get("/<uuid:task_id>")
 def task_status(task_id):
     with get_db().connection() as conn, conn.cursor() as cur:
         cur.execute(
-            "SELECT status, seconds, result, created_at, finished_at FROM task WHERE id = %s",
+            "SELECT kind, params, status, attempts, result, error, created_at, started_at, "
+            "finished_at FROM task WHERE id = %s",
             (str(task_id),),
         )
         row = cur.fetchone()
     if row is None:
         abort(404, description=f"no task with id {task_id}")
-    status, seconds, result, created_at, finished_at = row
+    kind, task_params, status, attempts, result, error, created_at, started_at, finished_at = row
     body = {
         "id": str(task_id),
+        "kind": kind,
+        "params": task_params,
         "status": status,
-        "seconds": seconds,
-        "created_at": created_at.isoformat(),
-        "finished_at": finished_at.isoformat() if finished_at else None,
+        "attempts": attempts,
         "result": result,
+        "error": error,
+        "created_at": _iso(created_at),
+        "started_at": _iso(started_at),
+        "finished_at": _iso(finished_at),
     }
-    if status == "running":
-        response = jsonify(body)
+    response = jsonify(body)
+    if status in ("queued", "running"):
         response.status_code = 202
-        response.headers["Retry-After"] = "1"
-        return response
-    return jsonify(body)
+        response.headers["Retry-After"] = str(POLL_AFTER)
+    return response
 
 
-def _run(database, task_id, seconds):
-    """The background work: wait, then record who did it."""
-    started = time.monotonic()
-    time.sleep(seconds)
-    result = {"pid": os.getpid(), "elapsed": round(time.monotonic() - started, 3)}
-    for attempt in range(1, SAVE_ATTEMPTS + 1):
-        try:
-            with database.connection() as conn, conn.cursor() as cur:
-                cur.execute(
-                    "UPDATE task SET status = 'done', result = %s, finished_at = now() "
-                    "WHERE id = %s",
-                    (Json(result), str(task_id)),
-                )
-            return
-        except Unavailable as exc:
-            log.warning("task %s: cannot save result (attempt %d): %s", task_id, attempt, exc)
-            time.sleep(attempt)
-    log.error("task %s: result lost after %d attempts", task_id, SAVE_ATTEMPTS)
+def _iso(moment):
+    return moment.isoformat() if moment else None

@@ -5,10 +5,12 @@ import json
 import os
 import pwd
 import re
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -18,6 +20,7 @@ from typing import ClassVar
 
 import psycopg2
 import pytest
+import redis
 
 APP_DIR = Path(__file__).resolve().parents[2] / "app"
 
@@ -221,12 +224,16 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.argv} exited early:\n{self.output()}")
-            with contextlib.suppress(OSError):
-                if http_get(f"{self.url}/healthz", timeout=1)[0] == 200:
-                    return self
+            if self.ready():
+                return self
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"{self.argv} not ready after {timeout}s:\n{self.output()}")
+
+    def ready(self):
+        with contextlib.suppress(OSError):
+            return http_get(f"{self.url}/healthz", timeout=1)[0] == 200
+        return False
 
     def stop(self, timeout=15.0):
         """SIGTERM, then SIGKILL to the whole process group if it does not go."""
@@ -259,3 +266,122 @@ def app_env(database_url, upstream_url, **settings):
     env = {"LABAPP_DATABASE_URL": database_url, "LABAPP_UPSTREAM_URL": upstream_url}
     env |= {f"LABAPP_{key.upper()}": str(value) for key, value in settings.items()}
     return env
+
+
+class CeleryWorker(ServerProcess):
+    """``celery --app labapp.worker worker`` (the command the roles run), ready when it says so."""
+
+    def __init__(self, env, concurrency=2, name="worker", fast=True):
+        argv = [
+            sys.executable, "-m", "celery", "--app", "labapp.worker", "worker",
+            "--concurrency", concurrency, "--loglevel", "INFO", "--hostname", f"{name}@%h",
+        ]  # fmt: skip
+        if fast:
+            # the optional flags of labapp/worker.py's docstring: a second less to start
+            argv += ["--without-mingle", "--without-gossip"]
+        super().__init__(argv, port=None, env=env)
+
+    def ready(self):
+        return " ready." in self.output()
+
+    def pool_pids(self):
+        return children(self.proc.pid)
+
+    def pss_kib(self):
+        """Memory of the main process and its pool processes (KiB): the sum of their
+        proportional set sizes, so the pages they share since the fork count once."""
+        return sum(pss_kib(pid) for pid in [self.proc.pid, *self.pool_pids()])
+
+
+def children(pid):
+    """Process ids whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # the command name (2nd field) may contain spaces: split after its ")"
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def pss_kib(pid):
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def find_redis_server():
+    return shutil.which("redis-server") or shutil.which("redis-server", path="/usr/bin:/usr/sbin")
+
+
+class RedisServer:
+    """A password-protected Redis on 127.0.0.1 with an append-only file in a temporary directory.
+
+    ``kill()`` then ``start()`` is a crash and a restart on the same port and
+    data: what the AOF kept comes back.
+    """
+
+    def __init__(self, binary):
+        self.binary = binary
+        self.port = free_port()
+        self.password = secrets.token_hex(16)
+        self.base = Path(tempfile.mkdtemp(prefix="labapp-redis-"))
+        self.config = self.base / "redis.conf"
+        # No RDB snapshots: whatever survives a restart survives through the AOF.
+        self.config.write_text(
+            f"bind 127.0.0.1\nport {self.port}\nrequirepass {self.password}\n"
+            f'dir {self.base}\nappendonly yes\nappendfsync everysec\nsave ""\n'
+            f"daemonize no\nlogfile {self.base / 'redis.log'}\n"
+        )
+        self.url = f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+        self.proc = None
+
+    def start(self, timeout=10.0):
+        self.proc = subprocess.Popen(
+            [self.binary, str(self.config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited early:\n{self.log()}")
+            with contextlib.suppress(redis.RedisError):
+                if self.client().ping():
+                    return self
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"redis-server not ready after {timeout}s:\n{self.log()}")
+
+    def client(self):
+        return redis.Redis(
+            host="127.0.0.1", port=self.port, password=self.password,
+            socket_timeout=5, socket_connect_timeout=2,
+        )  # fmt: skip
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(30)
+        self.proc = None
+
+    def log(self):
+        path = self.base / "redis.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def remove(self):
+        try:
+            self.kill()
+        finally:
+            shutil.rmtree(self.base, ignore_errors=True)

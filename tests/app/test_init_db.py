@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 from labapp import create_app
@@ -93,3 +94,58 @@ def test_unreachable_database_fails_with_a_message():
     assert result.returncode == 1
     assert "cannot initialise the database" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# The task table of the thread-based version, as existing deployments have it.
+THREAD_TASK_TABLE = """
+    CREATE TABLE task (
+        id uuid PRIMARY KEY,
+        seconds double precision NOT NULL,
+        status text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'done', 'failed')),
+        result jsonb,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        finished_at timestamptz
+    )
+"""
+
+
+def test_migrates_the_thread_task_table(empty_database):
+    init_db(empty_database)
+    done_id, running_id = str(uuid.uuid4()), str(uuid.uuid4())
+    with connect(empty_database) as cur:
+        cur.execute("DROP TABLE task")
+        cur.execute(THREAD_TASK_TABLE)
+        cur.execute(
+            "INSERT INTO task (id, seconds, status, result, finished_at) VALUES "
+            "(%s, 1.5, 'done', '{\"pid\": 42}', now()), (%s, 2, 'running', NULL, NULL)",
+            (done_id, running_id),
+        )
+
+    assert init_db(empty_database) == "updated"
+    with connect(empty_database) as cur:
+        cur.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'task' "
+            "ORDER BY ordinal_position"
+        )
+        columns = {row[0] for row in cur.fetchall()}
+        cur.execute("SELECT id::text, kind, params, status, result, error, attempts FROM task")
+        rows = {row[0]: row[1:] for row in cur.fetchall()}
+        # what the Celery version writes is accepted
+        cur.execute(
+            "INSERT INTO task (id, kind) VALUES (%s, 'render') RETURNING status, params",
+            (str(uuid.uuid4()),),
+        )
+        assert cur.fetchone() == ("queued", {})
+    assert columns == {
+        "id", "kind", "params", "status", "result", "error", "attempts",
+        "created_at", "started_at", "finished_at",
+    }  # fmt: skip
+    assert rows[done_id] == ("sleep", {"seconds": 1.5}, "done", {"pid": 42}, None, 1)
+    kind, params, status, result, error, attempts = rows[running_id]
+    assert (kind, params, status, result, attempts) == ("sleep", {"seconds": 2}, "failed", None, 1)
+    assert error.startswith("lost: ")
+
+    assert init_db(empty_database) == "unchanged"
+    app = create_app({"DATABASE_URL": empty_database})
+    body = app.test_client().get(f"/tasks/{running_id}").json
+    assert (body["status"], body["kind"]) == ("failed", "sleep")
