@@ -7,17 +7,22 @@ from itertools import pairwise
 from pathlib import Path
 
 from flask_deploy_lab.faults import (
+    app_host_stop,
+    celery_kill,
     kill_worker,
     loadgen_stop,
     pg_restart,
     pool_exhaustion,
+    redis_restart,
     reload,
     slow_clients,
+    upstream_stop,
 )
 from flask_deploy_lab.faults.executor import PODMAN_STOP, REBOOT_HOST, HostRestart
 from flask_deploy_lab.faults.load import LoadFigures, LocustFailure
 from flask_deploy_lab.faults.request_log import Request, RequestLog
 from flask_deploy_lab.faults.stack import Answer, UnitState
+from flask_deploy_lab.faults.task_rows import TaskRow, TaskSettings
 
 HTTP_503 = "CatchResponseError('HTTP 503, expected 200')"
 HTTP_500 = "CatchResponseError('HTTP 500, expected 200')"
@@ -295,3 +300,165 @@ def stop_seen(**changes):
         "back_s": 1.4,
     }
     return loadgen_stop.Observation(**(seen | changes))
+
+
+# ---------------------------------------------------------------- background tasks
+
+SETTINGS = TaskSettings(time_limit_s=30.0, visibility_timeout_s=60.0)
+KILL_AT = 1008.0
+
+
+def task(n, status="done", created=1000.0, finished=None, attempts=1, error=""):
+    """A task row; done 2.5 s after its creation unless told."""
+    if finished is None and status in ("done", "failed"):
+        finished = created + 2.5
+    return TaskRow(f"t{n:03d}", status, attempts, created, created + 0.1, finished, error)
+
+
+def posts(first, last, rate, status=202, ms=20.0, retry=None):
+    """`rate` POST /tasks a second over [first, last), answered `status`."""
+    return steady(first, last, rate, ms=ms, status=status, name="/tasks", length=60, retry=retry)
+
+
+# ---------------------------------------------------------------- celery-kill
+
+CELERY_DONE = celery_kill.Done(
+    celery_kill.LOAD, "app1", "labapp-celery.service", 812, 2, at_s=8.0, at=KILL_AT
+)
+
+
+def celery_rows(late=0, failed=0, pending=0):
+    """40 tasks created 1000..1030; t001, t002 running at the kill, redelivered and done
+    70 s later; `late` done 120 s after the kill, `failed`, `pending` ones."""
+    rows = [
+        task(1, created=1006.0, finished=KILL_AT + 70, attempts=2),
+        task(2, created=1007.0, finished=KILL_AT + 71, attempts=2),
+    ]
+    rows += [task(i, created=1000 + i * 0.7) for i in range(3, 41)]
+    rows += [task(100 + i, created=1005.0, finished=KILL_AT + 120) for i in range(late)]
+    rows += [task(200 + i, "failed", error="upstream timed out") for i in range(failed)]
+    rows += [task(300 + i, "running", finished=None) for i in range(pending)]
+    return tuple(rows)
+
+
+def celery_seen(**changes):
+    seen = {
+        "settings": SETTINGS,
+        "kill_at": KILL_AT,
+        "main_pid_before": 812,
+        "main_pid_after": 1003,
+        "restarted_s": 1.2,
+        "n_restarts_before": 0,
+        "n_restarts_after": 1,
+        "running_at_kill": ("t001", "t002"),
+        "rows": celery_rows(),
+        "read_at": KILL_AT + 72,
+        "load": figures(160, 2, 5.3),
+        "requests": log(posts(1000, 1030, 1)
+                        + [req(1030.0, 30000.0, 202, True, "/tasks/[id]", length=60,
+                               error="task still 202 after LOADTEST_TASK_TIMEOUT")] * 2),
+    }  # fmt: skip
+    return celery_kill.Observation(**(seen | changes))
+
+
+# ---------------------------------------------------------------- redis-restart
+
+R_STOP, R_DOWN, R_START, R_BACK = 1008.0, 1008.1, 1013.1, 1013.3
+REDIS_DONE = redis_restart.Done(redis_restart.LOAD, "db1", "redis-server.service", 8.1, 5)
+
+
+def redis_requests(down_ms=1005.0, extra=()):
+    """10 202s a second before the stop, 10 503s with Retry-After a second while it is down
+    (each `down_ms`: the publish's timeout), 202s again from 1014."""
+    found = posts(1000, 1008, 10)
+    found += posts(1008, 1013, 10, status=503, ms=down_ms, retry="2")
+    found += posts(1014, 1030, 10)
+    return log(found + list(extra))
+
+
+def redis_seen(**changes):
+    seen = {
+        "stopping_at": R_STOP,
+        "down_at": R_DOWN,
+        "starting_at": R_START,
+        "back_at": R_BACK,
+        "settings": SETTINGS,
+        "rows": tuple(task(i, created=1000 + i * 0.1) for i in range(240)),
+        "load": figures(290, 50, 9.7),
+        "requests": redis_requests(),
+    }
+    return redis_restart.Observation(**(seen | changes))
+
+
+# ---------------------------------------------------------------- upstream-stop
+
+U_STOP, U_DOWN, U_START, U_BACK = 1008.0, 1008.5, 1016.5, 1017.0
+UPSTREAM_DONE = upstream_stop.Done(upstream_stop.LOAD, "db1", "slow-api.service", 8.0, 8)
+
+
+def slow(first, last, rate, status=200, ms=505.0):
+    return steady(first, last, rate, ms=ms, status=status, name="/slow")
+
+
+def upstream_requests(fail_ms=8.0, extra=()):
+    """/slow at 40 a second, 502s (`fail_ms` each) at 400 a second while it is down."""
+    found = slow(1000, 1008, 40) + slow(1009, 1016, 400, status=502, ms=fail_ms)
+    found += slow(1017, 1030, 40)
+    return log(found + list(extra))
+
+
+def upstream_answers(body="json-error"):
+    return tuple(Answer(1009.5 + i / 10, 502, "-", body) for i in range(60))
+
+
+def upstream_seen(**changes):
+    seen = {
+        "stopping_at": U_STOP,
+        "down_at": U_DOWN,
+        "starting_at": U_START,
+        "back_at": U_BACK,
+        "answers": upstream_answers(),
+        "load": figures(3900, 2800, 130.0),
+        "requests": upstream_requests(),
+    }
+    return upstream_stop.Observation(**(seen | changes))
+
+
+# ---------------------------------------------------------------- app-host-stop
+
+A_STOP, A_DOWN, A_START, A_BACK = 1008.0, 1008.6, 1018.6, 1019.0
+APP_ADDRESSES = {"app1": "10.0.10.21", "app2": "10.0.10.22"}
+APP_STOP_DONE = app_host_stop.Done(app_host_stop.LOAD, "app2", "labapp-gunicorn.service", 8.0, 10)
+
+
+def app_upstreams(victim_down=0, rejoin_at=1022, others=20):
+    """nginx's answers per second: both hosts until the stop, app1 alone until
+    `rejoin_at` (app2 `victim_down` in each second it is down), then both."""
+    found = {}
+    for second in range(1000, 1050):
+        if second < 1009:
+            found[second] = {"10.0.10.21": [20, 20], "10.0.10.22": [20, 20]}
+        elif second < rejoin_at:
+            found[second] = {"10.0.10.21": [others, others]}
+            if victim_down and 1010 <= second < 1018:
+                found[second]["10.0.10.22"] = [victim_down, victim_down]
+        else:
+            found[second] = {"10.0.10.21": [20, 20], "10.0.10.22": [20, 20]}
+    return found
+
+
+def app_stop_seen(**changes):
+    seen = {
+        "app_hosts": ("app1", "app2"),
+        "victim": "app2",
+        "addresses": APP_ADDRESSES,
+        "in_flight": 10,
+        "stopping_at": A_STOP,
+        "down_at": A_DOWN,
+        "starting_at": A_START,
+        "back_at": A_BACK,
+        "upstreams": app_upstreams(),
+        "load": figures(2000, 0, 40.0),
+        "requests": log(slow(1000, 1050, 40)),
+    }
+    return app_host_stop.Observation(**(seen | changes))

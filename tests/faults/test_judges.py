@@ -28,7 +28,8 @@ from tests.faults import fabricated as f
 
 def test_the_faults_run_in_their_order_under_their_names():
     assert NAMES == (
-        "kill-worker", "pg-restart", "pool-exhaustion", "reload", "slow-clients", "loadgen-stop"
+        "kill-worker", "pg-restart", "pool-exhaustion", "reload", "slow-clients", "loadgen-stop",
+        "celery-kill", "redis-restart", "upstream-stop", "app-host-stop",
     )  # fmt: skip
     assert [fault.name for fault in FAULTS] == list(NAMES)
 

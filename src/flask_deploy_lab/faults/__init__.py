@@ -13,7 +13,8 @@ with playbooks/site.yml (not with ``--no-converge``). Each fault runs one
 bounded Locust cell through playbooks/loadtest.yml (its files land in
 ``reports/<run-id>/<fault>/``), does one thing to the stack's own hosts while
 it runs, measures, puts the stack back as it was, and is judged; one line
-each: PASS, FAIL or SKIP, what was done, what was measured.
+each: PASS, FAIL, SKIP or N/A (not applicable to the inventory), what was done,
+what was measured.
 
     kill-worker      kill -9 of the busiest app worker 8 s into /db load: no more requests
                      fail than the worker held (its established connections at the kill),
@@ -33,6 +34,18 @@ each: PASS, FAIL or SKIP, what was done, what was measured.
                      rate with them within the baseline's spread (3 sd, at least 5 %).
     loadgen-stop     the last load generator taken away mid-run: the run finishes, or
                      fails with a message that names it and its loss; no process left.
+    celery-kill      kill -9 of the Celery worker's main process under upstream tasks:
+                     every task of the run done within visibility timeout + time limit
+                     + 20 s of the kill, none failed, a new MainPID; redeliveries reported.
+    redis-restart    Redis stopped for 5 s under render tasks: every failed POST a 503
+                     with Retry-After, p99 of the POSTs while down <= 2 s, a 202 again
+                     <= 5 s after it is back, every task that got a 202 done.
+    upstream-stop    the slow API stopped for 8 s under /slow: failures only 502/503/504,
+                     quick (p99 <= 1 s), JSON bodies, only in the outage, no pile-up,
+                     successes again <= 5 s after it is back.
+    app-host-stop    one of two app hosts' unit stopped for 10 s under /slow: failures <=
+                     nginx's connections to it, the other serves, it rejoins <= 30 s
+                     (N/A with one app host: neither a pass nor a failure).
 
 Every verdict is computed from the load's request log (request_log.py).
 ``--servers all`` runs them against every concurrent server (a matrix).
@@ -42,16 +55,23 @@ an Outcome (outcome.py); render.py words the lines and writes faults.json;
 cli.py is fdl-faults (python -m flask_deploy_lab.faults).
 """
 
+from flask_deploy_lab.faults.app_host_stop import AppHostStop
+from flask_deploy_lab.faults.celery_kill import CeleryKill
 from flask_deploy_lab.faults.kill_worker import KillWorker
 from flask_deploy_lab.faults.loadgen_stop import LoadgenStop
 from flask_deploy_lab.faults.outcome import FaultError, Outcome, Verdict
 from flask_deploy_lab.faults.pg_restart import PgRestart
 from flask_deploy_lab.faults.pool_exhaustion import PoolExhaustion
+from flask_deploy_lab.faults.redis_restart import RedisRestart
 from flask_deploy_lab.faults.reload import Reload
 from flask_deploy_lab.faults.slow_clients import SlowClients
+from flask_deploy_lab.faults.upstream_stop import UpstreamStop
 
 # In the order they run (and are numbered).
-FAULTS = (KillWorker, PgRestart, PoolExhaustion, Reload, SlowClients, LoadgenStop)
+FAULTS = (
+    KillWorker, PgRestart, PoolExhaustion, Reload, SlowClients, LoadgenStop,
+    CeleryKill, RedisRestart, UpstreamStop, AppHostStop,
+)  # fmt: skip
 NAMES = tuple(fault.name for fault in FAULTS)
 
 __all__ = ["FAULTS", "NAMES", "FaultError", "Outcome", "Verdict"]

@@ -19,9 +19,10 @@ Vagrant VMs, real hosts). Before them comes ``-e flask_app_workers=2``
 (DEFAULT_ARGS): kill-worker needs a worker with a sibling under a master, and
 the sizing gives a one-CPU app host one process; a later ``-e`` overrides
 it. FAULTS (names or numbers, space-separated) is
-``--only``. Exit status: 0 when no fault failed (a SKIP is not a failure), 1
-when one did, 2 when the hosts do not answer or the stack could not be
-converged. ``reports/<run-id>/faults.json`` keeps every figure.
+``--only``. Exit status: 0 when no fault failed (a SKIP, or an N/A: a fault the
+inventory does not allow, is not a failure), 1 when one did, 2 when the hosts
+do not answer or the stack could not be converged.
+``reports/<run-id>/faults.json`` keeps every figure.
 """
 
 from __future__ import annotations

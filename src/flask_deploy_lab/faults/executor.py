@@ -64,6 +64,7 @@ DISCOVER = (
     " 'container': ansible_host | default(inventory_hostname),"
     " 'podman': ansible_podman_executable | default('podman'),"
     " 'nginx_status_port': nginx_status_port | default(none),"
+    " 'db_name': db_name | default('labapp'),"
     " 'order': groups} }}"
 )
 JINJA_OPENERS = ("{{", "{%", "{#")
@@ -90,6 +91,8 @@ class Host:
     container: str
     podman: str
     nginx_status_port: int | None = None
+    # the app's database (playbooks/group_vars/all: db_name)
+    db_name: str = "labapp"
 
     @property
     def in_lab(self) -> bool:
@@ -452,6 +455,7 @@ def inventory_from(bodies: dict[str, dict]) -> Inventory:
             container=str(said.get("container") or name),
             podman=str(said.get("podman") or "podman"),
             nginx_status_port=int(port) if port not in (None, "") else None,
+            db_name=str(said.get("db_name") or "labapp"),
         )
     groups = {group: [h for h in members if h in hosts] for group, members in order.items()}
     return Inventory(hosts, groups)

@@ -47,8 +47,12 @@ class LoadSpec:
     endpoint: str
     users: int = LOAD_USERS
     duration: int = LOAD_SECONDS
-    # ?delay= of a delay-bound endpoint (loadtest.yml's delay_s); None: its default
+    # ?delay= of a delay-bound endpoint (loadtest.yml's delay_s; for /tasks the
+    # delay of an upstream task); None: its default
     delay: float | None = None
+    # what each POST /tasks asks for (loadtest.yml's task_kind, task_n); None: its default
+    task_kind: str | None = None
+    task_n: int | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,10 @@ class Load:
         }
         if spec.delay is not None:
             extra["delay_s"] = spec.delay
+        if spec.task_kind is not None:
+            extra["task_kind"] = spec.task_kind
+        if spec.task_n is not None:
+            extra["task_n"] = spec.task_n
         note(f"load: /{spec.endpoint} x{spec.users} users for {spec.duration} s ({cell})")
         # the master's files of an earlier run stay until this one starts
         self.launched = time.time()

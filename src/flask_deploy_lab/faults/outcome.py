@@ -12,6 +12,9 @@ class Verdict(Enum):
     FAIL = "FAIL"
     # the fault does not apply to what is deployed (not a failure)
     SKIP = "SKIP"
+    # the fault cannot be done on this inventory (app-host-stop with one app
+    # host): neither a pass nor a failure
+    NOT_APPLICABLE = "N/A"
 
 
 class FaultError(Exception):
@@ -25,7 +28,8 @@ class Outcome:
     ``done`` is the fault module's ``Done`` (what was done to the stack, None
     when nothing was), ``figures`` its ``Observation`` (what was measured, or
     only what was deployed when the fault does not apply), ``reasons`` each
-    target that was missed (FAIL) or why the fault does not apply (SKIP).
+    target that was missed (FAIL), why the fault does not apply (SKIP) or why
+    the inventory does not allow it (NOT_APPLICABLE).
     """
 
     fault: str
@@ -43,6 +47,10 @@ class Outcome:
     @classmethod
     def skipped(cls, fault, figures, why) -> Outcome:
         return cls(fault, Verdict.SKIP, None, figures, (why,))
+
+    @classmethod
+    def not_applicable(cls, fault, figures, why) -> Outcome:
+        return cls(fault, Verdict.NOT_APPLICABLE, None, figures, (why,))
 
     @classmethod
     def not_carried_out(cls, fault, why) -> Outcome:

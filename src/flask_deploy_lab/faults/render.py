@@ -14,7 +14,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from flask_deploy_lab import catalogue
-from flask_deploy_lab.faults import kill_worker, loadgen_stop, pg_restart, pool_exhaustion
+from flask_deploy_lab.faults import (
+    app_host_stop,
+    celery_kill,
+    kill_worker,
+    loadgen_stop,
+    pg_restart,
+    pool_exhaustion,
+    redis_restart,
+    upstream_stop,
+)
 from flask_deploy_lab.faults import reload as reload_fault
 from flask_deploy_lab.faults import slow_clients as slow_fault
 from flask_deploy_lab.faults.executor import PODMAN_STOP
@@ -22,6 +31,7 @@ from flask_deploy_lab.faults.load import LoadSpec
 from flask_deploy_lab.faults.outcome import Outcome, Verdict
 from flask_deploy_lab.faults.request_log import SHORT_BODY, TRUNCATED_OK, RequestLog
 from flask_deploy_lab.faults.stack import with_retry_after
+from flask_deploy_lab.faults.task_rows import errors_text, status_text
 
 NOT_CARRIED_OUT = "could not be carried out"
 NOT_MEASURED = "not measured"
@@ -435,6 +445,197 @@ def loadgen_stop_words(outcome: Outcome):
     return did, measured, figures
 
 
+def tasks_text(rows) -> str:
+    """'118 tasks: 116 done, 2 failed ("upstream timed out" x2)'."""
+    errors = errors_text(rows)
+    return f"{len(rows)} tasks: {status_text(rows)}" + (f" ({errors})" if errors else "")
+
+
+def celery_kill_words(outcome: Outcome):
+    done: celery_kill.Done = outcome.done
+    seen: celery_kill.Observation = outcome.figures
+    s = seen.settings
+    did = (
+        f"kill -9 of {done.unit}'s main process (pid {done.main_pid}, "
+        f"{done.pool_processes} pool processes) on {done.worker} {done.at_s:.0f} s into "
+        f"{what(done.load)} ({done.load.task_kind} tasks of {done.load.delay:g} s)"
+    )
+    delays = seen.redelivery_s
+    running = seen.running_at_kill
+    held = (
+        f"{len(running)} running at the kill"
+        + (f", done {delays[0]:g}-{delays[-1]:g} s after it" if delays else "")
+        if running is not None
+        else "the running ones not read"
+    )
+    restart = (
+        f"new MainPID {seen.main_pid_after} {seen.restarted_s} s after the kill (NRestarts "
+        f"{seen.n_restarts_before} -> {seen.n_restarts_after})"
+        if seen.restarted
+        else f"NOT RESTARTED within {celery_kill.RESTART_TIMEOUT_S} s"
+    )
+    measured = "; ".join(
+        [
+            f"{tasks_text(seen.rows)} (limit: done <= {seen.bound_s:g} s after the kill: "
+            f"visibility {s.visibility_timeout_s:g} + time limit {s.time_limit_s:g} + "
+            f"{celery_kill.SLACK_S:g} s)",
+            f"{held}; {len(seen.redelivered)} redelivered (attempts > 1)",
+            restart,
+            f"POST /tasks: {len(seen.failed_posts)} of {len(seen.posts)} failed; "
+            f"{len(seen.failed_polls)} polls failed (a client gives up after 30 s)",
+        ]
+    )
+    figures = {
+        "load": what(done.load),
+        **(seen.load.totals() if seen.load else {}),
+        "tasks": len(seen.rows),
+        "tasks_done": len(seen.done),
+        "tasks_failed": len(seen.failed),
+        "tasks_pending": len(seen.pending),
+        "tasks_late": len(seen.late),
+        "bound_s": seen.bound_s,
+        "running_at_kill": None if running is None else len(running),
+        "redelivered": len(seen.redelivered),
+        "redelivery_s": delays,
+        "restarted_s": seen.restarted_s,
+        "posts_failed": len(seen.failed_posts),
+        "key": f"{len(seen.done)}/{len(seen.rows)} done"
+        + (f", redelivered in {delays[-1]:g} s" if delays else ""),
+    }
+    return did, measured, figures
+
+
+def redis_restart_words(outcome: Outcome):
+    done: redis_restart.Done = outcome.done
+    seen: redis_restart.Observation = outcome.figures
+    did = (
+        f"systemctl stop {done.unit} on {done.broker} {done.at_s:.0f} s into "
+        f"{what(done.load)} ({done.load.task_kind} tasks, n={done.load.task_n}), start "
+        f"{done.down_s:g} s later (answering again {seen.back_at - seen.down_at:.1f} s after "
+        "the stop)"
+    )
+    failed = seen.failed_posts
+    p99, first, last = seen.p99_while_down_s, seen.first_accepted_s, seen.last_failure_s
+    measured = "; ".join(
+        [
+            f"POST /tasks: {len(failed)} of {len(seen.posts)} failed "
+            f"({refusals_text(failed)}, {len(seen.wrong)} other)",
+            f"p99 {known(p99)} s of the {len(seen.while_down)} POSTs started while it was down "
+            f"(limit {redis_restart.MAX_POST_P99_S:g} s)",
+            (
+                f"first 202 {first} s after it was back"
+                if first is not None
+                else "NO 202 after it was back"
+            )
+            + (f", last failure {last} s after" if last is not None else "")
+            + f" (limit {redis_restart.MAX_RECOVERY_S:g} s)",
+            f"{seen.accepted} answered 202; {tasks_text(seen.rows)}"
+            + (f"; {seen.lost} LOST" if seen.lost else ""),
+        ]
+    )
+    figures = {
+        "load": what(done.load),
+        **(seen.load.totals() if seen.load else {}),
+        "posts": len(seen.posts),
+        "posts_failed": len(failed),
+        "refusals": refusals_text(failed),
+        "p99_while_down_s": p99,
+        "first_202_s": first,
+        "last_failure_s": last,
+        "accepted": seen.accepted,
+        "tasks": len(seen.rows),
+        "tasks_not_done": len(seen.not_done),
+        "lost": seen.lost,
+        "key": f"p99 {known(p99)} s, 202 in {known(first)} s, {len(seen.not_done)} not done",
+    }
+    return did, measured, figures
+
+
+def upstream_stop_words(outcome: Outcome):
+    done: upstream_stop.Done = outcome.done
+    seen: upstream_stop.Observation = outcome.figures
+    did = (
+        f"systemctl stop {done.unit} on {done.upstream} {done.at_s:.0f} s into "
+        f"{what(done.load)} ({with_delay(done.load)}), start {done.down_s:g} s later "
+        f"(answering again {seen.back_at - seen.down_at:.1f} s after the stop)"
+    )
+    p99, resume = seen.failed_p99_s, seen.resume_s
+    probe = seen.probe_failures
+    measured = "; ".join(
+        [
+            failures_text(seen.requests),
+            f"p99 {known(p99)} s of the failures (limit {upstream_stop.MAX_FAILED_P99_S:g} s)",
+            f"{len(seen.outside)} outside the outage (+-{upstream_stop.WINDOW_SLACK_S:g} s)",
+            f"in flight during it: at most {seen.in_flight_max}, {seen.stuck} for more than "
+            f"{upstream_stop.STUCK_S:g} s (limit {upstream_stop.MAX_STUCK})",
+            (
+                f"first success {resume} s after it was back"
+                if resume is not None
+                else "NO success after it was back"
+            )
+            + f" (limit {upstream_stop.MAX_RESUME_S:g} s)",
+            f"probe while down: {len(probe) - len(seen.probe_bare)} of {len(probe)} failures "
+            "with a JSON error body",
+        ]
+    )
+    figures = {
+        "load": what(done.load),
+        **(seen.load.totals() if seen.load else {}),
+        "failures": failures_text(seen.requests),
+        "failed_p99_s": p99,
+        "outside_outage": len(seen.outside),
+        "in_flight_max": seen.in_flight_max,
+        "stuck_max": seen.stuck,
+        "resume_s": resume,
+        "probe_failures": len(probe),
+        "probe_without_json": len(seen.probe_bare),
+        "key": f"p99 {known(p99)} s, back in {known(resume)} s",
+    }
+    return did, measured, figures
+
+
+def app_host_stop_words(outcome: Outcome):
+    seen: app_host_stop.Observation = outcome.figures
+    if outcome.verdict is Verdict.NOT_APPLICABLE:
+        return (
+            "systemctl stop of one app host's app unit",
+            outcome.reasons[0],
+            {"app_hosts": len(seen.app_hosts), "key": f"{len(seen.app_hosts)} app host"},
+        )
+    done: app_host_stop.Done = outcome.done
+    first, last = seen.down_window
+    rejoin = seen.rejoin_s
+    served = ", ".join(f"{a} x{n}" for a, n in sorted(seen.served_while_down.items())) or "none"
+    did = (
+        f"systemctl stop {done.unit} on {done.victim} (of {len(seen.app_hosts)} app hosts) "
+        f"{done.at_s:.0f} s into {what(done.load)} ({with_delay(done.load)}), start "
+        f"{done.down_s:g} s later"
+    )
+    measured = "; ".join(
+        [
+            f"{failures_text(seen.requests)}, limit {known(seen.in_flight)} (nginx's "
+            f"connections to {done.victim} at the stop)",
+            f"while it was down ({last - first} s): answered by {served}",
+            (
+                f"{done.victim} answering again {rejoin} s after its start"
+                if rejoin is not None
+                else f"{done.victim} NOT answering again within the run"
+            )
+            + f" (limit {app_host_stop.MAX_REJOIN_S:g} s)",
+        ]
+    )
+    figures = {
+        "load": what(done.load),
+        **(seen.load.totals() if seen.load else {}),
+        "failed": len(seen.failures),
+        "failed_limit": seen.in_flight,
+        "served_while_down": seen.served_while_down,
+        "rejoin_s": rejoin,
+        "key": f"{len(seen.failures)}/{known(seen.in_flight)} failed, back in {known(rejoin)} s",
+    }
+    return did, measured, figures
+
+
 WORDS = {
     kill_worker.NAME: kill_worker_words,
     pg_restart.NAME: pg_restart_words,
@@ -442,6 +643,10 @@ WORDS = {
     reload_fault.NAME: reload_words,
     slow_fault.NAME: slow_clients_words,
     loadgen_stop.NAME: loadgen_stop_words,
+    celery_kill.NAME: celery_kill_words,
+    redis_restart.NAME: redis_restart_words,
+    upstream_stop.NAME: upstream_stop_words,
+    app_host_stop.NAME: app_host_stop_words,
 }
 
 
@@ -502,7 +707,11 @@ def matrix_table(results: list[Result], servers, faults) -> str:
 def summary_line(run_id: str, results: list[Result], seconds: float, path: str) -> str:
     failed = sum(r.status == Verdict.FAIL.value for r in results)
     skipped = sum(r.status == Verdict.SKIP.value for r in results)
+    # not applicable to the inventory: neither passed nor failed, and said apart
+    na = sum(r.status == Verdict.NOT_APPLICABLE.value for r in results)
     return (
-        f"faults {run_id}: {len(results) - failed - skipped} passed, {failed} failed, "
-        f"{skipped} skipped in {clock(seconds)}; figures in {path}"
+        f"faults {run_id}: {len(results) - failed - skipped - na} passed, {failed} failed, "
+        f"{skipped} skipped"
+        + (f", {na} not applicable" if na else "")
+        + f" in {clock(seconds)}; figures in {path}"
     )

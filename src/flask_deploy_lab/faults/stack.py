@@ -16,9 +16,17 @@ from flask_deploy_lab import PROJECT_DIR, catalogue
 from flask_deploy_lab.ansible import PlaybookResult, run_playbook
 from flask_deploy_lab.cell import AppDeployment, FactsError
 from flask_deploy_lab.faults.executor import Background, Executor, Inventory, Reply
-from flask_deploy_lab.faults.hostside import http_probe, nginx_log
+from flask_deploy_lab.faults.hostside import connections, http_probe, nginx_log, task_table
 from flask_deploy_lab.faults.load import Load, LoadSpec
 from flask_deploy_lab.faults.outcome import FaultError
+from flask_deploy_lab.faults.task_rows import (
+    CELERY_UNIT,
+    TaskRow,
+    TaskSettings,
+    parse_rows,
+    parse_settings,
+    settings_argv,
+)
 
 # nginx's logs on the proxy host (roles/nginx/templates/nginx.conf.j2): one
 # access line per request ("timed" format, to the second), and in the error
@@ -52,11 +60,13 @@ class UnitState:
 
 
 class Answer(NamedTuple):
-    """One answer of the HTTP probe: when, its status (0: none), its Retry-After (- if none)."""
+    """One answer of the HTTP probe: when, its status (0: none), its Retry-After (- if
+    none), and with --body what its body was (json-error, json, other, -; "" unread)."""
 
     time: float
     status: int
     retry_after: str
+    body: str = ""
 
 
 def unit_argv(unit: str) -> list[str]:
@@ -76,8 +86,8 @@ def parse_answers(text: str) -> list[Answer]:
     found = []
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) == 3 and parts[1].isdigit():
-            found.append(Answer(float(parts[0]), int(parts[1]), parts[2]))
+        if len(parts) in (3, 4) and parts[1].isdigit():
+            found.append(Answer(float(parts[0]), int(parts[1]), *parts[2:]))
     return found
 
 
@@ -254,13 +264,89 @@ class Stack:
             ["retries", NGINX_ACCESS_LOG, "--after", mark], label=label, timeout=120,
         )  # fmt: skip
 
-    def start_probe(self, url, count, gap, at, label) -> Background:
-        """`count` requests from the prober, `gap` s apart from Unix time `at` on."""
+    def start_probe(self, url, count, gap, at, label, body=False) -> Background:
+        """`count` requests from the prober, `gap` s apart from Unix time `at` on (with
+        `body`, each answer says what its body was)."""
         return self.executor.start_script(
-            self.prober, Path(http_probe.__file__), [url, count, gap, "--at", f"{at:.3f}"],
+            self.prober, Path(http_probe.__file__),
+            [url, count, gap, "--at", f"{at:.3f}", *(["--body"] if body else [])],
             label=label, timeout=max(0.0, at - time.time()) + count * gap + 180,
         )  # fmt: skip
 
     @staticmethod
     def answers(probe: Background) -> list[Answer]:
         return parse_answers(probe.reply().stdout)
+
+    # ------------------------------------------------------------ background tasks
+
+    def first_of(self, group: str, fallback: str) -> str:
+        """The first host of `group`, else of `fallback` (site.yml's defaults: the
+        worker group is the app hosts, the broker and upstream groups the db hosts)."""
+        members = self.inventory.members(group) or self.inventory.members(fallback)
+        if not members:
+            raise FaultError(f"the inventory has no host in group '{group}' nor '{fallback}'")
+        return members[0]
+
+    @property
+    def worker(self) -> str:
+        return self.first_of("worker", "app")
+
+    @property
+    def broker(self) -> str:
+        return self.first_of("broker", "db")
+
+    @property
+    def upstream(self) -> str:
+        return self.first_of("upstream", "db")
+
+    @property
+    def db_name(self) -> str:
+        return self.inventory.hosts[self.db].db_name
+
+    def task_settings(self, label) -> TaskSettings:
+        """The worker's time limit and visibility timeout (two lines of its env file)."""
+        reply = self.executor.run_one(self.worker, settings_argv(), label=label)
+        if reply.rc is None or reply.rc > 1:  # grep: 1 is no line, the defaults then
+            raise FaultError(f"cannot read the worker's settings on {self.worker}: {reply.why}")
+        return parse_settings(reply.stdout)
+
+    def celery_unit(self, label) -> UnitState:
+        return parse_unit(self.executor.check(self.worker, unit_argv(CELERY_UNIT), label=label))
+
+    def start_running_tasks(self, at: float, label) -> Background:
+        """The ids of the tasks running at Unix time `at`, read on the db host then."""
+        return self.executor.start_script(
+            self.db, Path(task_table.__file__),
+            ["running", "--db", self.db_name, "--at", f"{at:.3f}"],
+            label=label, timeout=max(0.0, at - time.time()) + 180,
+        )  # fmt: skip
+
+    def wait_tasks(self, since: float, until: float, deadline: float, label) -> list[TaskRow]:
+        """The task rows created in [since, until), once none is queued or running
+        any more, or at `deadline` (Unix times)."""
+        found = self.executor.script_json(
+            self.db, Path(task_table.__file__),
+            ["wait", "--db", self.db_name, "--since", f"{since:.3f}", "--until", f"{until:.3f}",
+             "--deadline", f"{deadline:.3f}"],
+            label=label, timeout=max(0.0, deadline - time.time()) + 180,
+        )  # fmt: skip
+        return list(parse_rows(found))
+
+    def start_connections(self, host: str, to: str, at: float, label) -> Background:
+        """On `host`, its established connections to `to`'s address at Unix time `at`."""
+        address = self.inventory.hosts[to].address
+        if not address:
+            raise FaultError(f"{to} has no node_address")
+        return self.executor.start_script(
+            host, Path(connections.__file__), ["--address", address, "--at", f"{at:.3f}"],
+            label=label, timeout=max(0.0, at - time.time()) + 180,
+        )  # fmt: skip
+
+    def upstreams(self, mark: int, label) -> dict[int, dict[str, list[int]]]:
+        """{Unix second: {app host address: [requests, 2xx]}} from nginx's access log
+        since line `mark` (nginx_log.py upstreams)."""
+        found = self.executor.script_json(
+            self.proxy, Path(nginx_log.__file__),
+            ["upstreams", NGINX_ACCESS_LOG, "--after", mark], label=label,
+        )  # fmt: skip
+        return {int(second): hosts for second, hosts in found.items()}

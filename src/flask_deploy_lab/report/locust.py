@@ -18,8 +18,9 @@ Locust runs with ``--csv=<cell>/locust --csv-full-history --html
                               start in Unix seconds with six decimals, the response
                               time in milliseconds with three, failed 0 or 1,
                               stopped_at empty, then what it was answered (the
-                              faults read those; see the locustfile); then one row per request still in
-                              flight when the run stopped, oldest first: its start,
+                              faults read those; see the locustfile); then one
+                              row per request still in flight when the run
+                              stopped, oldest first: its start,
                               response_time_ms and failed empty, stopped_at the
                               Unix time the stop found it waiting (six decimals)
     locust_latency.hlog       written by the lab's locustfile too: the same

@@ -5,6 +5,7 @@
     nginx_log.py answered /var/log/nginx/access.log --after 81234 --path /slow
     nginx_log.py upstream-errors /var/log/nginx/error.log --after 212
     nginx_log.py retries /var/log/nginx/access.log --after 81234
+    nginx_log.py upstreams /var/log/nginx/access.log --after 81234
 
 ``lines``: {log: its number of lines}, a mark to read from later.
 ``answered``: the 200s nginx logged for a path (query string aside) after line
@@ -17,6 +18,10 @@ once (its ``$upstream_addr`` lists more than one try, ``ua="a, b"``), with
 what each try got (``$upstream_status``, ``us="502, 200"``) and what the
 client got: {"requests": n, "retried": k, "retried_then_ok": j,
 "tries": {"502, 200": j, ...}, "upstream_status_logged": bool}.
+``upstreams``: of the access log's lines after ``--after``, per second and
+per app host that answered (the last address of ``$upstream_addr``, its port
+left out; "-" when nginx answered by itself), the requests and those of them
+nginx answered 2xx: {"<unix second>": {"<address>": [requests, ok]}}.
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ def parse_args(argv=None):
     retries = commands.add_parser("retries")
     retries.add_argument("log", type=Path)
     retries.add_argument("--after", type=int, required=True)
+    upstreams_ = commands.add_parser("upstreams")
+    upstreams_.add_argument("log", type=Path)
+    upstreams_.add_argument("--after", type=int, required=True)
     return parser.parse_args(argv)
 
 
@@ -118,6 +126,32 @@ def retries(lines):
     return found
 
 
+def answered_by(text):
+    """The address (without its port) of the last try of a $upstream_addr; "-" for none."""
+    found = tries(text)
+    last = found[-1] if found else "-"
+    if last.startswith("["):  # [v6]:port
+        return last[1:].partition("]")[0]
+    return last.rpartition(":")[0] if last.count(":") == 1 else last
+
+
+def upstreams(lines):
+    """{unix second: {address that answered: [requests, 2xx]}}."""
+    found = {}
+    for line in lines:
+        access = ACCESS_LINE.search(line)
+        if not access:
+            continue
+        stamp, _, _, code = access.groups()
+        second = str(int(datetime.strptime(stamp, "%d/%b/%Y:%H:%M:%S %z").timestamp()))
+        addr = UPSTREAM_ADDR.search(line)
+        host = answered_by(addr.group(1)) if addr else "-"
+        counts = found.setdefault(second, {}).setdefault(host, [0, 0])
+        counts[0] += 1
+        counts[1] += code.startswith("2")
+    return found
+
+
 def run(args):
     if args.command == "lines":
         return {str(log): count_lines(log) for log in args.logs}
@@ -125,6 +159,8 @@ def run(args):
         return answered(lines_after(args.log, args.after), args.path, args.status)
     if args.command == "retries":
         return retries(lines_after(args.log, args.after))
+    if args.command == "upstreams":
+        return upstreams(lines_after(args.log, args.after))
     return upstream_errors(lines_after(args.log, args.after))
 
 

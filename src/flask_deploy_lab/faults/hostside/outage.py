@@ -10,9 +10,12 @@ every 0.1 s until it succeeds, for at most ``--ready-timeout`` seconds; then
 asked for, the start is always asked for too, also on SIGTERM or an error.
 Prints one JSON object, times on this host's clock:
 
-    {"down_at": 1795274642.03, "starting_at": 1795274647.03, "ready_at": 1795274647.9}
+    {"stopping_at": 1795274642.0, "down_at": 1795274642.03, "starting_at": 1795274647.03,
+     "ready_at": 1795274647.9}
 
-``ready_at`` is null when the ready command never succeeded in time.
+``stopping_at`` is when the stop was asked for, ``down_at`` when it had
+stopped (``systemctl stop`` returned); ``ready_at`` is null when the ready
+command never succeeded in time.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ def run(args):
     signal.signal(signal.SIGTERM, stopped_by_signal)
     if args.at is not None:
         time.sleep(max(0.0, args.at - time.time()))
+    stopping_at = time.time()
     systemctl("stop", args.unit)
     down_at = time.time()
     ready_at = None
@@ -82,6 +86,7 @@ def run(args):
         time.sleep(READY_POLL_S)
     systemctl("start", args.unit)
     return {
+        "stopping_at": round(stopping_at, 3),
         "down_at": round(down_at, 3),
         "starting_at": round(starting_at, 3),
         "ready_at": None if ready_at is None else round(ready_at, 3),

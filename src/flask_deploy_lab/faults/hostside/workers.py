@@ -3,6 +3,7 @@
 
     workers.py kill-busiest --unit labapp-gunicorn.service --expected 3 --at 1795274641
     workers.py reload --unit labapp-gunicorn.service --expected 3 --at 1795274642
+    workers.py kill-main --unit labapp-celery.service --at 1795274642
 
 The workers are the children of the unit's MainPID. ``kill-busiest`` samples
 their CPU time for ``--sample`` seconds from ``--at`` on and sends SIGKILL to
@@ -25,6 +26,16 @@ not all replaced in time; ``victim``, ``cpu_share_percent`` and
 ``victim_connections`` are null for a reload. ``asked_at`` is when the kill
 or the reload was asked for, ``at`` when it had been done (the reload command
 returned).
+
+``kill-main`` sends SIGKILL to the unit's main process itself (a crash of the
+whole service, which systemd is to restart), then waits for a new MainPID:
+
+    {"main_pid": 812, "workers_before": [901, 902], "victim": 812,
+     "n_restarts_before": 0, "at": 1795274642.01, "main_pid_after": 1003,
+     "restarted_s": 1.2, "n_restarts_after": 1, "workers_after": [1010, 1011]}
+
+``restarted_s`` and ``main_pid_after`` are null when no new main process came
+within ``--timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -45,14 +56,16 @@ PROC = Path("/proc")
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["kill-busiest", "reload"])
+    parser.add_argument("action", choices=["kill-busiest", "reload", "kill-main"])
     parser.add_argument("--unit", required=True)
-    parser.add_argument("--expected", type=int, required=True, help="workers the unit runs")
+    parser.add_argument("--expected", type=int, help="workers the unit runs")
     parser.add_argument("--at", type=float, help="Unix time to begin (default: now)")
     parser.add_argument("--sample", type=float, default=1.0, help="seconds of CPU sampling")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for them")
     parser.add_argument("--gap", type=float, default=0.2, help="seconds between two looks")
     args = parser.parse_args(argv)
+    if args.action != "kill-main" and args.expected is None:
+        parser.error(f"{args.action} needs --expected")
     if args.at is not None and args.at - time.time() > MAX_WAIT_S:
         parser.error(f"--at must be at most {MAX_WAIT_S} s from now")
     if not 0 < args.timeout <= MAX_TIMEOUT_S:
@@ -62,12 +75,17 @@ def parse_args(argv=None):
     return args
 
 
-def main_pid(unit):
+def unit_property(unit, name):
     out = subprocess.run(
-        ["systemctl", "show", "--property=MainPID", "--value", unit],
+        ["systemctl", "show", f"--property={name}", "--value", unit],
         capture_output=True, text=True, check=True, timeout=30,
     )  # fmt: skip
-    return int(out.stdout.strip() or 0)
+    text = out.stdout.strip()
+    return int(text) if text.isdigit() else 0
+
+
+def main_pid(unit):
+    return unit_property(unit, "MainPID")
 
 
 def stat_fields(text):
@@ -156,9 +174,42 @@ def replaced(now, gone, expected):
     return len(now) == expected and not set(now) & set(gone)
 
 
+def kill_main(args, proc=PROC):
+    """SIGKILL of the unit's main process; the wait for systemd's new one."""
+    master = main_pid(args.unit)
+    if not master:
+        raise SystemExit(f"{args.unit} has no MainPID: is it running?")
+    workers = children(master, proc)
+    restarts = unit_property(args.unit, "NRestarts")
+    asked = time.time()
+    os.kill(master, signal.SIGKILL)
+    at = time.time()
+    restarted_s = after = None
+    while time.time() < at + args.timeout:
+        now = main_pid(args.unit)
+        if now and now != master:
+            restarted_s, after = round(time.time() - at, 1), now
+            break
+        time.sleep(args.gap)
+    return {
+        "main_pid": master,
+        "workers_before": workers,
+        "victim": master,
+        "n_restarts_before": restarts,
+        "asked_at": round(asked, 3),
+        "at": round(at, 3),
+        "main_pid_after": after,
+        "restarted_s": restarted_s,
+        "n_restarts_after": unit_property(args.unit, "NRestarts"),
+        "workers_after": children(after, proc) if after else [],
+    }
+
+
 def run(args, proc=PROC):
     if args.at is not None:
         time.sleep(max(0.0, args.at - time.time()))
+    if args.action == "kill-main":
+        return kill_main(args, proc)
     master = main_pid(args.unit)
     if not master:
         raise SystemExit(f"{args.unit} has no MainPID: is it running?")

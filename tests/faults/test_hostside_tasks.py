@@ -1,0 +1,163 @@
+"""The host-side programs of the task and host faults, without a lab: the task
+table's reads (a fake psql), the connection count (a fake /proc), nginx's
+answers per app host, the kill of a unit's main process, the probe's bodies."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from flask_deploy_lab.faults.hostside import connections, http_probe, nginx_log, task_table, workers
+from flask_deploy_lab.faults.stack import parse_answers
+
+
+def test_the_task_table_is_read_until_nothing_is_pending():
+    reads = iter([
+        [["a", "running", "1", "1000.5", "1000.6", "", ""]],
+        [["a", "done", "2", "1000.5", "1070.1", "1072.25", ""]],
+    ])  # fmt: skip
+    args = task_table.parse_args(
+        ["wait", "--db", "labapp", "--since", "999", "--until", "1031",
+         "--deadline", str(time.time() + 30), "--gap", "0.05"]
+    )  # fmt: skip
+    found = task_table.run(args, read=lambda _args, sql: next(reads))
+    assert found["rows"] == [["a", "done", 2, 1000.5, 1070.1, 1072.25, ""]]
+    assert found["pending"] == 0
+
+
+def test_the_wait_for_the_task_table_ends_at_its_deadline():
+    args = task_table.parse_args(
+        ["wait", "--db", "labapp", "--since", "999", "--until", "1031",
+         "--deadline", str(time.time() + 0.3), "--gap", "0.1"]
+    )  # fmt: skip
+    started = time.monotonic()
+    found = task_table.run(args, read=lambda *_: [["a", "queued", "0", "1000", "", "", ""]])
+    assert found["pending"] == 1 and time.monotonic() - started < 2
+
+
+def test_the_running_tasks_are_read_at_the_moment_asked(tmp_path):
+    psql = tmp_path / "psql"
+    psql.write_text('#!/bin/sh\nprintf "t1\\nt2\\n"\n')
+    psql.chmod(0o755)
+    at = time.time() + 0.2
+    args = task_table.parse_args(
+        ["running", "--db", "labapp", "--at", str(at), "--psql", str(psql)]
+    )
+    found = task_table.run(args)
+    assert found["running"] == ["t1", "t2"] and found["at"] >= at - 0.01
+
+
+def test_the_task_table_sql_takes_numbers_only():
+    sql = task_table.window_sql(999.5, 1031.25)
+    assert "to_timestamp(999.500000)" in sql and "to_timestamp(1031.250000)" in sql
+    with pytest.raises(SystemExit):
+        task_table.parse_args(["wait", "--db", "x", "--since", "1", "--until", "2",
+                               "--deadline", str(time.time() + 3600)])  # fmt: skip
+
+
+def tcp(remote, state="01"):
+    return f"   0: 1600000A:D431 {remote} {state} 00000000:00000000 00:00000000 00000000 0 0 1 1"
+
+
+def test_the_established_connections_to_a_host_are_counted(tmp_path):
+    net = tmp_path / "net"
+    net.mkdir()
+    # 10.0.10.22:8000 is 160A000A:1F40 in the kernel's order
+    (net / "tcp").write_text(
+        "header\n"
+        + "\n".join([tcp("160A000A:1F40")] * 3 + [tcp("160A000A:1F40", "06"), tcp("150A000A:1F40")])
+    )
+    (net / "tcp6").write_text("header\n" + tcp("0000000000000000FFFF0000160A000A:1F40") + "\n")
+    args = connections.parse_args(["--address", "10.0.10.22"])
+    assert connections.run(args, proc=tmp_path)["established"] == 4
+    args = connections.parse_args(["--address", "10.0.10.22", "--port", "9000"])
+    assert connections.run(args, proc=tmp_path)["established"] == 0
+    with pytest.raises(SystemExit):
+        connections.parse_args(["--address", "app2"])
+
+
+def test_nginx_answers_are_counted_per_second_and_per_app_host(tmp_path):
+    log = tmp_path / "access.log"
+    line = (
+        '10.0.10.41 [21/Nov/2026:16:50:{s} +0000] "GET /slow?delay=0.5 HTTP/1.1" {st} 20 '
+        'rt=0.5 urt=0.5 ua="{ua}" us="{us}"'
+    )
+    log.write_text("\n".join([
+        line.format(s="17", st=200, ua="10.0.10.21:8000", us="200"),
+        line.format(s="17", st=200, ua="10.0.10.22:8000, 10.0.10.21:8000", us="502, 200"),
+        line.format(s="18", st=502, ua="10.0.10.22:8000", us="502"),
+        line.format(s="18", st=502, ua="-", us="-"),
+    ]) + "\n")  # fmt: skip
+    found = nginx_log.run(nginx_log.parse_args(["upstreams", str(log), "--after", "0"]))
+    first = "1795279817"
+    assert found[first] == {"10.0.10.21": [2, 2]}
+    assert found[str(int(first) + 1)] == {"10.0.10.22": [1, 0], "-": [1, 0]}
+
+
+@pytest.fixture
+def unit(tmp_path, monkeypatch):
+    """A service of two children, and a systemctl that restarts it after a kill."""
+    main = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess,sys,time\n"
+        "s=[sys.executable,'-c','import time; time.sleep(60)']\n"
+        "c=[subprocess.Popen(s) for _ in range(2)]\n"
+        "time.sleep(60)"
+    )])  # fmt: skip
+    pid_file = tmp_path / "pid"
+    pid_file.write_text(str(main.pid))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # MainPID: the recorded one while it lives, else a new one (systemd's restart)
+    (bin_dir / "systemctl").write_text(
+        f"#!/bin/sh\npid=$(cat {pid_file})\n"
+        'case "$2" in --property=NRestarts) if kill -0 $pid 2>/dev/null; then echo 0; '
+        "else echo 1; fi;;\n"
+        f"*) if kill -0 $pid 2>/dev/null; then echo $pid; else echo {os.getpid()}; fi;; esac\n"
+    )
+    (bin_dir / "systemctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    deadline = time.monotonic() + 10
+    while len(workers.children(main.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield main
+    for child in workers.children(main.pid):
+        os.kill(child, 9)
+    main.kill()
+    main.wait()
+
+
+def test_the_main_process_is_killed_and_its_restart_timed(unit):
+    args = workers.parse_args(["kill-main", "--unit", "labapp-celery.service", "--timeout", "5",
+                               "--gap", "0.05"])  # fmt: skip
+    killed = unit.pid
+    for child in workers.children(killed):
+        os.kill(child, 9)  # the pool dies with it (KillMode=mixed)
+    # reaped as soon as it dies, as systemd reaps its services
+    reaper = threading.Thread(target=unit.wait, daemon=True)
+    reaper.start()
+    found = workers.run(args)
+    reaper.join(timeout=5)
+    assert found["victim"] == killed and found["main_pid"] == killed
+    assert found["main_pid_after"] == os.getpid()
+    assert found["restarted_s"] is not None and found["restarted_s"] < 2
+    assert (found["n_restarts_before"], found["n_restarts_after"]) == (0, 1)
+    # the other actions still need their worker count
+    with pytest.raises(SystemExit):
+        workers.parse_args(["reload", "--unit", "u"])
+
+
+def test_the_probe_says_what_each_body_was(http_server):
+    out = __import__("io").StringIO()
+    http_probe.run(http_probe.parse_args([f"{http_server}/busy", "1", "0", "--body"]), out=out)
+    answers = parse_answers(out.getvalue())
+    assert [(a.status, a.retry_after, a.body) for a in answers] == [(503, "1", "-")]
+    assert [http_probe.body_kind(b) for b in (b'{"error": "x"}', b"[1]", b"<html>", b"")] == [
+        "json-error", "json", "other", "-"
+    ]  # fmt: skip
+    assert json.loads('{"a": 1}')  # the standard library's reader, as on the host
