@@ -23,7 +23,7 @@ from pathlib import Path
 
 from flask_deploy_lab import PROJECT_DIR
 
-STACK_GROUPS = ("db", "upstream", "app", "proxy", "loadgen")
+STACK_GROUPS = ("db", "upstream", "broker", "app", "worker", "proxy", "loadgen")
 # groups an inventory may add around the stack's: Ansible's own, and the lab's
 STRUCTURAL_GROUPS = {"all", "ungrouped", "lab"}
 DEFAULT_TOPOLOGY = PROJECT_DIR / "inventory" / "topology.yml"

@@ -22,7 +22,8 @@ def test_the_default_topology_in_file_order():
     machines = topology.plan()
     assert [m.name for m in machines] == ["db1", "app1", "proxy1", "loadgen1", "loadgen2"]
     assert [m.address for m in machines][:2] == ["192.168.56.10", "192.168.56.11"]
-    assert machines[0].groups == ["db", "upstream"]
+    assert machines[0].groups == ["db", "upstream", "broker"]
+    assert machines[1].groups == ["app", "worker"]
 
 
 def test_the_lab_inventory_is_the_same_machines():

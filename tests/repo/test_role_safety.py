@@ -1,6 +1,7 @@
-"""What keeps the nginx and postgresql roles safe on real hosts, read from the
-roles themselves: no nginx file goes live without `nginx -t`, and a changed
-systemd drop-in reloads systemd and restarts its service."""
+"""What keeps the roles safe on real hosts, read from the roles themselves: no
+nginx file goes live without `nginx -t`, and a changed systemd drop-in
+(nginx, PostgreSQL, Redis, the Celery worker) reloads systemd and restarts
+its service."""
 
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ def test_the_whole_nginx_configuration_is_checked_on_every_run():
     assert all("when" not in task and task.get("changed_when") is False for task in checks)
 
 
-@pytest.mark.parametrize("role", ["nginx", "postgresql"])
+@pytest.mark.parametrize("role", ["nginx", "postgresql", "redis", "celery_worker"])
 def test_a_changed_drop_in_reloads_systemd_and_restarts_the_service(role):
     handlers = {task["name"]: task for task in tasks_of(role, "handlers")}
     drop_ins = [

@@ -20,7 +20,7 @@ from tests.conftest import ROOT, ansible, topology
 VAGRANT = shutil.which("vagrant")
 needs_vagrant = pytest.mark.skipif(VAGRANT is None, reason="vagrant is not installed (make setup)")
 
-KNOWN_GROUPS = ["db", "upstream", "app", "proxy", "loadgen"]
+KNOWN_GROUPS = ["db", "upstream", "broker", "app", "worker", "proxy", "loadgen"]
 NETWORK = ipaddress.ip_network("192.168.56.0/24")
 FLASK_APP_SPEC = ROOT / "roles" / "flask_app" / "meta" / "argument_specs.yml"
 # The user's own switches would change the plan under test.

@@ -6,6 +6,7 @@ name), not the configured rules."""
 import json
 
 import pytest
+from conftest import DEFAULT_GROUPS, group_members
 
 from tests.systemd_units import exposure
 
@@ -14,8 +15,9 @@ from tests.systemd_units import exposure
 FLOWS = [
     ("proxy", 80, None),
     ("app", 8000, ("proxy",)),
-    ("db", 5432, ("app",)),
-    ("upstream", 8081, ("app",)),
+    ("db", 5432, ("app", "worker")),
+    ("upstream", 8081, ("app", "worker")),
+    ("broker", 6379, ("app", "worker")),
     ("locust-master", 5557, ("loadgen",)),
     ("locust-master", 8443, None),
 ]
@@ -49,11 +51,12 @@ print(json.dumps({"%s:%d" % tuple(t): o for t, o in zip(targets, outcomes)}))
 def members(inventory, name):
     if name == "locust-master":
         return sorted(inventory["loadgen"]["hosts"])[:1]
-    return sorted(inventory[name]["hosts"])
+    return group_members(inventory, name)
 
 
 def groups_of(inventory, host):
-    return {name for name, g in inventory.items() if host in g.get("hosts", [])}
+    named = {name for name, g in inventory.items() if host in g.get("hosts", [])}
+    return named | {name for name in DEFAULT_GROUPS if host in group_members(inventory, name)}
 
 
 def expected(inventory):
@@ -107,13 +110,16 @@ def test_every_flow_of_the_design_gets_through(inventory, outcomes):
 
 def test_everything_else_is_dropped(inventory, outcomes):
     denied = [k for k, ok in expected(inventory).items() if not ok]
-    first = {name: members(inventory, name)[0] for name in ("app", "db", "proxy", "loadgen")}
+    first = {
+        name: members(inventory, name)[0] for name in ("app", "db", "broker", "proxy", "loadgen")
+    }
     # nginx's limits bypassed, the proxy at the database, a host that is no
-    # load generator feeding the master
+    # load generator feeding the master, a load generator at the broker
     assert {
         (first["loadgen"], first["app"], 8000),
         (first["proxy"], first["db"], 5432),
         (first["app"], first["loadgen"], 5557),
+        (first["loadgen"], first["broker"], 6379),
     } <= set(denied)
     assert not failing(outcomes, denied, ("timeout",))
 

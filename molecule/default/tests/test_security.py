@@ -120,6 +120,9 @@ def test_the_apps_own_connections_are_encrypted(http, group, deployment):
 # units alone score 9.6).
 UNIT_BOUNDS = [
     ("upstream", "slow-api.service", 1.7),
+    ("worker", "labapp-celery.service", 1.7),
+    # Debian's own unit, which comes sandboxed
+    ("broker", "redis-server.service", 1.5),
     ("loadgen", "locust-master.service", 1.7),
     ("loadgen", "locust-worker@1.service", 1.7),
     ("db", "postgresql@15-main.service", 2.5),
@@ -140,8 +143,12 @@ def test_every_unit_of_the_stack_is_sandboxed(group, group_name, unit, bound):
     assert score <= bound
 
 
-def test_environment_file_is_not_world_readable(group):
-    env = group("app")[0].file("/etc/labapp/labapp.env")
+@pytest.mark.parametrize(
+    ("group_name", "path"),
+    [("app", "/etc/labapp/labapp.env"), ("worker", "/etc/labapp/celery.env")],
+)
+def test_environment_file_is_not_world_readable(group, group_name, path):
+    env = group(group_name)[0].file(path)
     assert env.mode & 0o007 == 0
     assert env.user == "root"
     assert env.group == "labapp"

@@ -14,6 +14,7 @@ from conftest import inventory_dir
 from flask_deploy_lab import catalogue
 
 ROOT = Path(__file__).resolve().parents[3]
+WORKER_UNIT = "labapp-celery.service"
 STACK_SERVER = yaml.safe_load((ROOT / "playbooks" / "group_vars" / "all" / "main.yml").read_text())[
     "server"
 ]
@@ -78,7 +79,11 @@ def test_switch(server, group, http):
         assert not app.service(before).is_running
         assert not app.service(before).is_enabled
     active = app.check_output("systemctl list-units --state=active --plain --no-legend 'labapp-*'")
-    assert [line.split()[0] for line in active.splitlines()] == [unit]
+    # the Celery worker's unit stays: a switch of the app server leaves it alone
+    servers = [u for u in (line.split()[0] for line in active.splitlines()) if u != WORKER_UNIT]
+    assert servers == [unit]
+    for worker in group("worker"):
+        assert worker.service(WORKER_UNIT).is_running, "the switch stopped the Celery worker"
     for path in ("/healthz", "/json", "/db", "/slow?delay=0.1"):
         status, _, body = http(path)
         assert status == 200, (server, path, body)
