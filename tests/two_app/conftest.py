@@ -8,6 +8,7 @@ topology's (the end-to-end suite converges that one first).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -87,7 +88,14 @@ def parse_hey_csv(text):
     return [dict(zip(header, line.split(","), strict=True)) for line in lines[1:]]
 
 
-def wait_for_unit(host, pattern="labapp-*.service", timeout=120):
+def app_unit(host):
+    """The app server's unit on the host, from its deployment fact (the Celery
+    worker's unit is a labapp-* unit too)."""
+    fact = exec_(host, "cat", "/etc/ansible/facts.d/labapp.fact").stdout
+    return json.loads(fact)["unit"]
+
+
+def wait_for_unit(host, pattern, timeout=120):
     """Waits until the host's systemd is up and a unit matching `pattern` is active."""
     deadline = time.monotonic() + timeout
     last = ""
@@ -115,3 +123,9 @@ def two_app_stack():
     ansible("ansible-playbook", "-i", INVENTORY, "playbooks/site.yml", timeout=2400)
     yield {host: address(host) for host in APP_HOSTS}
     podman("rm", "--force", "--time", "0", container("app2"), check=False)
+
+
+@pytest.fixture(scope="session")
+def app_units(two_app_stack):
+    """{app host: its app server's unit}, read while every host is up."""
+    return {host: app_unit(host) for host in two_app_stack}

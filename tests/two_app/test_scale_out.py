@@ -68,7 +68,7 @@ def _in_flight_to(addr):
     return len([line for line in out.splitlines() if line.strip()])
 
 
-def test_nginx_fails_over_when_an_app_host_dies(two_app_stack):
+def test_nginx_fails_over_when_an_app_host_dies(two_app_stack, app_units):
     victim, survivor = "app2", "app1"
     log_from = len(nginx_log_lines())
     result = {}
@@ -118,13 +118,13 @@ def test_nginx_fails_over_when_an_app_host_dies(two_app_stack):
     assert upstreams_of(lines).get(survivor_addr, 0) > len(rows) / 2
 
 
-def test_the_app_host_rejoins_when_restarted(two_app_stack):
+def test_the_app_host_rejoins_when_restarted(two_app_stack, app_units):
     victim = "app2"
     state = podman("inspect", container(victim), "--format", "{{.State.Running}}").stdout.strip()
     if state == "true":
         podman("kill", container(victim))
     podman("start", container(victim))
-    wait_for_unit(victim)
+    wait_for_unit(victim, app_units[victim])
     # the host keeps its address, which is what nginx's configuration names
     assert address(victim) == two_app_stack[victim]
     deadline = time.monotonic() + 60
