@@ -418,9 +418,10 @@ def test_nginx_retries_are_the_requests_with_more_than_one_upstream_try(tmp_path
 TCP_HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"  # noqa: E501
 
 
-def tcp_line(inode, state):
+def tcp_line(inode, state, local_port=8000):
     return (
-        f"   0: 1F0A000A:1F40 2A0A000A:D3B2 {state} 00000000:00000000 00:00000000 00000000 "
+        f"   0: 1F0A000A:{local_port:04X} 2A0A000A:D3B2 {state} 00000000:00000000 00:00000000 "
+        "00000000 "
         f"   33        0 {inode} 1 0000000000000000 20 4 30 10 -1\n"
     )
 
@@ -435,14 +436,20 @@ def test_the_victims_established_connections_are_counted_from_its_fds(tmp_path):
     ):  # fmt: skip
         (fd / str(number)).symlink_to(target)
     (proc / "net").mkdir()
-    # 1001 and 1002 established, 1003 listening (0A), 1004 in tcp6 established, 1005 not ours
+    # 1001 and 1002 established, 1003 listening (0A), 1004 in tcp6 established, 1005 not
+    # ours; 1006 its own connection to PostgreSQL (local port 51000, remote 5432)
+    for number, inode in ((6, 1006),):
+        (fd / str(number)).symlink_to(f"socket:[{inode}]")
     (proc / "net" / "tcp").write_text(
         TCP_HEADER + tcp_line(1001, "01") + tcp_line(1002, "01") + tcp_line(1003, "0A")
-        + tcp_line(1005, "01")
+        + tcp_line(1005, "01") + tcp_line(1006, "01", local_port=51000)
     )  # fmt: skip
     (proc / "net" / "tcp6").write_text(TCP_HEADER + tcp_line(1004, "01"))
-    assert workers.socket_inodes(901, proc) == {"1001", "1002", "1003", "1004"}
-    assert workers.connections(901, proc) == 3
+    assert workers.socket_inodes(901, proc) == {"1001", "1002", "1003", "1004", "1006"}
+    assert workers.connections(901, proc) == 4
+    # on the server's port only: the requests it holds, not its pool's connections
+    assert workers.connections(901, proc, port=8000) == 3
+    assert workers.connections(901, proc, port=51000) == 1
     # a process whose descriptors cannot be read: not counted, not 0
     assert workers.connections(999, proc) is None
 

@@ -129,7 +129,8 @@ class KillWorker(Fault):
         killed = stack.executor.script_json(
             stack.app, Path(workers.__file__),
             ["kill-busiest", "--unit", deployed.unit, "--expected", deployed.processes,
-             "--at", f"{t0 + FAULT_AT_S - 1:.3f}", "--timeout", REPLACE_TIMEOUT_S],
+             "--port", deployed.port, "--at", f"{t0 + FAULT_AT_S - 1:.3f}",
+             "--timeout", REPLACE_TIMEOUT_S],
             label=f"{NAME}-kill", timeout=FAULT_AT_S + REPLACE_TIMEOUT_S + 180,
         )  # fmt: skip
         note(f"killed worker {killed['victim']}")
