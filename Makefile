@@ -75,7 +75,7 @@ molecule: setup  ## every scenario: the stack (every server switch) and each rol
 test-fresh: setup  ## make setup's package step on a new container of the base image (pristine Debian 12)
 	pytest -s tests/fresh
 
-test: setup lint test-unit test-vagrant test-lab molecule test-fresh test-e2e  ## the whole suite (what CI runs)
+test: setup lint test-unit test-vagrant test-lab molecule test-fresh test-two-app test-e2e faults-quick  ## the whole suite (what CI runs)
 
 vagrant-packages:  ## what vagrant up with libvirt needs (libvirt, qemu, vagrant-libvirt), then its doctor
 	@scripts/install-packages.sh --vm

@@ -56,7 +56,10 @@ def passive_opens(host):
 
 
 def nginx_log_lines():
-    """nginx's access log on the proxy, one line per request."""
+    """nginx's access log on the proxy, one line per request, its buffer flushed
+    first (the role logs with flush=5s; USR1 reopens the log, writing it out)."""
+    exec_(PROXY, "systemctl", "kill", "--signal=USR1", "--kill-whom=main", "nginx.service")
+    time.sleep(0.5)
     return exec_(PROXY, "cat", "/var/log/nginx/access.log").stdout.splitlines()
 
 

@@ -14,15 +14,12 @@ import subprocess
 import threading
 import time
 
-import pytest
-
 from tests.conftest import PODMAN, podman
 from tests.two_app.conftest import (
     APP_HOSTS,
     APP_PORT,
     LOADGEN,
     PROXY,
-    address,
     container,
     exec_,
     hey,
@@ -30,7 +27,6 @@ from tests.two_app.conftest import (
     parse_hey_csv,
     passive_opens,
     upstreams_of,
-    wait_for_unit,
 )
 
 DELAY_S = 0.2
@@ -68,11 +64,7 @@ def _in_flight_to(addr):
     return len([line for line in out.splitlines() if line.strip()])
 
 
-def test_nginx_fails_over_when_an_app_host_dies(two_app_stack, app_units):
-    victim, survivor = "app2", "app1"
-    log_from = len(nginx_log_lines())
-    result = {}
-
+def _hey_in_background(result):
     def load():
         out = subprocess.run(
             [PODMAN, "exec", container(LOADGEN), "hey", *HEY_RUN, "-o", "csv", URL],
@@ -84,8 +76,62 @@ def test_nginx_fails_over_when_an_app_host_dies(two_app_stack, app_units):
         result["stderr"] = out.stderr
 
     runner = threading.Thread(target=load)
-    started = time.monotonic()
     runner.start()
+    return runner
+
+
+def test_a_stopped_app_server_is_failed_over_and_taken_back(two_app_stack, app_units):
+    """The app server of one host stopped under load, then started again: nginx
+    sends its requests to the other meanwhile and to both again afterwards, with
+    no reload or converge."""
+    victim, survivor = "app2", "app1"
+    result = {}
+    started = time.monotonic()
+    runner = _hey_in_background(result)
+    time.sleep(KILL_AT_S)
+    in_flight = _in_flight_to(two_app_stack[victim])
+    exec_(victim, "systemctl", "stop", app_units[victim], timeout=120)
+    stopped_at = time.monotonic() - started
+    survivor_before = passive_opens(survivor)
+    time.sleep(max(0.0, KILL_AT_S + 8 - (time.monotonic() - started)))
+    survivor_alone = passive_opens(survivor) - survivor_before
+    alone_s = time.monotonic() - started - stopped_at
+    exec_(victim, "systemctl", "start", app_units[victim], timeout=120)
+    back_at = time.monotonic() - started
+    opens_back = passive_opens(victim)
+    runner.join(RUN_S + 150)
+    gained = passive_opens(victim) - opens_back
+    rows = result.get("rows")
+    assert rows, f"hey failed: {result.get('stderr')}"
+    failed = [r for r in rows if not r["status-code"].startswith("2")]
+    print(
+        f"stop/start: {len(rows)} requests, {len(failed)} failed, {in_flight} in flight on "
+        f"{victim} at the stop ({stopped_at:.1f} s), started at {back_at:.1f} s; "
+        f"{gained} requests to {victim} from then on; {survivor} alone took "
+        f"{survivor_alone / alone_s:.1f} req/s"
+    )
+    assert len(failed) <= in_flight, f"{len(failed)} failed, {in_flight} were in flight"
+    # nginx tries it again after fail_timeout (5 s) and it takes its share: of
+    # about 100 req/s each over the rest of the run, at least a fifth
+    assert gained >= 0.2 * (CLIENTS / DELAY_S / 2) * (RUN_S - back_at - 6), (
+        f"{victim} answered {gained} requests after its start"
+    )
+    # meanwhile the survivor took the whole load: the clients over the delay
+    assert survivor_alone / alone_s >= 0.8 * CLIENTS / DELAY_S, (
+        f"{survivor} took {survivor_alone / alone_s:.1f} req/s alone"
+    )
+
+
+def test_nginx_fails_over_when_an_app_host_dies(two_app_stack):
+    """The whole host killed under load (last: a lab container started again gets
+    another address, which nginx's configuration does not name until a converge;
+    VMs and real hosts keep theirs)."""
+    victim, survivor = "app2", "app1"
+    log_from = len(nginx_log_lines())
+    result = {}
+
+    started = time.monotonic()
+    runner = _hey_in_background(result)
     time.sleep(KILL_AT_S)
     in_flight = _in_flight_to(two_app_stack[victim])
     killed_at = time.monotonic() - started
@@ -116,26 +162,3 @@ def test_nginx_fails_over_when_an_app_host_dies(two_app_stack, app_units):
     assert survivor_rps >= 0.8 * CLIENTS / DELAY_S, f"{survivor_rps:.1f} req/s after the kill"
     survivor_addr = f"{two_app_stack[survivor]}:{APP_PORT}"
     assert upstreams_of(lines).get(survivor_addr, 0) > len(rows) / 2
-
-
-def test_the_app_host_rejoins_when_restarted(two_app_stack, app_units):
-    victim = "app2"
-    state = podman("inspect", container(victim), "--format", "{{.State.Running}}").stdout.strip()
-    if state == "true":
-        podman("kill", container(victim))
-    podman("start", container(victim))
-    wait_for_unit(victim, app_units[victim])
-    # the host keeps its address, which is what nginx's configuration names
-    assert address(victim) == two_app_stack[victim]
-    deadline = time.monotonic() + 60
-    gained = 0
-    while time.monotonic() < deadline:
-        before = passive_opens(victim)
-        rows = hey(URL, "-n", "100", "-c", "10")
-        assert all(r["status-code"] == "200" for r in rows)
-        gained = passive_opens(victim) - before
-        if gained >= 20:
-            break
-        time.sleep(2)
-    else:
-        pytest.fail(f"{victim} got {gained} of 100 requests within 60 s of its restart")
