@@ -75,7 +75,7 @@ molecule: setup  ## every scenario: the stack (every server switch) and each rol
 test-fresh: setup  ## make setup's package step on a new container of the base image (pristine Debian 12)
 	pytest -s tests/fresh
 
-test: setup lint test-unit test-vagrant test-lab molecule test-fresh test-two-app test-e2e faults-quick  ## the whole suite (what CI runs)
+test: setup lint test-unit test-vagrant test-lab molecule test-fresh test-two-app test-e2e test-faults  ## the whole suite (what CI runs)
 
 vagrant-packages:  ## what vagrant up with libvirt needs (libvirt, qemu, vagrant-libvirt), then its doctor
 	@scripts/install-packages.sh --vm
@@ -112,6 +112,11 @@ test-e2e: lab-up  ## a distributed Locust run through the lab, the report render
 faults: lab-up  ## every fault against every concurrent server, a line each and a table (FAULTS= SERVERS= FAULTS_ANSIBLE_ARGS=)
 	fdl-faults --servers $(or $(SERVERS),all)
 
-.PHONY: faults-quick
+.PHONY: faults-quick test-faults
 faults-quick: lab-up  ## two faults (kill-worker, pg-restart) on gunicorn-gthread: the kill and restart paths, quickly
 	fdl-faults --only kill-worker pg-restart --servers gunicorn-gthread
+
+# make test's: the same two on the stack test-e2e has just converged (the
+# default server), without a second converge
+test-faults: lab-up
+	fdl-faults --only kill-worker pg-restart --no-converge
