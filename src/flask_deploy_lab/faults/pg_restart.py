@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 from flask_deploy_lab.faults.fault import Fault
-from flask_deploy_lab.faults.hostside import outage
 from flask_deploy_lab.faults.load import FAULT_AT_S, LoadFigures, LoadSpec, note
 from flask_deploy_lab.faults.outcome import FaultError, Outcome
 from flask_deploy_lab.faults.request_log import (
@@ -196,28 +194,10 @@ class PgRestart(Fault):
             stack.url("db"), PROBE_COUNT, PROBE_GAP_S, down_at - 1, label=f"{NAME}-probe"
         )
         # on the db host: the stop, the 5 s, the start and the wait for it, timed there
-        reply = None
-        try:
-            reply = stack.executor.script(
-                stack.db, Path(outage.__file__),
-                ["--unit", pg_unit, "--at", f"{down_at:.3f}", "--down", PG_DOWN_S,
-                 "--ready-timeout", READY_TIMEOUT_S, "--", *PG_READY],
-                label=f"{NAME}-outage", timeout=FAULT_AT_S + PG_DOWN_S + READY_TIMEOUT_S + 300,
-            )  # fmt: skip
-        finally:
-            if reply is None or not reply.ok:
-                # however the outage ended, PostgreSQL is asked to run again
-                stack.executor.run_one(
-                    stack.db, ["systemctl", "start", pg_unit], label=f"{NAME}-start"
-                )
-        times = reply.json() if reply.ok else None
-        if not times:
-            raise FaultError(f"the outage of {pg_unit} on {stack.db} failed: {reply.why}")
-        if times.get("ready_at") is None:
-            raise FaultError(
-                f"PostgreSQL did not accept connections within {READY_TIMEOUT_S} s "
-                f"of {pg_unit} start"
-            )
+        times = stack.outage(
+            stack.db, pg_unit, at=down_at, down_s=PG_DOWN_S, ready_argv=PG_READY,
+            ready_timeout=READY_TIMEOUT_S, what="PostgreSQL", label=NAME,
+        )  # fmt: skip
         back_after = times["ready_at"] - times["down_at"]
         note(f"{pg_unit} accepting connections {back_after:.1f} s after the stop")
         done = Done(LOAD, pg_unit, times["down_at"] - t0, PG_DOWN_S)

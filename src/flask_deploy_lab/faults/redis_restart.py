@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from flask_deploy_lab import PROJECT_DIR
 from flask_deploy_lab.faults.fault import Fault
-from flask_deploy_lab.faults.hostside import outage
 from flask_deploy_lab.faults.load import FAULT_AT_S, LoadFigures, LoadSpec, note
 from flask_deploy_lab.faults.outcome import FaultError, Outcome
 from flask_deploy_lab.faults.request_log import (
@@ -167,24 +165,10 @@ class RedisRestart(Fault):
         load = stack.load(NAME, LOAD)
         t0 = load.wait_measuring()
         down_at = t0 + FAULT_AT_S
-        reply = None
-        try:
-            reply = stack.executor.script(
-                broker, Path(outage.__file__),
-                ["--unit", REDIS_UNIT, "--at", f"{down_at:.3f}", "--down", DOWN_S,
-                 "--ready-timeout", READY_TIMEOUT_S, "--", *ready_argv(port)],
-                label=f"{NAME}-outage", timeout=FAULT_AT_S + DOWN_S + READY_TIMEOUT_S + 300,
-            )  # fmt: skip
-        finally:
-            if reply is None or not reply.ok:
-                # however the outage ended, Redis is asked to run again
-                stack.executor.run_one(broker, ["systemctl", "start", REDIS_UNIT],
-                                       label=f"{NAME}-start")  # fmt: skip
-        times = reply.json() if reply.ok else None
-        if not times:
-            raise FaultError(f"the outage of {REDIS_UNIT} on {broker} failed: {reply.why}")
-        if times.get("ready_at") is None:
-            raise FaultError(f"Redis did not answer within {READY_TIMEOUT_S} s of its start")
+        times = stack.outage(
+            broker, REDIS_UNIT, at=down_at, down_s=DOWN_S, ready_argv=ready_argv(port),
+            ready_timeout=READY_TIMEOUT_S, what="Redis", label=NAME,
+        )  # fmt: skip
         note(f"Redis answering {times['ready_at'] - times['down_at']:.1f} s after the stop")
         done = Done(LOAD, broker, REDIS_UNIT, times["down_at"] - t0, DOWN_S)
         return done, _Injected(load, times, settings)

@@ -16,7 +16,13 @@ from flask_deploy_lab import PROJECT_DIR, catalogue
 from flask_deploy_lab.ansible import PlaybookResult, run_playbook
 from flask_deploy_lab.cell import AppDeployment, FactsError
 from flask_deploy_lab.faults.executor import Background, Executor, Inventory, Reply
-from flask_deploy_lab.faults.hostside import connections, http_probe, nginx_log, task_table
+from flask_deploy_lab.faults.hostside import (
+    connections,
+    http_probe,
+    nginx_log,
+    outage,
+    task_table,
+)
 from flask_deploy_lab.faults.load import Load, LoadSpec
 from flask_deploy_lab.faults.outcome import FaultError
 from flask_deploy_lab.faults.task_rows import (
@@ -214,6 +220,31 @@ class Stack:
         if reply.rc is None:
             raise FaultError(f"cannot list the processes of {self.app}: {reply.why}")
         return sorted(int(p) for p in reply.stdout.split())
+
+    def outage(self, host, unit, *, at, down_s, ready_argv, ready_timeout, what, label) -> dict:
+        """Stops `unit` on `host` at Unix time `at` for `down_s` seconds, starts it
+        and waits until `ready_argv` succeeds there (hostside/outage.py); its
+        times ({"down_at", "ready_at", ...}). However that ends, the unit is asked
+        to run again; FaultError when the outage failed or `what` (the service,
+        for the message) did not answer within `ready_timeout` seconds."""
+        reply = None
+        try:
+            reply = self.executor.script(
+                host, Path(outage.__file__),
+                ["--unit", unit, "--at", f"{at:.3f}", "--down", down_s,
+                 "--ready-timeout", ready_timeout, "--", *ready_argv],
+                label=f"{label}-outage", timeout=max(0.0, at - time.time()) + down_s
+                + ready_timeout + 300,
+            )  # fmt: skip
+        finally:
+            if reply is None or not reply.ok:
+                self.executor.run_one(host, ["systemctl", "start", unit], label=f"{label}-start")
+        times = reply.json() if reply.ok else None
+        if not times:
+            raise FaultError(f"the outage of {unit} on {host} failed: {reply.why}")
+        if times.get("ready_at") is None:
+            raise FaultError(f"{what} did not answer within {ready_timeout} s of {unit} start")
+        return times
 
     def pg_unit(self, reply: Reply) -> str:
         """The PostgreSQL unit from `systemctl list-units postgresql@*` on the db host."""

@@ -22,11 +22,9 @@ no bodies).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from flask_deploy_lab import PROJECT_DIR
 from flask_deploy_lab.faults.fault import Fault
-from flask_deploy_lab.faults.hostside import outage
 from flask_deploy_lab.faults.load import FAULT_AT_S, LoadFigures, LoadSpec, note
 from flask_deploy_lab.faults.outcome import FaultError, Outcome
 from flask_deploy_lab.faults.request_log import (
@@ -173,24 +171,11 @@ class UpstreamStop(Fault):
             stack.url("slow", delay=LOAD.delay), PROBE_COUNT, PROBE_GAP_S, down_at + 1,
             label=f"{NAME}-probe", body=True,
         )  # fmt: skip
-        reply = None
-        try:
-            reply = stack.executor.script(
-                upstream, Path(outage.__file__),
-                ["--unit", SLOW_API_UNIT, "--at", f"{down_at:.3f}", "--down", DOWN_S,
-                 "--ready-timeout", READY_TIMEOUT_S, "--",
-                 *ready_argv(f"http://{address}:{port}/?delay=0")],
-                label=f"{NAME}-outage", timeout=FAULT_AT_S + DOWN_S + READY_TIMEOUT_S + 300,
-            )  # fmt: skip
-        finally:
-            if reply is None or not reply.ok:
-                stack.executor.run_one(upstream, ["systemctl", "start", SLOW_API_UNIT],
-                                       label=f"{NAME}-start")  # fmt: skip
-        times = reply.json() if reply.ok else None
-        if not times:
-            raise FaultError(f"the outage of {SLOW_API_UNIT} on {upstream} failed: {reply.why}")
-        if times.get("ready_at") is None:
-            raise FaultError(f"the slow API did not answer within {READY_TIMEOUT_S} s of its start")
+        times = stack.outage(
+            upstream, SLOW_API_UNIT, at=down_at, down_s=DOWN_S,
+            ready_argv=ready_argv(f"http://{address}:{port}/?delay=0"),
+            ready_timeout=READY_TIMEOUT_S, what="the slow API", label=NAME,
+        )  # fmt: skip
         note(f"the slow API answering {times['ready_at'] - times['down_at']:.1f} s after the stop")
         done = Done(LOAD, upstream, SLOW_API_UNIT, times["down_at"] - t0, DOWN_S)
         return done, _Injected(load, times, probe)
