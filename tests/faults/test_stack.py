@@ -4,13 +4,18 @@ the URLs of the catalogue's endpoints."""
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
 import pytest
 import yaml
 
 from flask_deploy_lab.faults import FaultError
+from flask_deploy_lab.faults.executor import Reply
 from flask_deploy_lab.faults.stack import (
     NGINX_DEFAULTS,
     Answer,
+    Stack,
     UnitState,
     deployment,
     endpoint_url,
@@ -89,3 +94,54 @@ def test_nginx_status_is_on_the_inventorys_port_else_the_roles_default():
     default = yaml.safe_load(NGINX_DEFAULTS.read_text())["nginx_status_port"]
     assert nginx_status_url(None) == f"http://127.0.0.1:{default}/nginx_status"
     assert nginx_status_url(8081) == "http://127.0.0.1:8081/nginx_status"
+
+
+class OutageExecutor:
+    """Answers the outage script with `reply` and records every command."""
+
+    def __init__(self, reply):
+        self.reply, self.calls = reply, []
+
+    def script(self, host, path, argv, **_):
+        self.calls.append(("script", host, path.name, [str(a) for a in argv]))
+        return self.reply
+
+    def run_one(self, host, argv, **_):
+        self.calls.append(("run_one", host, argv))
+        return Reply(host, 0)
+
+
+def outage(reply):
+    executor = OutageExecutor(reply)
+    stack = SimpleNamespace(executor=executor)
+    call = Stack.outage.__get__(stack)
+    return executor, lambda: call(
+        "db1", "pg.service", at=0.0, down_s=5, ready_argv=["pg_isready"], ready_timeout=60,
+        what="PostgreSQL", label="pg-restart",
+    )  # fmt: skip
+
+
+def test_an_outage_returns_its_times_and_starts_nothing_more_when_it_went_well():
+    times = {"stopping_at": 1.0, "down_at": 1.2, "starting_at": 6.2, "ready_at": 7.0}
+    executor, run = outage(Reply("db1", 0, stdout=json.dumps(times)))
+    assert run() == times
+    (call,) = executor.calls
+    assert call[:3] == ("script", "db1", "outage.py")
+    assert call[3][call[3].index("--") + 1 :] == ["pg_isready"]
+    assert call[3][:2] == ["--unit", "pg.service"]
+
+
+def test_an_outage_that_failed_starts_the_unit_again_and_says_why():
+    executor, run = outage(Reply("db1", 1, stderr="systemctl: unit pg.service not found"))
+    with pytest.raises(FaultError, match=r"the outage of pg\.service on db1 failed: .*not found"):
+        run()
+    assert executor.calls[-1] == ("run_one", "db1", ["systemctl", "start", "pg.service"])
+
+
+def test_an_outage_whose_service_never_answered_is_an_error():
+    times = {"stopping_at": 1.0, "down_at": 1.2, "starting_at": 6.2, "ready_at": None}
+    executor, run = outage(Reply("db1", 0, stdout=json.dumps(times)))
+    with pytest.raises(FaultError, match="PostgreSQL did not answer within 60 s"):
+        run()
+    # the outage itself started the unit: no second start
+    assert [call[0] for call in executor.calls] == ["script"]

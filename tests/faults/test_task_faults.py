@@ -407,10 +407,6 @@ APP_MISSES = {
         f.app_stop_seen(in_flight=None),
         "cannot judge: nginx's connections to app2 were not counted",
     ),
-    "unit not back": (
-        f.app_stop_seen(back_at=None),
-        "app2's unit was not active again within 120 s",
-    ),
 }
 
 

@@ -15,10 +15,8 @@ failure (inventory/lab-two-app has two).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from flask_deploy_lab.faults.fault import Fault
-from flask_deploy_lab.faults.hostside import outage
 from flask_deploy_lab.faults.load import FAULT_AT_S, LoadFigures, LoadSpec, note
 from flask_deploy_lab.faults.outcome import FaultError, Outcome
 from flask_deploy_lab.faults.request_log import STATUS, RequestLog, cannot_judge
@@ -59,7 +57,7 @@ class Observation:
     stopping_at: float = 0.0
     down_at: float = 0.0
     starting_at: float = 0.0
-    back_at: float | None = None
+    back_at: float = 0.0
     # nginx's access log since the run began: {second: {address: [requests, 2xx]}}
     upstreams: dict[int, dict[str, list[int]]] | None = None
     load: LoadFigures | None = None
@@ -142,22 +140,11 @@ class AppHostStop(Fault):
         connections = stack.start_connections(
             stack.proxy, victim, stop_at - COUNT_BEFORE_S, label=f"{NAME}-connections"
         )
-        reply = None
-        try:
-            reply = stack.executor.script(
-                victim, Path(outage.__file__),
-                ["--unit", unit, "--at", f"{stop_at:.3f}", "--down", DOWN_S,
-                 "--ready-timeout", READY_TIMEOUT_S, "--", "systemctl", "is-active", "--quiet",
-                 unit],
-                label=f"{NAME}-outage", timeout=FAULT_AT_S + DOWN_S + READY_TIMEOUT_S + 300,
-            )  # fmt: skip
-        finally:
-            if reply is None or not reply.ok:
-                stack.executor.run_one(victim, ["systemctl", "start", unit],
-                                       label=f"{NAME}-start")  # fmt: skip
-        times = reply.json() if reply.ok else None
-        if not times:
-            raise FaultError(f"the stop of {unit} on {victim} failed: {reply.why}")
+        times = stack.outage(
+            victim, unit, at=stop_at, down_s=DOWN_S,
+            ready_argv=["systemctl", "is-active", "--quiet", unit],
+            ready_timeout=READY_TIMEOUT_S, what=f"{unit} on {victim}", label=NAME,
+        )  # fmt: skip
         note(f"{unit} on {victim} stopped, started {times['starting_at'] - stop_at:.1f} s later")
         done = Done(LOAD, victim, unit, times.get("stopping_at", times["down_at"]) - t0, DOWN_S)
         return done, _Injected(load, times, connections, mark)
@@ -222,6 +209,4 @@ class AppHostStop(Fault):
                     f"{seen.victim} got traffic again {rejoin} s after its start, more than "
                     f"{MAX_REJOIN_S:g} s"
                 )
-        if seen.back_at is None:
-            missed.append(f"{seen.victim}'s unit was not active again within {READY_TIMEOUT_S} s")
         return Outcome.judged(NAME, done, seen, missed)
