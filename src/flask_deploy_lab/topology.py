@@ -3,17 +3,22 @@ read by Ansible's own inventory code and checked once for the lab, the
 Vagrantfile and the tests.
 
     python -m flask_deploy_lab.topology [SOURCE ...]   # the machines as JSON, or exit 2
+    python -m flask_deploy_lab.topology --subnet 10.89.0.0/24 [SOURCE ...]
 
 Every host needs ``node_cpus`` (> 0, a fraction is fine) and a whole
 ``node_memory_mb`` (>= 128), and belongs to at least one of the stack's
 groups and to no other (``lab``, the lab inventory's own group, aside).
 Machines come in topology order with the address Vagrant gives them: a host
-added at the end of the file leaves the others' addresses alone.
+added at the end of the file leaves the others' addresses alone. With
+``--subnet`` (the lab network's) each machine also gets ``lab_address``: the
+same host number in that subnet, the fixed address of its lab container, so
+that a container stopped and started again keeps it like a VM or a real host.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import math
 import os
@@ -143,6 +148,27 @@ def plan(*paths: Path) -> list[Machine]:
     return machines
 
 
+def lab_addresses(machines: list[Machine], subnet: str) -> dict[str, str]:
+    """{name: the machine's host number (.10 upwards) in `subnet`}; TopologyError
+    when the subnet is not an IPv4 network with room for every host number."""
+    if not subnet:
+        raise TopologyError("the lab network has no IPv4 subnet (podman network inspect)")
+    try:
+        network = ipaddress.IPv4Network(subnet)
+    except ValueError as error:
+        raise TopologyError(f"lab subnet {subnet!r} is not an IPv4 network: {error}") from None
+    found = {}
+    for machine in machines:
+        number = int(machine.address.rsplit(".", 1)[1])
+        if number >= network.num_addresses - 1:
+            raise TopologyError(
+                f"lab subnet {subnet} has no host number {number} for '{machine.name}' "
+                f"(it holds .1-.{network.num_addresses - 2}): use a /24 or larger"
+            )
+        found[machine.name] = str(network.network_address + number)
+    return found
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m flask_deploy_lab.topology",
@@ -151,13 +177,16 @@ def main(argv=None) -> int:
     parser.add_argument(
         "paths", nargs="*", type=Path, help="inventory sources (default: the topology)"
     )
+    parser.add_argument("--subnet", help="the lab network's subnet: add each lab_address")
     args = parser.parse_args(argv)
     try:
         machines = plan(*args.paths)
+        lab = lab_addresses(machines, args.subnet) if args.subnet is not None else {}
     except TopologyError as error:
         print(error, file=sys.stderr)
         return 2
-    print(json.dumps({"machines": [asdict(m) for m in machines]}, indent=2))
+    found = [asdict(m) | ({"lab_address": lab[m.name]} if lab else {}) for m in machines]
+    print(json.dumps({"machines": found}, indent=2))
     return 0
 
 

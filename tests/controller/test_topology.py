@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 
 import pytest
@@ -88,3 +89,37 @@ def test_the_command_prints_json_or_one_clear_error(tmp_path, capsys):
     assert len(json.loads(capsys.readouterr().out)["machines"]) == 5
     assert topology.main([str(tmp_path / "nope.yml")]) == 2
     assert "cannot read the topology" in capsys.readouterr().err
+
+
+def test_lab_containers_take_the_vagrant_host_numbers_in_the_lab_subnet():
+    machines = topology.plan()
+    found = topology.lab_addresses(machines, "10.89.3.0/24")
+    assert found == {m.name: "10.89.3." + m.address.rsplit(".", 1)[1] for m in machines}
+    assert found["db1"] == "10.89.3.10"
+    # the two-app topology adds app2 last: every other host keeps its address
+    two = topology.lab_addresses(
+        topology.plan(ROOT / "inventory" / "topology-two-app.yml"), "10.89.3.0/24"
+    )
+    assert {name: two[name] for name in found} == found
+    assert two["app2"] not in found.values()
+
+
+@pytest.mark.parametrize(
+    ("subnet", "message"),
+    [
+        ("", "the lab network has no IPv4 subnet"),
+        ("fd00::/64", "is not an IPv4 network"),
+        ("10.0.0.0/29", "has no host number 10 for 'db1' (it holds .1-.6)"),
+    ],
+)
+def test_a_lab_subnet_without_room_is_refused(subnet, message):
+    with pytest.raises(TopologyError, match=re.escape(message)):
+        topology.lab_addresses(topology.plan(), subnet)
+
+
+def test_the_validator_prints_lab_addresses_with_a_subnet(capsys):
+    assert topology.main(["--subnet", "10.89.0.0/24"]) == 0
+    machines = json.loads(capsys.readouterr().out)["machines"]
+    assert [m["lab_address"] for m in machines][:2] == ["10.89.0.10", "10.89.0.11"]
+    assert topology.main(["--subnet", "10.0.0.0/29"]) == 2
+    assert "use a /24 or larger" in capsys.readouterr().err

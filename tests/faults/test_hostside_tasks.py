@@ -116,7 +116,8 @@ def unit(tmp_path, monkeypatch):
     # MainPID: the recorded one while it lives, else a new one (systemd's restart)
     (bin_dir / "systemctl").write_text(
         f"#!/bin/sh\npid=$(cat {pid_file})\n"
-        'case "$2" in --property=NRestarts) if kill -0 $pid 2>/dev/null; then echo 0; '
+        'case "$2" in --property=TimeoutStopUSec) echo 45s;;\n'
+        "--property=NRestarts) if kill -0 $pid 2>/dev/null; then echo 0; "
         "else echo 1; fi;;\n"
         f"*) if kill -0 $pid 2>/dev/null; then echo $pid; else echo {os.getpid()}; fi;; esac\n"
     )
@@ -147,6 +148,7 @@ def test_the_main_process_is_killed_and_its_restart_timed(unit):
     assert found["main_pid_after"] == os.getpid()
     assert found["restarted_s"] is not None and found["restarted_s"] < 2
     assert (found["n_restarts_before"], found["n_restarts_after"]) == (0, 1)
+    assert found["stop_timeout_s"] == 45.0
     # the other actions still need their worker count
     with pytest.raises(SystemExit):
         workers.parse_args(["reload", "--unit", "u"])
@@ -161,3 +163,39 @@ def test_the_probe_says_what_each_body_was(http_server):
         "json-error", "json", "other", "-"
     ]  # fmt: skip
     assert json.loads('{"a": 1}')  # the standard library's reader, as on the host
+
+
+def test_systemd_time_spans_are_read_as_seconds():
+    assert workers.timespan_s("45s") == 45.0
+    assert workers.timespan_s("1min 30s") == 90.0
+    assert workers.timespan_s("1h 2min 500ms") == 3720.5
+    assert workers.timespan_s("infinity") is None
+    assert workers.timespan_s("") is None
+    with pytest.raises(ValueError, match="not a systemd time span"):
+        workers.timespan_s("45 parsecs")
+
+
+CGROUP_V1 = (
+    "tmpfs /sys/fs/cgroup tmpfs ro,nosuid 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n"
+)
+CGROUP_V2 = "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid 0 0\n"
+
+
+@pytest.mark.parametrize(
+    ("mounts", "container", "seen"),
+    [
+        (CGROUP_V2, True, True),  # a container on a cgroup v2 host
+        (CGROUP_V2, False, True),  # a VM or a real host on v2
+        (CGROUP_V1, False, True),  # v1 or hybrid outside a container: the release agent
+        (CGROUP_V1, True, False),  # the podman lab on a v1 or hybrid host
+    ],
+)
+def test_systemd_sees_a_cgroup_empty_except_in_a_container_on_cgroup_v1(
+    tmp_path, mounts, container, seen
+):
+    (tmp_path / "proc/self").mkdir(parents=True)
+    (tmp_path / "proc/self/mounts").write_text(mounts)
+    if container:
+        (tmp_path / "run/systemd").mkdir(parents=True)
+        (tmp_path / "run/systemd/container").write_text("podman\n")
+    assert workers.cgroup_empty_seen(tmp_path) is seen

@@ -100,6 +100,18 @@ def test_a_task_created_after_the_kill_is_timed_from_its_creation():
     assert not seen.late
 
 
+def test_celery_kill_allows_the_stop_timeout_only_where_systemd_cannot_see_the_cgroup_empty():
+    at_limit = f.celery_seen(restarted_s=5.0)
+    assert CeleryKill.judge(f.CELERY_DONE, at_limit).verdict is Verdict.PASS
+    lab = f.celery_seen(restarted_s=45.7, cgroup_empty_seen=False, stop_timeout_s=45.0)
+    assert (lab.restart_limit_s, lab.restart_waited_s) == (50.0, 75.0)
+    assert CeleryKill.judge(f.CELERY_DONE, lab).verdict is Verdict.PASS
+    # the same restart where systemd sees the cgroup empty is a failure
+    vm = f.celery_seen(restarted_s=45.7, cgroup_empty_seen=True, stop_timeout_s=45.0)
+    assert vm.restart_limit_s == 5.0
+    assert CeleryKill.judge(f.CELERY_DONE, vm).verdict is Verdict.FAIL
+
+
 CELERY_MISSES = {
     "failed": (f.celery_seen(rows=f.celery_rows(failed=2)), "2 of 42 tasks failed"),
     "left running": (
@@ -113,6 +125,20 @@ CELERY_MISSES = {
     "not restarted": (
         f.celery_seen(main_pid_after=None, restarted_s=None),
         "systemd did not start a new main process within 30 s",
+    ),
+    "restarted late": (
+        f.celery_seen(restarted_s=5.5),
+        "systemd started a new main process 5.5 s after the kill, later than 5 s",
+    ),
+    "not restarted, in a container on cgroup v1": (
+        f.celery_seen(
+            main_pid_after=None, restarted_s=None, cgroup_empty_seen=False, stop_timeout_s=45.0
+        ),
+        "systemd did not start a new main process within 75 s",
+    ),
+    "restarted after its stop timeout, in a container on cgroup v1": (
+        f.celery_seen(restarted_s=50.5, cgroup_empty_seen=False, stop_timeout_s=45.0),
+        "systemd started a new main process 50.5 s after the kill, later than 50 s",
     ),
     "same pid": (
         f.celery_seen(main_pid_after=812),

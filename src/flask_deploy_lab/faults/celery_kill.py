@@ -11,7 +11,11 @@ reaches ``done`` within the visibility timeout + the time limit + SLACK_S of
 the kill (of its creation, for one created after the kill): none ``failed``,
 none left ``queued`` or ``running``; at least one task was running at the kill
 (read on the db host the moment before it: else the kill hit an idle worker);
-systemd started a new main process (a new MainPID within RESTART_TIMEOUT_S);
+systemd started a new main process (a new MainPID) within RESTART_LIMIT_S of
+the kill (RestartSec=1); where systemd cannot see the unit's cgroup empty (in
+a container on a cgroup v1 or hybrid host: it waits in stop-sigkill for the
+unit's TimeoutStopSec, see hostside/workers.py) within TimeoutStopSec +
+RESTART_LIMIT_S, and the line says so;
 no ``POST /tasks`` failed (the broker was up: from the request log). Reported:
 the tasks redelivered (attempts > 1), and the redelivery delay of those that
 were running at the kill (their finished_at - the kill).
@@ -42,7 +46,11 @@ NAME = "celery-kill"
 # A few users, each posting an upstream task of 2 s and polling it: the two pool
 # processes of the worker are busy most of the time.
 LOAD = LoadSpec("tasks", users=4, duration=30, delay=2.0, task_kind="upstream")
-# Seconds systemd has to start a new main process (RestartSec=1).
+# Seconds systemd has to start a new main process after the kill (RestartSec=1,
+# and the exec), on top of TimeoutStopSec where it cannot see the cgroup empty.
+RESTART_LIMIT_S = 5.0
+# Seconds the worker host looks for the new main process (and TimeoutStopSec more
+# where systemd cannot see the cgroup empty).
 RESTART_TIMEOUT_S = 30
 # On top of the visibility timeout and one run's time limit: kombu's scan for
 # expired tasks (every visibility/5 s, at most 10 s), the unit's restart and
@@ -82,6 +90,10 @@ class Observation:
     restarted_s: float | None
     n_restarts_before: int = 0
     n_restarts_after: int = 0
+    # whether systemd on the worker host sees a cgroup empty at once, and the
+    # unit's TimeoutStopSec (None: infinity, or not read)
+    cgroup_empty_seen: bool = True
+    stop_timeout_s: float | None = None
     # ids of the tasks running the moment before the kill (None: not read)
     running_at_kill: tuple[str, ...] | None = None
     # the rows created during the run, as the wait left them
@@ -137,6 +149,22 @@ class Observation:
     @property
     def restarted(self) -> bool:
         return self.main_pid_after not in (None, 0, self.main_pid_before)
+
+    @property
+    def restart_waits_stop_timeout(self) -> bool:
+        """systemd restarts the unit only after its TimeoutStopSec (the substrate's)."""
+        return not self.cgroup_empty_seen and self.stop_timeout_s is not None
+
+    @property
+    def restart_limit_s(self) -> float:
+        return RESTART_LIMIT_S + (self.stop_timeout_s if self.restart_waits_stop_timeout else 0)
+
+    @property
+    def restart_waited_s(self) -> float:
+        """How long the worker host looked for a new main process."""
+        if not self.restart_waits_stop_timeout:
+            return RESTART_TIMEOUT_S
+        return RESTART_TIMEOUT_S + min(self.stop_timeout_s, workers.MAX_TIMEOUT_S)
 
     @property
     def posts(self):
@@ -209,6 +237,8 @@ class CeleryKill(Fault):
             restarted_s=killed.get("restarted_s"),
             n_restarts_before=killed.get("n_restarts_before") or 0,
             n_restarts_after=killed.get("n_restarts_after") or 0,
+            cgroup_empty_seen=killed.get("cgroup_empty_seen", True),
+            stop_timeout_s=killed.get("stop_timeout_s"),
             running_at_kill=(tuple(running["running"]) if isinstance(running, dict) else None),
             rows=tuple(found),
             read_at=time.time(),
@@ -239,7 +269,14 @@ class CeleryKill(Fault):
                 f"(the latest {worst:.1f} s)"
             )
         if not seen.restarted:
-            missed.append(f"systemd did not start a new main process within {RESTART_TIMEOUT_S} s")
+            missed.append(
+                f"systemd did not start a new main process within {seen.restart_waited_s:g} s"
+            )
+        elif seen.restarted_s is None or seen.restarted_s > seen.restart_limit_s:
+            missed.append(
+                f"systemd started a new main process {seen.restarted_s} s after the kill, "
+                f"later than {seen.restart_limit_s:g} s"
+            )
         why = cannot_judge(seen.requests, STATUS)
         if why:
             missed.append(why)

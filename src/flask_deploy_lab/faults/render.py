@@ -469,10 +469,19 @@ def celery_kill_words(outcome: Outcome):
         else "the running ones not read"
     )
     restart = (
-        f"new MainPID {seen.main_pid_after} {seen.restarted_s} s after the kill (NRestarts "
-        f"{seen.n_restarts_before} -> {seen.n_restarts_after})"
-        if seen.restarted
-        else f"NOT RESTARTED within {celery_kill.RESTART_TIMEOUT_S} s"
+        (
+            f"new MainPID {seen.main_pid_after} {seen.restarted_s} s after the kill (NRestarts "
+            f"{seen.n_restarts_before} -> {seen.n_restarts_after})"
+            if seen.restarted
+            else f"NOT RESTARTED within {seen.restart_waited_s:g} s"
+        )
+        + f" (limit {seen.restart_limit_s:g} s"
+        + (
+            f": TimeoutStopSec {seen.stop_timeout_s:g} + {celery_kill.RESTART_LIMIT_S:g} s, as "
+            "systemd in a container on cgroup v1 sees the killed pool leave only then)"
+            if seen.restart_waits_stop_timeout
+            else ")"
+        )
     )
     measured = "; ".join(
         [
@@ -498,6 +507,7 @@ def celery_kill_words(outcome: Outcome):
         "redelivered": len(seen.redelivered),
         "redelivery_s": delays,
         "restarted_s": seen.restarted_s,
+        "restart_limit_s": seen.restart_limit_s,
         "posts_failed": len(seen.failed_posts),
         "key": f"{len(seen.done)}/{len(seen.rows)} done"
         + (f", redelivered in {delays[-1]:g} s" if delays else ""),
