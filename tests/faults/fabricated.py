@@ -23,6 +23,7 @@ from flask_deploy_lab.faults.load import LoadFigures, LocustFailure
 from flask_deploy_lab.faults.request_log import Request, RequestLog
 from flask_deploy_lab.faults.stack import Answer, UnitState
 from flask_deploy_lab.faults.task_rows import TaskRow, TaskSettings
+from flask_deploy_lab.report.samples import HostSamples
 
 HTTP_503 = "CatchResponseError('HTTP 503, expected 200')"
 HTTP_500 = "CatchResponseError('HTTP 500, expected 200')"
@@ -223,8 +224,27 @@ def reload_seen(**changes):
         "requests": reload_requests(),
         "t0": 990.0,
         "reload_at": 1000.0,
+        "app_samples": app_samples(),
     }
     return reload.Observation(**(seen | changes))
+
+
+def app_samples(busy=((990, 0.9, 0.02), (1000, 1.0, 0.3), (1002, 0.9, 0.02)), until=1010):
+    """The app host's sampler rows every 0.25 s from 990 s: from each (time, CPUs
+    the unit uses, seconds throttled per second) of `busy` on, the unit's counters
+    grow at that rate; the host uses 1.0 of its 1.0 CPUs, the machine 1.9."""
+    rows, usage, throttled, step = [], 0.0, 0.0, 0.25
+    for i in range(int((until - busy[0][0]) / step) + 1):
+        t = busy[0][0] + i * step
+        rows.append({
+            "time": f"{t:.2f}", "unit_cpu_usage_usec": f"{usage:.0f}",
+            "unit_throttled_usec": f"{throttled:.0f}", "cpu_busy_cores": "1.0",
+            "cpu_limit_cores": "1.0", "procstat_busy_cores": "1.9",
+        })  # fmt: skip
+        cores, share = next((c, s) for start, c, s in reversed(busy) if start <= t)
+        usage += cores * step * 1e6
+        throttled += share * step * 1e6
+    return HostSamples("app1", rows)
 
 
 def reload_requests(before_ms=10.0, during=(15.0,) * 100, extra=()):

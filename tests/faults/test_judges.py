@@ -352,6 +352,24 @@ def test_a_longer_replacement_widens_the_window():
     assert f.reload_seen(replaced_s=None).window_before == (991.0, 1000.0)
 
 
+def test_the_cpu_of_each_window_comes_from_the_counters_around_it():
+    seen = f.reload_seen()
+    before, during = seen.cpu(seen.window_before), seen.cpu(seen.window)
+    assert (before.unit_cores, before.throttled) == (pytest.approx(0.9), pytest.approx(0.02))
+    assert (during.unit_cores, during.throttled) == (pytest.approx(1.0), pytest.approx(0.3))
+    assert (during.host_cores, during.host_limit) == (1.0, 1.0)
+    assert during.machine_cores == pytest.approx(1.9)
+    # a window the rows do not reach on both sides has no counter rate
+    late = reload.cpu_use(f.app_samples(until=1001), seen.window)
+    assert (late.unit_cores, late.throttled, late.host_cores) == (None, None, 1.0)
+    assert seen.cpu((2000.0, 2002.0)) == reload.CpuUse(None, None, None, None, None)
+    assert f.reload_seen(app_samples=None).cpu(seen.window) is None
+
+
+def test_the_cpu_figures_do_not_change_the_verdict():
+    assert Reload.judge(f.RELOAD_DONE, f.reload_seen(app_samples=None)).verdict is Verdict.PASS
+
+
 def test_reload_fails_on_each_target_it_misses():
     seen = f.reload_seen(
         requests=f.reload_requests(extra=[f.req(1000.5, status=503)] * 3), replaced_s=None,

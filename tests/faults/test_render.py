@@ -129,9 +129,14 @@ def test_the_reload_lines():
     assert result.measured == (
         "0 of 200 requests failed (none); p99 15 ms of the 100 requests started in the 2.0 s "
         "reload window vs 10 ms of the 100 before (x1.5, limit x2); all 3 workers replaced in "
-        "1.7 s; master unchanged; nginx logged 0 upstream errors from the reload on"
+        "1.7 s; master unchanged; nginx logged 0 upstream errors from the reload on; CPU "
+        "before -> in the window: app unit 0.9 -> 1.0 CPUs, throttled by its quota 0.02 s/s -> "
+        "0.3 s/s; app host 1.0 -> 1.0 of 1.0 CPUs; machine 1.9 -> 1.9 CPUs busy"
     )
     assert result.figures["key"] == "0 failed, p99 x1.5"
+    assert result.figures["cpu_window"]["throttled"] == pytest.approx(0.3)
+    unsampled = render.result(4, Reload.judge(f.RELOAD_DONE, f.reload_seen(app_samples=None)))
+    assert unsampled.measured.endswith("from the reload on; CPU not sampled on the app host")
     failed = f.reload_seen(requests=f.reload_requests(extra=[f.req(1000.5, status=503)] * 2),
                            replaced_s=None, workers_after=(901, 977, 978))  # fmt: skip
     assert render.result(4, Reload.judge(f.RELOAD_DONE, failed)).measured.startswith(

@@ -53,6 +53,9 @@ class LoadSpec:
     # what each POST /tasks asks for (loadtest.yml's task_kind, task_n); None: its default
     task_kind: str | None = None
     task_n: int | None = None
+    # seconds between the samplers' rows (the sampler role's sampler_interval);
+    # None: its default
+    sampler_interval: float | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,8 @@ class Load:
             extra["task_kind"] = spec.task_kind
         if spec.task_n is not None:
             extra["task_n"] = spec.task_n
+        if spec.sampler_interval is not None:
+            extra["sampler_interval"] = spec.sampler_interval
         note(f"load: /{spec.endpoint} x{spec.users} users for {spec.duration} s ({cell})")
         # the master's files of an earlier run stay until this one starts
         self.launched = time.time()

@@ -8,6 +8,13 @@ request_log.py; a request still in flight when the run stopped counts with
 how long it had waited). Every worker replaced, the same master. A server
 without a graceful reload (its unit cannot reload: the catalogue gives it no
 reload signal) is a SKIP, with the reason.
+
+Where the time went is reported beside the verdict, from the app host's
+sampler (a row every 0.25 s in this fault): the CPU the app unit used in each
+window, the share of it its cgroup spent throttled by its CPU quota, and how
+busy the app host and the whole machine were. A reload costs CPU (each new
+worker imports the app and opens its pool); on a host already at its quota
+that time comes out of the requests in flight.
 """
 
 from __future__ import annotations
@@ -27,10 +34,12 @@ from flask_deploy_lab.faults.request_log import (
     started_between,
 )
 from flask_deploy_lab.faults.stack import NGINX_ERROR_LOG, Stack
+from flask_deploy_lab.report.samples import HostSamples, counter_increase, read_samples
 
 NAME = "reload"
 REPLACE_TIMEOUT_S = 30
-LOAD = LoadSpec("db")
+# rows every 0.25 s: the reload window lasts about 2 s
+LOAD = LoadSpec("db", sampler_interval=0.25)
 # The reload window lasts until every worker is new, and at least this long.
 MIN_WINDOW_S = 2.0
 # p99 of the requests started in the window / p99 of those started before it
@@ -53,6 +62,53 @@ class Done:
 
 
 @dataclass(frozen=True)
+class CpuUse:
+    """Where the CPU went in one window, from one host's sampler (None: not sampled)."""
+
+    # CPUs the app unit used (its cgroup's usage counter)
+    unit_cores: float | None
+    # seconds its cgroup was throttled by its CPU quota, per second
+    throttled: float | None
+    # CPUs the app host (a container: the container) used, and may use
+    host_cores: float | None
+    host_limit: float | None
+    # CPUs busy on the whole machine (/proc/stat)
+    machine_cores: float | None
+
+
+def cpu_use(samples: HostSamples | None, window: tuple[float, float]) -> CpuUse | None:
+    """The CPU figures of `window` (Unix times): a counter's increase between the
+    last row at or before its start and the first at or after its end, per
+    second; a per-interval column's mean over the rows inside it."""
+    if samples is None or not samples.rows:
+        return None
+    start, end = window
+
+    def rate(column, scale):
+        points = samples.column(column)
+        before = [p for p in points if p[0] <= start]
+        after = [p for p in points if p[0] >= end]
+        if not before or not after:
+            return None
+        first, last = before[-1][0], after[0][0]
+        return counter_increase([p for p in points if first <= p[0] <= last]) / (
+            (last - first) * scale
+        )
+
+    def mean(column):
+        values = [v for t, v in samples.column(column) if start < t <= end]
+        return sum(values) / len(values) if values else None
+
+    return CpuUse(
+        unit_cores=rate("unit_cpu_usage_usec", 1e6),
+        throttled=rate("unit_throttled_usec", 1e6),
+        host_cores=mean("cpu_busy_cores"),
+        host_limit=mean("cpu_limit_cores"),
+        machine_cores=mean("procstat_busy_cores"),
+    )
+
+
+@dataclass(frozen=True)
 class Observation:
     server: str
     unit: str
@@ -71,6 +127,8 @@ class Observation:
     # Unix times: the run had all its users, the reload was asked for
     t0: float | None = None
     reload_at: float | None = None
+    # the app host's sampler rows (None: none came back)
+    app_samples: HostSamples | None = None
 
     @property
     def failed(self) -> int:
@@ -99,6 +157,9 @@ class Observation:
         during, _ = self.p99_ms(self.window)
         before, _ = self.p99_ms(self.window_before)
         return round(during / before, 2) if during is not None and before else None
+
+    def cpu(self, window) -> CpuUse | None:
+        return cpu_use(self.app_samples, window)
 
     @property
     def no_reload_why(self) -> str:
@@ -163,6 +224,7 @@ class Reload(Fault):
             requests=injected.load.requests(),
             t0=injected.t0,
             reload_at=injected.reloaded.get("asked_at", injected.reloaded["at"]),
+            app_samples=read_samples(injected.load.cell_dir).get(stack.app),
         )
 
     @staticmethod

@@ -316,7 +316,9 @@ def reload_words(outcome: Outcome):
         )
         + master(seen.main_pid_before, seen.main_pid_after)
         + f"; nginx logged {known(seen.nginx_upstream_errors)} upstream errors from the reload on"
+        + cpu_text(seen)
     )
+    cpu_before, cpu_during = seen.cpu(seen.window_before), seen.cpu(seen.window)
     figures = {
         "load": what(done.load),
         **load.totals(),
@@ -330,8 +332,27 @@ def reload_words(outcome: Outcome):
         "server": seen.server,
         "nginx_upstream_errors": seen.nginx_upstream_errors,
         "key": f"{seen.failed} failed, p99 x{known(seen.p99_ratio)}",
+        "cpu_before": asdict(cpu_before) if cpu_before else None,
+        "cpu_window": asdict(cpu_during) if cpu_during else None,
     }
     return did, measured, figures
+
+
+def cpu_text(seen: reload_fault.Observation) -> str:
+    """Where the CPU went in the window before and in the reload window."""
+    before, during = seen.cpu(seen.window_before), seen.cpu(seen.window)
+    if before is None or during is None:
+        return "; CPU not sampled on the app host"
+
+    def pair(name, unit=""):
+        a, b = (getattr(use, name) for use in (before, during))
+        return " -> ".join(f"{known(v if v is None else round(v, 2))}{unit}" for v in (a, b))
+
+    return (
+        f"; CPU before -> in the window: app unit {pair('unit_cores')} CPUs, throttled by "
+        f"its quota {pair('throttled', ' s/s')}; app host {pair('host_cores')} of "
+        f"{known(during.host_limit)} CPUs; machine {pair('machine_cores')} CPUs busy"
+    )
 
 
 def slow_clients_words(outcome: Outcome):
