@@ -131,7 +131,7 @@ def vagrant(args: list[str], env: dict, log=None, timeout=None) -> subprocess.Co
     log.flush()
     proc = subprocess.Popen(
         command, cwd=PROJECT_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, errors="replace", start_new_session=True,
+        text=True, errors="replace", start_new_session=True, preexec_fn=_sigint_default,
     )  # fmt: skip
     # A Vagrant that hangs prints nothing: the deadline is kept by a timer, not
     # by the lines it reads. SIGINT first (Vagrant cleans up), SIGKILL a minute on.
@@ -161,6 +161,13 @@ def vagrant(args: list[str], env: dict, log=None, timeout=None) -> subprocess.Co
         tail.append(f"stopped after {timeout} s")
         returncode = returncode or 1
     return subprocess.CompletedProcess(command, returncode, "\n".join(tail), "")
+
+
+def _sigint_default() -> None:
+    """In the child before exec: SIGINT does what it does by default. Started from
+    a background job (`make test &`, nohup) it would inherit SIGINT ignored, and a
+    shell cannot undo that: the deadline's SIGINT would do nothing for a minute."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _signal_group(proc: subprocess.Popen, sig: int, fired: list[int]) -> None:

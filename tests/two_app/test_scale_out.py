@@ -20,6 +20,7 @@ from tests.two_app.conftest import (
     APP_PORT,
     LOADGEN,
     PROXY,
+    address,
     container,
     exec_,
     hey,
@@ -27,6 +28,7 @@ from tests.two_app.conftest import (
     parse_hey_csv,
     passive_opens,
     upstreams_of,
+    wait_for_unit,
 )
 
 DELAY_S = 0.2
@@ -122,10 +124,10 @@ def test_a_stopped_app_server_is_failed_over_and_taken_back(two_app_stack, app_u
     )
 
 
-def test_nginx_fails_over_when_an_app_host_dies(two_app_stack):
-    """The whole host killed under load (last: a lab container started again gets
-    another address, which nginx's configuration does not name until a converge;
-    VMs and real hosts keep theirs)."""
+def test_nginx_fails_over_when_an_app_host_dies(two_app_stack, app_units):
+    """The whole host killed under load, then started again: nginx fails over to
+    the other, and takes the host back once its app server is up, with no
+    converge (a lab container keeps its address, as a VM or a real host does)."""
     victim, survivor = "app2", "app1"
     log_from = len(nginx_log_lines())
     result = {}
@@ -162,3 +164,16 @@ def test_nginx_fails_over_when_an_app_host_dies(two_app_stack):
     assert survivor_rps >= 0.8 * CLIENTS / DELAY_S, f"{survivor_rps:.1f} req/s after the kill"
     survivor_addr = f"{two_app_stack[survivor]}:{APP_PORT}"
     assert upstreams_of(lines).get(survivor_addr, 0) > len(rows) / 2
+
+    # the host started again: same address, its app server up by itself, and
+    # nginx sends it requests again once fail_timeout (5 s) has passed
+    podman("start", container(victim))
+    wait_for_unit(victim, app_units[victim])
+    assert address(victim) == two_app_stack[victim], "the restarted host has another address"
+    time.sleep(SETTLE_S)
+    opens = passive_opens(victim)
+    back = hey(URL, "-n", "400", "-c", "20")
+    gained = passive_opens(victim) - opens
+    print(f"rejoin: {victim} took {gained} of {len(back)} requests after its restart")
+    assert all(r["status-code"] == "200" for r in back)
+    assert gained >= 130, f"{victim} took {gained} of 400 requests after its restart"
