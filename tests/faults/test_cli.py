@@ -152,6 +152,9 @@ def test_a_run_prints_a_line_per_fault_and_writes_faults_json(tmp_path, monkeypa
     assert [fault["status"] for fault in body["faults"]] == ["PASS", "SKIP"]
     assert body["ansible_args"] == ["-e", "flask_app_workers=2", "-e", "server=flask"]
     assert all("seconds" in fault["figures"] for fault in body["faults"])
+    # make test's run: a fault it chose that measured nothing is a failure
+    args = ["--no-converge", "--no-skip", "--run-id", "faults-u", "--", "-e", "server=flask"]
+    assert cli.main(args) == 1
 
 
 def test_a_run_fails_with_2_when_the_hosts_do_not_answer(tmp_path, monkeypatch, capsys):

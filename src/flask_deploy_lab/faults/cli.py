@@ -126,6 +126,12 @@ def parse_args(argv=None):
         action="store_true",
         help="skip the first site.yml (the stack is converged)",
     )
+    parser.add_argument(
+        "--no-skip",
+        action="store_true",
+        help="exit 1 when a fault is SKIP or N/A too: every fault chosen must be measured "
+        "(make test's, whose stack could otherwise leave one unmeasured unnoticed)",
+    )
     parser.add_argument("--run-id", default=env("RUN_ID") or None)
     args = parser.parse_args(argv)
     args.passthrough = DEFAULT_ARGS + shlex.split(env("FAULTS_ANSIBLE_ARGS") or "") + passthrough
@@ -263,7 +269,10 @@ def main(argv=None) -> int:
         ),
         flush=True,
     )
-    return 1 if any(r.status == Verdict.FAIL.value for r in results) else 0
+    failing = {Verdict.FAIL.value}
+    if args.no_skip:
+        failing |= {Verdict.SKIP.value, Verdict.NOT_APPLICABLE.value}
+    return 1 if any(r.status in failing for r in results) else 0
 
 
 if __name__ == "__main__":
