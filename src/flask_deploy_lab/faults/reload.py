@@ -34,7 +34,7 @@ from flask_deploy_lab.faults.request_log import (
     started_between,
 )
 from flask_deploy_lab.faults.stack import NGINX_ERROR_LOG, Stack
-from flask_deploy_lab.report.samples import HostSamples, counter_increase, read_samples
+from flask_deploy_lab.report.samples import HostSamples, counter_rate, read_samples
 
 NAME = "reload"
 REPLACE_TIMEOUT_S = 30
@@ -91,9 +91,8 @@ def cpu_use(samples: HostSamples | None, window: tuple[float, float]) -> CpuUse 
         if not before or not after:
             return None
         first, last = before[-1][0], after[0][0]
-        return counter_increase([p for p in points if first <= p[0] <= last]) / (
-            (last - first) * scale
-        )
+        per_second = counter_rate([p for p in points if first <= p[0] <= last])
+        return None if per_second is None else per_second / scale
 
     def mean(column):
         values = [v for t, v in samples.column(column) if start < t <= end]
