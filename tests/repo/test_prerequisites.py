@@ -57,10 +57,11 @@ def installed_packages(*flags):
 
 
 def _depends(packages):
-    """{package: [[choice, ...], ...]} of one apt-cache call: for each Depends or
-    PreDepends, the first of its alternatives, or a virtual package's providers."""
+    """{package: [[choice, ...], ...]} of one recursive apt-cache call, for `packages`
+    and everything they may pull in: for each Depends or PreDepends, the first of its
+    alternatives, or a virtual package's providers."""
     out = subprocess.run(
-        ["apt-cache", "depends", "--no-recommends", "--no-suggests", "--no-conflicts",
+        ["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
          "--no-breaks", "--no-replaces", "--no-enhances", *packages],
         capture_output=True, text=True, check=True, timeout=120,
     ).stdout  # fmt: skip
@@ -90,13 +91,13 @@ def depends_closure(packages):
     """What apt installs for `packages` without Recommends: a virtual dependency is
     met by a provider asked for by name, else apt takes the first provider."""
     wanted = set(packages)
+    graph = _depends(sorted(packages))
     closure, frontier = set(), set(packages)
     while frontier:
         closure |= frontier
-        found = _depends(sorted(frontier))
         chosen = set()
-        for groups in found.values():
-            for choices in groups:
+        for package in frontier:
+            for choices in graph.get(package, []):
                 if choices and not wanted & set(choices):
                     chosen.add(choices[0])
         frontier = chosen - closure
