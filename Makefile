@@ -77,7 +77,7 @@ molecule: setup  ## every scenario: the stack (every server switch) and each rol
 test-fresh: setup  ## make setup's package step on a new container of the base image (pristine Debian 12)
 	pytest -s tests/fresh
 
-test: setup lint test-unit test-vagrant test-lab molecule test-fresh test-two-app test-e2e test-faults  ## the whole suite (what CI runs)
+test: setup lint test-unit test-vagrant test-lab molecule test-fresh test-e2e test-faults test-two-app  ## the whole suite (what CI runs)
 
 vagrant-packages:  ## what vagrant up with libvirt needs (libvirt, qemu, vagrant-libvirt), then its doctor
 	@scripts/install-packages.sh --vm
@@ -106,10 +106,10 @@ locust-ui-stop: venv  ## stop the web UI and keep its run in reports/<run-id>/ui
 	ansible-playbook playbooks/loadtest.yml -e locust_state=stopped
 
 test-two-app: setup  ## the lab of inventory/topology-two-app.yml: nginx spreads over both app hosts, fails over, takes one back
-	pytest tests/two_app
+	pytest tests/two_app $(TEST_TWO_APP_FLAGS)
 
-test-e2e: lab-up  ## a distributed Locust run through the lab, the report rendered in Chromium
-	pytest tests/e2e
+test-e2e: lab-up  ## a distributed Locust run through the lab, the report rendered in Chromium (INVENTORY= another lab)
+	$(if $(INVENTORY),ANSIBLE_INVENTORY="$(INVENTORY)") pytest tests/e2e
 
 faults: lab-up  ## every fault against every concurrent server, a line each and a table (FAULTS= SERVERS= FAULTS_ANSIBLE_ARGS=)
 	fdl-faults --servers $(or $(SERVERS),all)
@@ -118,10 +118,17 @@ faults: lab-up  ## every fault against every concurrent server, a line each and 
 faults-quick: lab-up  ## two faults (kill-worker, pg-restart) on gunicorn-gthread: the kill and restart paths, quickly
 	fdl-faults --only kill-worker pg-restart --servers gunicorn-gthread
 
-# make test's: the same two on the stack test-e2e has just converged (the
-# default server), converged again with two app workers (the sizing rule gives
-# the lab's one-CPU app host one process, and kill-worker needs a sibling: on
-# the stack as test-e2e leaves it, it was a SKIP); --no-skip: a fault that
-# measured nothing fails make test
+# make test's: the same two on the default server, with two app workers (the
+# sizing rule gives the lab's one-CPU app host one process, and kill-worker
+# needs a sibling); --no-skip: a fault that measured nothing fails (a SKIP for
+# want of a second worker too). Alone it converges first.
 test-faults: lab-up
-	fdl-faults --only kill-worker pg-restart --no-skip
+	fdl-faults --only kill-worker pg-restart --no-skip $(TEST_FAULTS_FLAGS) $(if $(INVENTORY),-- -i "$(INVENTORY)")
+
+# make test's lab suites share one lab and one converge: the two-app lab (the
+# default lab's hosts and app2), converged once by test-e2e with fdl-faults'
+# settings; test-faults and test-two-app take the stack as it leaves it, and
+# test-two-app removes app2 at its end, leaving the default lab.
+test: INVENTORY := inventory/lab-two-app
+test: TEST_FAULTS_FLAGS := --no-converge
+test: TEST_TWO_APP_FLAGS := --lab-converged

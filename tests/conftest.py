@@ -68,6 +68,16 @@ def topology(inventory="inventory/topology.yml"):
     return hosts
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--lab-converged",
+        action="store_true",
+        help="the lab is up and converged with this checkout (make test's end-to-end suite "
+        "did it): a lab suite checks that its hosts are there instead of bringing them up "
+        "and converging them again",
+    )
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Under make (FDL_NO_SKIP=1) a skip is a failure: a test skipped for a missing

@@ -1,16 +1,22 @@
 """Fixtures of the end-to-end suite: the converged lab stack, driven through the playbooks.
 
-The suite expects the default lab (``make lab-up``) and converges the stack
-with ``playbooks/site.yml`` first, so that the lab runs this checkout with its
-credentials (a second converge changes nothing).
+The suite expects the lab of the inventory ansible uses (``make lab-up``; the
+default lab, or ``ANSIBLE_INVENTORY``'s: make test gives it the two-app lab)
+and converges the stack with ``playbooks/site.yml`` first, so that the lab
+runs this checkout with its credentials (a second converge changes nothing).
+Every converge of the suite adds the settings fdl-faults gives its own (two
+app workers), so that make test's faults and two-app suite run on the stack
+this suite leaves, without converging it again.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
 
+from flask_deploy_lab.faults.cli import DEFAULT_ARGS as FAULTS_ARGS
 from tests.conftest import ansible, podman
 
 LAB_PREFIX = "fdl-"
@@ -23,6 +29,19 @@ HEALTHZ = (
 
 def container(host):
     return LAB_PREFIX + host
+
+
+def site(*args, check=True, timeout=1800):
+    """playbooks/site.yml with fdl-faults' settings before `args`."""
+    return ansible(
+        "ansible-playbook", "playbooks/site.yml", *FAULTS_ARGS, *args, check=check, timeout=timeout
+    )
+
+
+def inventory_hosts():
+    """The hosts of the inventory ansible uses, sorted (ansible-inventory --list)."""
+    out = ansible("ansible-inventory", "--list").stdout
+    return sorted(json.loads(out)["_meta"]["hostvars"])
 
 
 def stack_answers():
@@ -51,7 +70,7 @@ def stack():
     # Always: the lab may hold an earlier checkout's deployment and secrets (a
     # clean clone generates its own credentials); on a converged lab this
     # changes nothing.
-    ansible("ansible-playbook", "playbooks/site.yml", timeout=1800)
+    site()
     assert stack_answers(), "the stack does not answer /healthz through the proxy after site.yml"
     return LOADGENS
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ROOT, ansible, podman
-from tests.e2e.conftest import container
+from tests.conftest import ROOT, podman
+from tests.e2e.conftest import container, site
 
 pytestmark = pytest.mark.lab
 
@@ -32,9 +32,7 @@ def test_a_converge_with_diff_does_not_print_the_password(password):
     # Without the app's env file the template task must write it again: the
     # change --diff would show, content and all.
     podman("exec", container("app1"), "rm", "-f", "/etc/labapp/labapp.env")
-    proc = ansible(
-        "ansible-playbook", "playbooks/site.yml", "--diff", "--tags", "app", "-v", timeout=1200
-    )
+    proc = site("--diff", "--tags", "app", "-v", timeout=1200)
     output = proc.stdout + proc.stderr
     assert "labapp.env" in output, "the env file was not rewritten: the check saw nothing"
     assert password not in output
@@ -44,15 +42,7 @@ def test_a_converge_with_diff_does_not_print_the_broker_password(password, broke
     # Redis's configuration and the worker's environment, written again.
     podman("exec", container("db1"), "rm", "-f", "/etc/redis/redis.conf")
     podman("exec", container("app1"), "rm", "-f", "/etc/labapp/celery.env")
-    proc = ansible(
-        "ansible-playbook",
-        "playbooks/site.yml",
-        "--diff",
-        "--tags",
-        "broker,worker",
-        "-v",
-        timeout=1200,
-    )
+    proc = site("--diff", "--tags", "broker,worker", "-v", timeout=1200)
     output = proc.stdout + proc.stderr
     assert "redis.conf" in output and "celery.env" in output, "no file was rewritten"
     assert broker_password not in output

@@ -3,7 +3,8 @@
 The suite brings up the lab of that topology (the default lab's containers
 plus ``app2``), converges the whole stack on it, and at the end removes
 ``app2`` again, so that the default lab it leaves behind is the default
-topology's (the end-to-end suite converges that one first).
+topology's. With ``--lab-converged`` (make test: its end-to-end suite has
+just converged this lab) it checks that the lab's hosts are up instead.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 
 import pytest
 
-from tests.conftest import PODMAN, ansible, podman
+from tests.conftest import PODMAN, ansible, podman, topology
 
 INVENTORY = "inventory/lab-two-app"
 LAB_PREFIX = "fdl-"
@@ -120,10 +121,22 @@ def wait_for_unit(host, pattern, timeout=120):
 
 
 @pytest.fixture(scope="session")
-def two_app_stack():
-    """The two-app-host lab, up and converged; app2 is removed afterwards."""
-    ansible("ansible-playbook", "-i", INVENTORY, "playbooks/lab.yml", timeout=600)
-    ansible("ansible-playbook", "-i", INVENTORY, "playbooks/site.yml", timeout=2400)
+def two_app_stack(request):
+    """The two-app-host lab, up and converged (with --lab-converged: found so); app2
+    is removed afterwards."""
+    if request.config.getoption("--lab-converged"):
+        running = podman("ps", "--format", "{{.Names}}").stdout.split()
+        hosts = sorted(topology(INVENTORY))
+        missing = [container(h) for h in hosts if container(h) not in running]
+        if missing:
+            pytest.fail(
+                f"--lab-converged, but {', '.join(missing)} is not running: bring the lab up "
+                f"and converge it (make lab-up INVENTORY={INVENTORY}, then ansible-playbook "
+                f"-i {INVENTORY} playbooks/site.yml), or run without --lab-converged"
+            )
+    else:
+        ansible("ansible-playbook", "-i", INVENTORY, "playbooks/lab.yml", timeout=600)
+        ansible("ansible-playbook", "-i", INVENTORY, "playbooks/site.yml", timeout=2400)
     yield {host: address(host) for host in APP_HOSTS}
     podman("rm", "--force", "--time", "0", container("app2"), check=False)
 
