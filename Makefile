@@ -71,8 +71,17 @@ test-vagrant: setup  ## the Vagrantfile and the inventories, offline
 test-lab: setup  ## a second lab from the topology: up, checked, down
 	pytest tests/lab
 
-molecule: setup  ## every scenario: the stack (every server switch) and each role alone; converge, idempotence, testinfra
-	molecule test --all
+# Molecule's scenarios: the stack's (default) and one per role alone. Each has
+# containers and a network of its own, so they run side by side (make -j): the
+# roles' end while the stack converges. Each one's output is printed whole
+# when it ends.
+MOLECULE_SCENARIOS := $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml))
+
+molecule: setup  ## every scenario side by side: the stack (every server switch) and each role alone; converge, idempotence, testinfra
+	$(MAKE) --no-print-directory --output-sync=target -j$(words $(MOLECULE_SCENARIOS)) $(addprefix molecule-scenario-,$(MOLECULE_SCENARIOS))
+
+molecule-scenario-%:
+	molecule test -s $*
 
 test-fresh: setup  ## make setup's package step on a new container of the base image (pristine Debian 12)
 	pytest -s tests/fresh
