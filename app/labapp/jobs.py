@@ -19,6 +19,7 @@ import urllib.parse
 import urllib.request
 
 import markdown
+import psycopg2.errors
 from psycopg2.extras import Json
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,15 @@ MAX_UPSTREAM_DELAY = 30.0
 DEFAULT_UPSTREAM_DELAY = 1.0
 # Extra seconds the upstream gets on top of its delay (as /slow gives it).
 UPSTREAM_GRACE = 5.0
-# Seconds a worker waits for the row of a task it received: the app commits
-# the row right after publishing, so a fast worker can see the task first.
-ROW_WAIT = 5.0
-ROW_POLL = 0.05
+# The app commits a task's row right after publishing it, so a fast worker can
+# receive the task first. From before the publish to its commit or rollback the
+# app holds a transaction-scoped advisory lock keyed by the task's id; a worker
+# that finds no row waits on that lock, then looks once more: the row is there
+# (committed) or never will be (rolled back, or the app's connection died).
+# No timer decides, so a slow commit cannot drop a task its client was told of.
+ROW_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+# Seconds a worker waits on that lock before it retries the task instead.
+ROW_LOCK_TIMEOUT = 30.0
 # Seconds of the first retry's backoff, doubled each time.
 BACKOFF_BASE = 0.5
 
@@ -66,42 +72,70 @@ def backoff(attempt, time_limit, visibility_timeout):
 # --- the task row -------------------------------------------------------------
 
 
+def lock_row(cur, task_id):
+    """Called by the app in the transaction that inserts the row, before it publishes."""
+    cur.execute(ROW_LOCK, (str(task_id),))
+
+
 def start(database, task_id, max_attempts):
     """Mark the task running and count the attempt; (kind, params, attempts), or None
-    when there is nothing to do (already finished, or the row never appeared)."""
-    deadline = time.monotonic() + ROW_WAIT
-    while True:
-        with database.connection() as conn, conn.cursor() as cur:
-            cur.execute(
-                "UPDATE task SET status = 'running', started_at = now(), "
-                "attempts = attempts + 1, error = NULL "
-                "WHERE id = %s AND status IN ('queued', 'running') "
-                "RETURNING kind, params, attempts",
-                (task_id,),
+    when there is nothing to do (already finished, or the row was never committed).
+    TransientError when the app holds the row's lock past ROW_LOCK_TIMEOUT."""
+    row, existing = _claim(database, task_id)
+    if row is None and existing is None:
+        _wait_for_commit(database, task_id)
+        row, existing = _claim(database, task_id)
+    if row is not None:
+        kind, params, attempts = row
+        if attempts > max_attempts:
+            # Started more often than it may be retried: the earlier runs
+            # never finished (their worker died), so this one may not either.
+            reason = (
+                f"gave up after {attempts - 1} attempts that never finished "
+                "(the worker running it was lost each time)"
             )
-            row = cur.fetchone()
-            if row is None:
-                cur.execute("SELECT status FROM task WHERE id = %s", (task_id,))
-                existing = cur.fetchone()
+            fail(database, task_id, reason)
+            return None
+        return kind, params, attempts
+    if existing is not None:
+        log.info("task %s is already %s: nothing to do", task_id, existing[0])
+    else:
+        log.warning("task %s: its row was never committed (the POST failed), dropped", task_id)
+    return None
+
+
+def _claim(database, task_id):
+    """(the claimed row or None, (status,) of a row that is not to run or None)."""
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            "UPDATE task SET status = 'running', started_at = now(), "
+            "attempts = attempts + 1, error = NULL "
+            "WHERE id = %s AND status IN ('queued', 'running') "
+            "RETURNING kind, params, attempts",
+            (task_id,),
+        )
+        row = cur.fetchone()
         if row is not None:
-            kind, params, attempts = row
-            if attempts > max_attempts:
-                # Started more often than it may be retried: the earlier runs
-                # never finished (their worker died), so this one may not either.
-                reason = (
-                    f"gave up after {attempts - 1} attempts that never finished "
-                    "(the worker running it was lost each time)"
-                )
-                fail(database, task_id, reason)
-                return None
-            return kind, params, attempts
-        if existing is not None:
-            log.info("task %s is already %s: nothing to do", task_id, existing[0])
-            return None
-        if time.monotonic() >= deadline:
-            log.warning("task %s: no such row after %.0f s, dropped", task_id, ROW_WAIT)
-            return None
-        time.sleep(ROW_POLL)
+            return row, None
+        cur.execute("SELECT status FROM task WHERE id = %s", (task_id,))
+        return None, cur.fetchone()
+
+
+def _wait_for_commit(database, task_id):
+    """Return once no transaction that may still insert the row is open."""
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute("BEGIN")
+        cur.execute(
+            "SELECT set_config('lock_timeout', %s, true)", (f"{ROW_LOCK_TIMEOUT * 1000:.0f}",)
+        )
+        try:
+            lock_row(cur, task_id)
+        except psycopg2.errors.LockNotAvailable as exc:
+            cur.execute("ROLLBACK")
+            raise TransientError(
+                "task row not committed", f"its POST held the row for over {ROW_LOCK_TIMEOUT:g} s"
+            ) from exc
+        cur.execute("COMMIT")
 
 
 def finish(database, task_id, result):

@@ -41,9 +41,11 @@ def start_task():
     task_id = uuid.uuid4()
     with get_db().connection() as conn, conn.cursor() as cur:
         # The row is committed only once Redis has the task: a refused publish
-        # leaves nothing behind. The worker waits for the commit if it is faster.
+        # leaves nothing behind. A worker that is faster waits on the row's lock
+        # (labapp/jobs.py) until this transaction ends.
         cur.execute("BEGIN")
         try:
+            jobs.lock_row(cur, task_id)
             cur.execute(
                 "INSERT INTO task (id, kind, params) VALUES (%s, %s, %s)",
                 (str(task_id), kind, Json(task_params)),
