@@ -86,7 +86,24 @@ molecule-scenario-%:
 test-fresh: setup  ## make setup's package step on a new container of the base image (pristine Debian 12)
 	pytest -s tests/fresh
 
-test: setup lint test-unit test-vagrant test-lab molecule test-fresh test-e2e test-faults test-two-app  ## the whole suite (what CI runs)
+test: setup lint test-unit test-beside-molecule test-e2e test-faults test-two-app  ## the whole suite (what CI runs)
+
+# Molecule's stack scenario is make test's longest step (about 20 min), most
+# of it one host's converges in a row. Beside it run the role scenarios, then
+# the offline and fresh-machine suites and the converge of the lab that the
+# suites after it share (their own containers each). The faults and the load
+# runs come after, alone on the machine: they measure.
+MOLECULE_ROLE_SCENARIOS := $(filter-out default,$(MOLECULE_SCENARIOS))
+
+test-beside-molecule:
+	$(MAKE) --no-print-directory --output-sync=target -j$(words $(MOLECULE_SCENARIOS)) molecule-scenario-default test-beside-stack INVENTORY="$(INVENTORY)"
+
+# one after another (a goal per make: several goals would share the jobs)
+test-beside-stack: $(addprefix molecule-scenario-,$(MOLECULE_ROLE_SCENARIOS))
+	$(MAKE) --no-print-directory test-vagrant
+	$(MAKE) --no-print-directory test-lab
+	$(MAKE) --no-print-directory test-fresh
+	$(MAKE) --no-print-directory lab-converge INVENTORY="$(INVENTORY)"
 
 vagrant-packages:  ## what vagrant up with libvirt needs (libvirt, qemu, vagrant-libvirt), then its doctor
 	@scripts/install-packages.sh --vm
@@ -118,12 +135,12 @@ test-two-app: setup  ## the lab of inventory/topology-two-app.yml: nginx spreads
 	pytest tests/two_app $(TEST_TWO_APP_FLAGS)
 
 test-e2e: lab-up  ## a distributed Locust run through the lab, the report rendered in Chromium (INVENTORY= another lab)
-	$(if $(INVENTORY),ANSIBLE_INVENTORY="$(INVENTORY)") pytest tests/e2e
+	$(if $(INVENTORY),ANSIBLE_INVENTORY="$(INVENTORY)") pytest tests/e2e $(TEST_E2E_FLAGS)
 
 faults: lab-up  ## every fault against every concurrent server, a line each and a table (FAULTS= SERVERS= FAULTS_ANSIBLE_ARGS=)
 	fdl-faults --servers $(or $(SERVERS),all)
 
-.PHONY: faults-quick test-faults
+.PHONY: faults-quick test-faults test-beside-molecule test-beside-stack lab-converge
 faults-quick: lab-up  ## two faults (kill-worker, pg-restart) on gunicorn-gthread: the kill and restart paths, quickly
 	fdl-faults --only kill-worker pg-restart --servers gunicorn-gthread
 
@@ -135,9 +152,16 @@ test-faults: lab-up
 	fdl-faults --only kill-worker pg-restart --no-skip $(TEST_FAULTS_FLAGS) $(if $(INVENTORY),-- -i "$(INVENTORY)")
 
 # make test's lab suites share one lab and one converge: the two-app lab (the
-# default lab's hosts and app2), converged once by test-e2e with fdl-faults'
-# settings; test-faults and test-two-app take the stack as it leaves it, and
-# test-two-app removes app2 at its end, leaving the default lab.
+# default lab's hosts and app2), converged once by lab-converge with
+# fdl-faults' settings while Molecule runs; test-e2e, test-faults and
+# test-two-app take the stack as they find it, and test-two-app removes app2
+# at its end, leaving the default lab.
 test: INVENTORY := inventory/lab-two-app
+test: TEST_E2E_FLAGS := --lab-converged
 test: TEST_FAULTS_FLAGS := --no-converge
 test: TEST_TWO_APP_FLAGS := --lab-converged
+
+# the stack as fdl-faults converges it (two app workers), for --no-converge
+# runs and the suites' --lab-converged
+lab-converge: lab-up
+	fdl-faults --converge-only $(if $(INVENTORY),-- -i "$(INVENTORY)")

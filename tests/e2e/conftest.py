@@ -3,7 +3,9 @@
 The suite expects the lab of the inventory ansible uses (``make lab-up``; the
 default lab, or ``ANSIBLE_INVENTORY``'s: make test gives it the two-app lab)
 and converges the stack with ``playbooks/site.yml`` first, so that the lab
-runs this checkout with its credentials (a second converge changes nothing).
+runs this checkout with its credentials (a second converge changes nothing);
+with ``--lab-converged`` it takes the stack as make test's
+``fdl-faults --converge-only`` left it.
 Every converge of the suite adds the settings fdl-faults gives its own (two
 app workers), so that make test's faults and two-app suite run on the stack
 this suite leaves, without converging it again.
@@ -60,13 +62,18 @@ def locust_processes(host):
 
 
 @pytest.fixture(scope="session")
-def stack():
-    """The lab, up and converged."""
+def stack(request):
+    """The lab, up and converged (with --lab-converged: found converged)."""
     running = podman("ps", "--format", "{{.Names}}", check=False).stdout.split()
-    missing = [h for h in ["db1", "app1", "proxy1", *LOADGENS] if container(h) not in running]
+    missing = [h for h in inventory_hosts() if container(h) not in running]
     if missing:
         names = ", ".join(container(h) for h in missing)
         pytest.fail(f"the lab is not up (no {names}): run make lab-up")
+    if request.config.getoption("--lab-converged"):
+        # make test converged it with this checkout and fdl-faults' settings
+        # (fdl-faults --converge-only) while Molecule ran
+        assert stack_answers(), "--lab-converged, but the stack does not answer /healthz"
+        return LOADGENS
     # Always: the lab may hold an earlier checkout's deployment and secrets (a
     # clean clone generates its own credentials); on a converged lab this
     # changes nothing.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from flask_deploy_lab.ansible import PlaybookResult, TaskFailure
 from flask_deploy_lab.faults import NAMES, FaultError, Outcome, cli
 from flask_deploy_lab.faults.executor import Executor, Inventory
 from flask_deploy_lab.faults.kill_worker import KillWorker
@@ -338,3 +339,56 @@ def test_the_table_marks_a_fault_not_run_on_a_server():
         "a      | PASS 0/7 failed | -",
         "b      | -               | -",
     ]
+
+
+# ---------------------------------------------------------------- --converge-only
+
+
+def test_converge_only_converges_with_the_runs_settings_and_runs_no_fault(
+    tmp_path, monkeypatch, capsys
+):
+    seen = []
+
+    def converged(executor, logs, label, extra=None, tags=None):
+        seen.append((executor.inventory, executor.extra_vars, label))
+        return PlaybookResult(["ansible-playbook"], 0)
+
+    monkeypatch.setattr(cli, "PROJECT_DIR", tmp_path)
+    monkeypatch.setattr(cli, "converge", converged)
+    monkeypatch.setattr(Executor, "discover", lambda self: Inventory({}, {}))
+    monkeypatch.setattr(cli, "run_faults", lambda *a: pytest.fail("a fault ran"))
+    argv = ["--converge-only", "--run-id", "faults-c", "--servers", "uwsgi", "--", "-i", "inv"]
+    assert cli.main(argv) == 0
+    assert seen == [("inv", {"flask_app_workers": "2", "server": "uwsgi"}, "converge")]
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "faults faults-c: the stack is converged; run the faults with --no-converge"
+    )
+    assert not (tmp_path / "reports" / "faults-c" / "faults.json").exists()
+
+
+def test_converge_only_exits_2_naming_what_failed(tmp_path, monkeypatch, capsys):
+    failed = PlaybookResult(
+        ["ansible-playbook"], 2, failures=[TaskFailure("app1", "Start the server", "boom")]
+    )
+    monkeypatch.setattr(cli, "PROJECT_DIR", tmp_path)
+    monkeypatch.setattr(cli, "converge", lambda *a, **k: failed)
+    monkeypatch.setattr(Executor, "discover", lambda self: Inventory({}, {}))
+    assert cli.main(["--converge-only", "--run-id", "faults-c"]) == 2
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("faults: the stack could not be converged: ")
+    assert "boom" in last
+    assert last.endswith("faults-c/logs/converge.log)")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--converge-only", "--no-converge"], "exclude each other"),
+        (["--converge-only", "--servers", "uwsgi", "granian"], "takes one server"),
+    ],
+)
+def test_converge_only_refuses_what_it_cannot_do(argv, message, monkeypatch, capsys):
+    monkeypatch.delenv("SERVERS", raising=False)
+    with pytest.raises(SystemExit):
+        cli.parse_args(argv)
+    assert message in capsys.readouterr().err

@@ -3,6 +3,7 @@
 
     fdl-faults [--only NAME|NUMBER ...] [--servers all|NAME ...] [--no-converge]
                [--run-id ID] [-- ANSIBLE ARGS]
+    fdl-faults --converge-only [--servers NAME] [-- ANSIBLE ARGS]
 
 ``--servers all`` (SERVERS=all) is every concurrent server of the catalogue
 (its ``concurrency`` is not ``serial``), in the catalogue's order; names pick
@@ -23,6 +24,11 @@ it. FAULTS (names or numbers, space-separated) is
 inventory does not allow, is not a failure), 1 when one did, 2 when the hosts
 do not answer or the stack could not be converged.
 ``reports/<run-id>/faults.json`` keeps every figure.
+
+``--converge-only`` converges the stack as a run would (its settings, the
+passthrough) and exits: 0 when it converged, 2 when not. Later runs then
+take it with ``--no-converge`` (make test converges its lab so while
+Molecule runs).
 """
 
 from __future__ import annotations
@@ -127,6 +133,11 @@ def parse_args(argv=None):
         help="skip the first site.yml (the stack is converged)",
     )
     parser.add_argument(
+        "--converge-only",
+        action="store_true",
+        help="converge the stack with the faults' settings and exit (for later --no-converge runs)",
+    )
+    parser.add_argument(
         "--no-skip",
         action="store_true",
         help="exit 1 when a fault is SKIP or N/A too: every fault chosen must be measured "
@@ -153,6 +164,10 @@ def parse_args(argv=None):
         parser.error(str(error))
     if args.servers and args.no_converge and len(args.servers) > 1:
         parser.error("--no-converge with several servers: each must be converged")
+    if args.converge_only and args.no_converge:
+        parser.error("--converge-only and --no-converge exclude each other")
+    if args.converge_only and args.servers and len(args.servers) > 1:
+        parser.error("--converge-only takes one server: the stack holds one at a time")
     args.run_id = args.run_id or "faults-" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return args
 
@@ -220,6 +235,22 @@ def not_converged(args, server: str, why: str, results: list, path: Path):
     render.write_results(path, args.run_id, args.passthrough, results)
 
 
+def converge_only(args, executor: Executor, run_dir: Path) -> int:
+    """--converge-only: site.yml as a run would converge, and nothing else."""
+    server = args.servers[0] if args.servers else None
+    if server is not None:
+        extra = {**args.ansible.extra_vars, "server": server}
+        executor = Executor(run_dir / "logs", args.ansible.inventory, extra)
+    note("converge the stack (playbooks/site.yml)" + (f": {server}" if server else ""))
+    converged = converge(executor, executor.logs, "converge")
+    if not converged.ok:
+        log = executor.logs / "converge.log"
+        print(f"faults: the stack could not be converged: {converged.reason} (log: {log})")
+        return 2
+    print(f"faults {args.run_id}: the stack is converged; run the faults with --no-converge")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
@@ -237,6 +268,9 @@ def main(argv=None) -> int:
     except (FaultError, OSError) as error:
         print(f"faults: {error}", flush=True)
         return 2
+
+    if args.converge_only:
+        return converge_only(args, executor, run_dir)
 
     results = []
     path = run_dir / "faults.json"
