@@ -192,6 +192,14 @@ def test_the_workers_are_the_main_pids_children_with_their_cpu_time(tmp_path):
     after = {901: 130, 902: 390, 903: 60}
     # 30 of the 40 ticks used in between
     assert workers.busiest(before, after, [901, 902, 903]) == (902, 75)
+    # the worker holding the most connections first; CPU among equals; an
+    # unknown count ranks below 0
+    assert workers.busiest(before, after, [901, 902, 903], {901: 4, 902: 2, 903: 4}) == (901, 25)
+    assert workers.busiest(before, after, [901, 902, 903], {901: 0, 902: 0, 903: 1}) == (903, 0)
+    assert workers.busiest(before, after, [901, 902, 903], {901: 0, 902: None, 903: 0}) == (
+        901,
+        25,
+    )
     assert workers.replaced([901, 903, 977], [902], 3)
     assert not workers.replaced([901, 903], [902], 3)
     assert not workers.replaced([901, 902, 903], [902], 3)
@@ -458,4 +466,5 @@ def test_the_kill_reports_the_victims_connections(server):
     found = act("kill-busiest")
     # the fake workers hold no TCP connection: 0, counted (not null)
     assert found["victim_connections"] == 0
+    assert found["connections_seen"] == {str(pid): 0 for pid in found["workers_before"]}
     assert found["asked_at"] <= found["at"]

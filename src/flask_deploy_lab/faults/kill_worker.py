@@ -1,4 +1,5 @@
-"""kill-worker: kill -9 of the busiest app worker process, 8 s into /db load.
+"""kill-worker: kill -9 of the busiest app worker, 8 s into /db load: the one holding
+the most connections on the app's port, of those the one using the most CPU.
 
 Targets, from the request log (request_log.py): no more requests fail than the
 killed worker held at the kill (its established connections the moment before

@@ -6,14 +6,17 @@
     workers.py kill-main --unit labapp-celery.service --at 1795274642
 
 The workers are the children of the unit's MainPID. ``kill-busiest`` samples
-their CPU time for ``--sample`` seconds from ``--at`` on and sends SIGKILL to
-the one that used the most; ``reload`` runs ``systemctl reload`` of the unit at
+their CPU time for ``--sample`` seconds from ``--at`` on, counts each one's
+established connections on ``--port`` and sends SIGKILL to the one that holds
+the most, of those the one that used the most CPU (``connections_seen``:
+each worker's count then); ``reload`` runs ``systemctl reload`` of the unit at
 ``--at``. Then, every ``--gap`` seconds for at most ``--timeout`` seconds, it
 looks for ``--expected`` workers again with none of the ones it replaced among
 them. Prints one JSON object:
 
     {"main_pid": 812, "workers_before": [901, 902, 903], "victim": 902,
-     "cpu_share_percent": 55, "victim_connections": 7, "at": 1795274642.01,
+     "cpu_share_percent": 55, "victim_connections": 7,
+     "connections_seen": {"901": 3, "902": 7, "903": 5}, "at": 1795274642.01,
      "replaced_s": 0.3, "workers_after": [901, 903, 977]}
 
 ``victim_connections`` is how many established TCP connections the victim
@@ -25,10 +28,10 @@ read them, found in state ESTABLISHED in /proc/net/tcp and tcp6, local port
 serving holds one, so it bounds the requests the kill can cut off (an idle
 kept-alive connection from nginx counts too: an upper bound). It is null when
 the victim's descriptors cannot be read. ``replaced_s`` is null when they were
-not all replaced in time; ``victim``, ``cpu_share_percent`` and
-``victim_connections`` are null for a reload. ``asked_at`` is when the kill
-or the reload was asked for, ``at`` when it had been done (the reload command
-returned).
+not all replaced in time; ``victim``, ``cpu_share_percent``,
+``victim_connections`` and ``connections_seen`` are null for a reload.
+``asked_at`` is when the kill or the reload was asked for, ``at`` when it had
+been done (the reload command returned).
 
 ``kill-main`` sends SIGKILL to the unit's main process itself (a crash of the
 whole service, which systemd is to restart), then waits for a new MainPID:
@@ -175,10 +178,21 @@ def cpu_ticks(pids, proc=PROC):
     return ticks
 
 
-def busiest(before, after, pids):
-    """(the pid that used the most ticks between two samples, its share of them in %)."""
+def busiest(before, after, pids, held=None):
+    """(the victim, its share in % of the ticks the workers used between two samples).
+
+    The victim is the worker holding the most established connections (`held`,
+    {pid: count or None}: one whose count is unknown ranks below 0), then the one
+    that used the most ticks: a kill of a worker that holds requests measures
+    what a crash costs, one of an idle worker measures nothing."""
     used = {pid: after.get(pid, 0) - before.get(pid, 0) for pid in pids}
-    victim = max(pids, key=lambda pid: used[pid])
+    held = held or {}
+
+    def rank(pid):
+        count = held.get(pid)
+        return (-1 if count is None else count, used[pid])
+
+    victim = max(pids, key=rank)
     return victim, round(100 * used[victim] / max(sum(used.values()), 1))
 
 
@@ -319,11 +333,13 @@ def run(args, proc=PROC):
     workers = children(master, proc)
     if not workers:
         raise SystemExit(f"{args.unit} (MainPID {master}) has no worker processes")
-    victim = share = held = None
+    victim = share = held = seen = None
     if args.action == "kill-busiest":
         before = cpu_ticks(workers, proc)
         time.sleep(args.sample)
-        victim, share = busiest(before, cpu_ticks(workers, proc), workers)
+        after = cpu_ticks(workers, proc)
+        seen = {pid: connections(pid, proc, args.port) for pid in workers}
+        victim, share = busiest(before, after, workers, seen)
         # what it holds at the kill: the requests it can cut off. Stopped first,
         # it accepts nothing between the count and the kill (at 1,500 req/s a
         # count taken a millisecond early missed a connection)
@@ -352,6 +368,7 @@ def run(args, proc=PROC):
         "victim": victim,
         "cpu_share_percent": share,
         "victim_connections": held,
+        "connections_seen": {str(pid): count for pid, count in seen.items()} if seen else None,
         "asked_at": round(asked, 3),
         "at": round(at, 3),
         "replaced_s": replaced_s,
