@@ -83,6 +83,9 @@ molecule: setup  ## every scenario side by side: the stack (every server switch)
 molecule-scenario-%:
 	molecule test -s $*
 
+molecule-two-app: setup  ## the stack scenario on inventory/topology-two-app.yml: two app hosts behind nginx
+	FDL_MOLECULE_INVENTORY=inventory-two-app/ molecule test -s default
+
 test-fresh: setup  ## make setup's package step on a new container of the base image (pristine Debian 12)
 	pytest -s tests/fresh
 
@@ -140,7 +143,7 @@ test-e2e: lab-up  ## a distributed Locust run through the lab, the report render
 faults: lab-up  ## every fault against every concurrent server, a line each and a table (FAULTS= SERVERS= FAULTS_ANSIBLE_ARGS=)
 	fdl-faults --servers $(or $(SERVERS),all)
 
-.PHONY: faults-quick test-faults test-beside-molecule test-beside-stack lab-converge
+.PHONY: faults-quick test-faults molecule-two-app test-beside-molecule test-beside-stack lab-converge
 faults-quick: lab-up  ## two faults (kill-worker, pg-restart) on gunicorn-gthread: the kill and restart paths, quickly
 	fdl-faults --only kill-worker pg-restart --servers gunicorn-gthread
 

@@ -23,6 +23,12 @@ def runs_catalogue_command(server, cmdline):
     )
 
 
+def node_address(host):
+    """The site's node_address: Ansible's default_ipv4, the source of the default route."""
+    route = host.check_output("ip -4 -o route get 8.8.8.8").split()
+    return route[route.index("src") + 1]
+
+
 def psql(host, sql):
     return host.check_output("runuser -u postgres -- psql -d labapp -Atc %s", sql)
 
@@ -74,35 +80,54 @@ def test_background_task_lifecycle(http):
     assert status == 200, body
 
 
+def fact(app):
+    """An app host's record of what was deployed (the flask_app role's local fact)."""
+    return json.loads(app.file("/etc/ansible/facts.d/labapp.fact").content_string)
+
+
+def test_every_app_host_runs_the_same_deployment(group, deployment):
+    assert [fact(app) for app in group("app")] == [deployment] * len(group("app"))
+
+
 def test_only_the_chosen_server_runs(group, deployment):
-    app = group("app")[0]
-    units = app.check_output(
-        "systemctl list-units --all --plain --no-legend 'labapp-*.service'"
-    ).splitlines()
-    # the Celery worker's unit (test_tasks.py) is no app server
-    active = [u.split()[0] for u in units if " active " in f" {u} " and u.split()[0] != WORKER_UNIT]
-    assert active == [deployment["unit"]]
-    main_pid = app.check_output("systemctl show -p MainPID --value %s", deployment["unit"])
-    cmdline = app.file(f"/proc/{main_pid}/cmdline").content_string.replace("\0", " ")
-    assert runs_catalogue_command(deployment["server"], cmdline), cmdline
+    for app in group("app"):
+        units = app.check_output(
+            "systemctl list-units --all --plain --no-legend 'labapp-*.service'"
+        ).splitlines()
+        # the Celery worker's unit (test_tasks.py) is no app server
+        active = [
+            u.split()[0] for u in units if " active " in f" {u} " and u.split()[0] != WORKER_UNIT
+        ]
+        assert active == [deployment["unit"]], app
+        main_pid = app.check_output("systemctl show -p MainPID --value %s", deployment["unit"])
+        cmdline = app.file(f"/proc/{main_pid}/cmdline").content_string.replace("\0", " ")
+        assert runs_catalogue_command(deployment["server"], cmdline), cmdline
 
 
 def test_app_does_not_run_as_root(group, deployment):
-    app = group("app")[0]
-    main_pid = app.check_output("systemctl show -p MainPID --value %s", deployment["unit"])
-    users = app.check_output("ps -o user= --ppid %s -p %s", main_pid, main_pid).split()
-    assert users and set(users) == {"labapp"}
+    for app in group("app"):
+        main_pid = app.check_output("systemctl show -p MainPID --value %s", deployment["unit"])
+        users = app.check_output("ps -o user= --ppid %s -p %s", main_pid, main_pid).split()
+        assert users and set(users) == {"labapp"}, app
 
 
 def test_unit_limits_are_configured(group, deployment):
-    app = group("app")[0]
-    props = app.check_output(
-        "systemctl show -p CPUQuotaPerSecUSec -p MemoryMax %s", deployment["unit"]
-    )
     quota_percent = int(deployment["cpu_quota"].rstrip("%"))
-    assert f"CPUQuotaPerSecUSec={quota_percent / 100:g}s" in props
     memory = int(deployment["memory_max"].rstrip("M")) * 1024 * 1024
-    assert f"MemoryMax={memory}" in props
+    for app in group("app"):
+        props = app.check_output(
+            "systemctl show -p CPUQuotaPerSecUSec -p MemoryMax %s", deployment["unit"]
+        )
+        assert f"CPUQuotaPerSecUSec={quota_percent / 100:g}s" in props, app
+        assert f"MemoryMax={memory}" in props, app
+
+
+def test_nginx_sends_to_every_app_host(group):
+    """The upstream block lists each app host's node address, and no other."""
+    conf = group("proxy")[0].check_output("nginx -T 2>/dev/null")
+    block = re.search(r"upstream\s+\w+\s*\{(.*?)\}", conf, re.S).group(1)
+    servers = re.findall(r"^\s*server\s+([\d.]+):\d+", block, re.M)
+    assert sorted(servers) == sorted(node_address(app) for app in group("app")), block
 
 
 def test_psycopg2_is_built_from_source_against_the_hosts_libpq(group):
@@ -149,9 +174,7 @@ def test_app_and_slow_api_listen_on_the_node_address_only(group, group_name, por
     # nginx reaches the app, and the app the slow API, by the node address: no
     # other interface (Vagrant's NAT, a public one) may bypass nginx.
     for host in group(group_name):
-        # node_address is Ansible's default_ipv4: the source of the default route
-        route = host.check_output("ip -4 -o route get 8.8.8.8").split()
-        address = route[route.index("src") + 1]
+        address = node_address(host)
         listening = {line.split()[3] for line in host.check_output("ss -Hltn").splitlines()}
         ours = {a for a in listening if a.rsplit(":", 1)[1] == str(port)}
         assert ours == {f"{address}:{port}"}, listening

@@ -1,5 +1,6 @@
-"""`-e server=NAME` on the same hosts, for every server name in turn: the old
-unit ends inactive and disabled, the new one active, and the app answers."""
+"""`-e server=NAME` on the same hosts, for every server name in turn: on every
+app host the old unit ends inactive and disabled, the new one active, and the
+app answers."""
 
 import json
 import os
@@ -69,19 +70,26 @@ def test_order_covers_every_server():
 
 @pytest.mark.parametrize("server", ORDER)
 def test_switch(server, group, http):
-    app = group("app")[0]
-    before = json.loads(app.file("/etc/ansible/facts.d/labapp.fact").content_string)["unit"]
+    apps = group("app")
+    before = [
+        json.loads(app.file("/etc/ansible/facts.d/labapp.fact").content_string)["unit"]
+        for app in apps
+    ]
     seconds = converge(server)
     unit = f"labapp-{server}.service"
-    assert app.service(unit).is_running
-    assert app.service(unit).is_enabled
-    if before != unit:
-        assert not app.service(before).is_running
-        assert not app.service(before).is_enabled
-    active = app.check_output("systemctl list-units --state=active --plain --no-legend 'labapp-*'")
-    # the Celery worker's unit stays: a switch of the app server leaves it alone
-    servers = [u for u in (line.split()[0] for line in active.splitlines()) if u != WORKER_UNIT]
-    assert servers == [unit]
+    # on every app host: the new unit alone, the old one stopped and disabled
+    for app, old in zip(apps, before, strict=True):
+        assert app.service(unit).is_running, app
+        assert app.service(unit).is_enabled, app
+        if old != unit:
+            assert not app.service(old).is_running, app
+            assert not app.service(old).is_enabled, app
+        active = app.check_output(
+            "systemctl list-units --state=active --plain --no-legend 'labapp-*'"
+        )
+        # the Celery worker's unit stays: a switch of the app server leaves it alone
+        servers = [u for u in (line.split()[0] for line in active.splitlines()) if u != WORKER_UNIT]
+        assert servers == [unit], app
     for worker in group("worker"):
         assert worker.service(WORKER_UNIT).is_running, "the switch stopped the Celery worker"
     for path in ("/healthz", "/json", "/db", "/slow?delay=0.1"):
