@@ -78,6 +78,43 @@ def test_hosts_reach_each_other_by_name(lab):
     assert out.split()[0].count(".") == 3
 
 
+def network_identity(container):
+    """(IPv4 address, MAC) of a container on the lab network, as podman holds them."""
+    networks = json.loads(podman("inspect", container).stdout)[0]["NetworkSettings"]["Networks"]
+    return networks[NETWORK]["IPAddress"], networks[NETWORK]["MacAddress"]
+
+
+# A TCP connection to a port nobody listens on: the host's kernel refuses it at
+# once when the packets reach it; unanswered (a stale MAC), it times out.
+REACHED = (
+    "import socket, sys\n"
+    "s = socket.socket(); s.settimeout(1)\n"
+    "try:\n    s.connect((sys.argv[1], 9))\n"
+    "except ConnectionRefusedError:\n    sys.exit(0)\n"
+    "except OSError as e:\n    sys.exit(f'not reached: {e}')\n"
+    "sys.exit('port 9 answered')\n"
+)
+
+
+def test_a_host_started_again_keeps_its_address_and_mac_and_is_reached_at_once(lab):
+    """As a VM's NIC or a real host's: the neighbours' ARP caches stay true, so a
+    peer reaches it with no wait for an entry to expire (podman otherwise draws
+    a new MAC at each start)."""
+    app = sorted(h for h in lab if "app" in lab[h]["groups"])[0]
+    proxy = sorted(h for h in lab if "proxy" in lab[h]["groups"])[0]
+    before = network_identity(PREFIX + app)
+    address = before[0]
+    # the proxy learns the app host's MAC before the restart
+    podman("exec", PREFIX + proxy, "python3", "-c", REACHED, address)
+    podman("kill", PREFIX + app)
+    podman("start", PREFIX + app)
+    assert network_identity(PREFIX + app) == before
+    neighbour = podman("exec", PREFIX + proxy, "ip", "neigh", "show", address).stdout
+    assert before[1] in neighbour, neighbour
+    reached = podman("exec", PREFIX + proxy, "python3", "-c", REACHED, address, check=False)
+    assert reached.returncode == 0, reached.stderr
+
+
 @pytest.mark.parametrize(
     ("hosts", "message"),
     [
