@@ -62,10 +62,16 @@ def group(inventory, hosts):
     return members
 
 
+def fact(app):
+    """An app host's record of what was deployed (the flask_app role's local fact)."""
+    return json.loads(app.file("/etc/ansible/facts.d/labapp.fact").content_string)
+
+
 @pytest.fixture(scope="session")
 def deployment(group):
-    """The app host's record of what was deployed (the flask_app role's local fact)."""
-    return json.loads(group("app")[0].file("/etc/ansible/facts.d/labapp.fact").content_string)
+    """The first app host's record of what was deployed (test_stack.py checks that
+    every app host's is the same)."""
+    return fact(group("app")[0])
 
 
 @pytest.fixture(scope="session")

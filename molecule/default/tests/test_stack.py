@@ -5,6 +5,7 @@ import re
 import time
 
 import pytest
+from conftest import fact
 
 from flask_deploy_lab import catalogue
 
@@ -78,11 +79,6 @@ def test_background_task_lifecycle(http):
         assert status == 202
         time.sleep(0.3)
     assert status == 200, body
-
-
-def fact(app):
-    """An app host's record of what was deployed (the flask_app role's local fact)."""
-    return json.loads(app.file("/etc/ansible/facts.d/labapp.fact").content_string)
 
 
 def test_every_app_host_runs_the_same_deployment(group, deployment):

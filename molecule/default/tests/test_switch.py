@@ -2,7 +2,6 @@
 app host the old unit ends inactive and disabled, the new one active, and the
 app answers."""
 
-import json
 import os
 import subprocess
 import time
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import inventory_dir
+from conftest import fact, inventory_dir
 
 from flask_deploy_lab import catalogue
 
@@ -71,10 +70,7 @@ def test_order_covers_every_server():
 @pytest.mark.parametrize("server", ORDER)
 def test_switch(server, group, http):
     apps = group("app")
-    before = [
-        json.loads(app.file("/etc/ansible/facts.d/labapp.fact").content_string)["unit"]
-        for app in apps
-    ]
+    before = [fact(app)["unit"] for app in apps]
     seconds = converge(server)
     unit = f"labapp-{server}.service"
     # on every app host: the new unit alone, the old one stopped and disabled

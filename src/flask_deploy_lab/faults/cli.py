@@ -235,17 +235,30 @@ def not_converged(args, server: str, why: str, results: list, path: Path):
     render.write_results(path, args.run_id, args.passthrough, results)
 
 
+def server_executor(args, run_dir: Path, server: str) -> Executor:
+    """The executor of one server of --servers: -e server=NAME last, so that it wins
+    over any of the passthrough's; its logs under logs/<server>/."""
+    extra = {**args.ansible.extra_vars, "server": server}
+    return Executor(run_dir / "logs" / server, args.ansible.inventory, extra)
+
+
+def converge_stack(executor: Executor, server: str | None) -> None:
+    """site.yml as a run converges the stack; FaultError saying why when it fails."""
+    note("converge the stack (playbooks/site.yml)" + (f": {server}" if server else ""))
+    converged = converge(executor, executor.logs, "converge")
+    if not converged.ok:
+        raise FaultError(f"the stack could not be converged: {converged.reason}")
+
+
 def converge_only(args, executor: Executor, run_dir: Path) -> int:
     """--converge-only: site.yml as a run would converge, and nothing else."""
     server = args.servers[0] if args.servers else None
     if server is not None:
-        extra = {**args.ansible.extra_vars, "server": server}
-        executor = Executor(run_dir / "logs", args.ansible.inventory, extra)
-    note("converge the stack (playbooks/site.yml)" + (f": {server}" if server else ""))
-    converged = converge(executor, executor.logs, "converge")
-    if not converged.ok:
-        log = executor.logs / "converge.log"
-        print(f"faults: the stack could not be converged: {converged.reason} (log: {log})")
+        executor = server_executor(args, run_dir, server)
+    try:
+        converge_stack(executor, server)
+    except FaultError as error:
+        print(f"faults: {error} (log: {executor.logs / 'converge.log'})", flush=True)
         return 2
     print(f"faults {args.run_id}: the stack is converged; run the faults with --no-converge")
     return 0
@@ -276,15 +289,10 @@ def main(argv=None) -> int:
     path = run_dir / "faults.json"
     for server in servers:
         if server is not None:
-            # -e server=NAME last: it wins over any of the passthrough's
-            extra = {**args.ansible.extra_vars, "server": server}
-            executor = Executor(run_dir / "logs" / server, args.ansible.inventory, extra)
+            executor = server_executor(args, run_dir, server)
         try:
             if not args.no_converge:
-                note("converge the stack (playbooks/site.yml)" + (f": {server}" if server else ""))
-                converged = converge(executor, executor.logs, "converge")
-                if not converged.ok:
-                    raise FaultError(f"the stack could not be converged: {converged.reason}")
+                converge_stack(executor, server)
             prefix = f"{server}-" if server else ""
             stack = Stack(executor, inventory, run_dir, args.run_id, cell_prefix=prefix)
         except (FaultError, OSError) as error:
