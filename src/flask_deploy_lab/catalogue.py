@@ -7,6 +7,7 @@ slots or an endpoint's parameters asks this module; nothing else keeps a list.
 from __future__ import annotations
 
 import functools
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ PER_PROCESS = ("one", "threads", "greenlets", "unbounded")
 BOUND = ("cpu", "db", "io", "none")
 PLACEHOLDERS = (
     "venv", "host", "port", "bind", "config_dir", "workers", "threads", "greenlets", "app",
-    "graceful_timeout", "backlog",
+    "graceful_timeout", "backlog", "run_dir",
 )  # fmt: skip
 
 
@@ -61,6 +62,20 @@ class Server:
             raise CatalogueError(
                 f"server {self.name}: keepalive={self.keepalive!r}; valid: true, false"
             )
+        if self.reload is not None and not str(self.reload).startswith("/"):
+            raise CatalogueError(
+                f"server {self.name}: reload={self.reload!r} is not a command with an absolute "
+                "path (systemd's ExecReload), nor null"
+            )
+        for attr in ("command", "reload"):
+            unknown = placeholders(getattr(self, attr) or "") - set(PLACEHOLDERS)
+            if unknown:
+                raise CatalogueError(
+                    f"server {self.name}: {attr} has unknown placeholders "
+                    + ", ".join(sorted(unknown))
+                    + "; valid: "
+                    + ", ".join(PLACEHOLDERS)
+                )
 
     def process_count(self, workers: int) -> int:
         return workers if self.processes == "workers" else 1
@@ -75,6 +90,15 @@ class Server:
     def command_line(self, **values) -> str:
         """ExecStart with the placeholders filled in; every one must be given."""
         return " ".join(self.command.format(**values).split())
+
+    def reload_line(self, **values) -> str | None:
+        """ExecReload with the placeholders filled in; None: no graceful reload."""
+        return None if self.reload is None else " ".join(self.reload.format(**values).split())
+
+
+def placeholders(template: str) -> set[str]:
+    """The {names} a command template uses."""
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
 @dataclass(frozen=True)

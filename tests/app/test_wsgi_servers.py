@@ -9,8 +9,9 @@ import http.client
 import shlex
 import signal
 import statistics
-import string
+import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 from labapp_support import APP_DIR, ServerProcess, app_env, free_port, http_get, http_json
 
 from flask_deploy_lab import catalogue
+from flask_deploy_lab.faults.hostside.workers import children
 
 SERVERS = catalogue.load().servers
 TEMPLATES = Path(__file__).resolve().parents[2] / "roles" / "flask_app" / "templates"
@@ -31,7 +33,7 @@ AT_ONCE = 10
 
 def placeholders(server):
     """The placeholders its command line uses."""
-    return {field for _, field, _, _ in string.Formatter().parse(server.command) if field}
+    return catalogue.placeholders(server.command)
 
 
 def slots(server):
@@ -61,14 +63,16 @@ def render_config(server, values, config_dir):
         "__flask_app_venv": values["venv"],
         "__flask_app_bind": values["bind"],
         "__flask_app_health_port": values["port"],
+        "__flask_app_run_dir": values["run_dir"],
     }
     text = templates.get_template(f"{server.config}.j2").render(context)
     (config_dir / server.config).write_text(text)
 
 
-def command(server, port, config_dir):
-    """Its ExecStart on 127.0.0.1:port, with this interpreter's environment as the venv."""
-    values = {
+def placeholder_values(server, port, config_dir):
+    """What the role fills the placeholders with, on 127.0.0.1:port, with this
+    interpreter's environment as the venv and config_dir as the runtime directory too."""
+    return {
         "venv": sys.prefix,
         "host": "127.0.0.1",
         "port": port,
@@ -80,7 +84,13 @@ def command(server, port, config_dir):
         "app": server.app,
         "graceful_timeout": GRACEFUL_TIMEOUT,
         "backlog": 1024,
+        "run_dir": config_dir,
     }
+
+
+def command(server, port, config_dir):
+    """Its ExecStart on 127.0.0.1:port (placeholder_values)."""
+    values = placeholder_values(server, port, config_dir)
     if server.config:
         render_config(server, values, config_dir)
     return shlex.split(server.command_line(**values))
@@ -99,10 +109,12 @@ def start_server(database_url, upstream, tmp_path_factory):
     def start(name, **settings):
         server = SERVERS[name]
         port = free_port()
-        argv = command(server, port, tmp_path_factory.mktemp(name))
+        config_dir = tmp_path_factory.mktemp(name)
+        argv = command(server, port, config_dir)
         env = app_env(database_url, upstream.url, **settings)
         process = ServerProcess(argv, port, env).start(timeout=30)
         process.name = name
+        process.values = placeholder_values(server, port, config_dir)
         return process
 
     return start
@@ -190,6 +202,48 @@ def test_servers_finish_requests_in_flight_on_sigterm(start_server, name):
             process.proc.send_signal(signal.SIGTERM)
             assert in_flight.result(timeout=10)[0] == 200
         assert process.proc.wait(timeout=10) == 0
+    finally:
+        process.stop()
+
+
+# systemctl reload runs the catalogue's ExecReload: every worker is replaced
+# under the same master while requests keep coming, and none of them fails.
+@pytest.mark.parametrize("name", [name for name, entry in SERVERS.items() if entry.reload])
+def test_servers_reload_gracefully_with_their_exec_reload(start_server, name):
+    process = start_server(name, db_mode="pool", db_pool_min=2, db_pool_max=10)
+    try:
+        master = process.proc.pid
+        before = children(master)
+        assert len(before) >= WORKERS, f"{name}: workers {before}"
+        line = SERVERS[name].reload_line(**process.values)
+        statuses, now, stop = [], before, threading.Event()
+
+        def keep_asking():
+            while not stop.is_set():
+                statuses.append(http_get(f"{process.url}/json", timeout=10)[0])
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            busy = [pool.submit(keep_asking) for _ in range(2)]
+            try:
+                time.sleep(0.3)
+                argv = shlex.split(line.replace("$MAINPID", str(master)))
+                subprocess.run(argv, check=True, timeout=10)
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline:
+                    now = children(master)
+                    if len(now) >= WORKERS and not set(now) & set(before):
+                        break
+                    time.sleep(0.05)
+                time.sleep(0.5)  # and the new workers answer
+            finally:
+                stop.set()
+            for future in busy:
+                future.result()
+        assert process.proc.poll() is None, process.output()
+        assert not set(now) & set(before), f"{name}: workers {before} -> {now}"
+        assert len(statuses) > 20 and set(statuses) == {200}, (
+            f"{name}: {len(statuses)} requests, statuses {sorted(set(statuses))}"
+        )
     finally:
         process.stop()
 

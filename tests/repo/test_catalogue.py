@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import re
-import string
 
 import pytest
 import yaml
@@ -101,8 +100,9 @@ def test_the_list_check_sees_lists():
 @pytest.mark.parametrize("name", sorted(SERVERS))
 def test_each_server_is_complete(name):
     server = CATALOGUE.servers[name]
-    fields = {f for _, f, _, _ in string.Formatter().parse(server.command) if f}
-    assert fields <= set(PLACEHOLDERS), f"{name}: unknown placeholders {fields - set(PLACEHOLDERS)}"
+    for template in (server.command, server.reload or ""):
+        unknown = catalogue.placeholders(template) - set(PLACEHOLDERS)
+        assert not unknown, f"{name}: unknown placeholders {unknown}"
     if server.config:
         assert (ROOT / "roles" / "flask_app" / "templates" / f"{server.config}.j2").is_file()
     assert server.slots(workers=3, threads=50, greenlets=1000) in (
@@ -157,4 +157,14 @@ def test_keepalive_is_required():
     data = yaml.safe_load((ROOT / "catalogue.yml").read_text())
     del data["catalogue"]["servers"]["uwsgi"]["keepalive"]
     with pytest.raises(CatalogueError, match="keepalive"):
+        catalogue.Catalogue.from_data(data)
+
+
+def test_a_reload_is_a_command_systemd_can_run():
+    data = yaml.safe_load((ROOT / "catalogue.yml").read_text())
+    data["catalogue"]["servers"]["uwsgi"]["reload"] = "HUP"
+    with pytest.raises(CatalogueError, match="reload='HUP' is not a command with an absolute path"):
+        catalogue.Catalogue.from_data(data)
+    data["catalogue"]["servers"]["uwsgi"]["reload"] = "/bin/kill -HUP {mainpid}"
+    with pytest.raises(CatalogueError, match="reload has unknown placeholders mainpid; valid: "):
         catalogue.Catalogue.from_data(data)

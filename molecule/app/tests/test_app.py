@@ -57,3 +57,18 @@ def test_psycopg2_was_built_against_the_hosts_libpq(host):
         "ldd $(/opt/labapp/venv/bin/python -c 'import psycopg2._psycopg as m; print(m.__file__)')"
     )
     assert "/lib/x86_64-linux-gnu/libpq.so.5" in ldd
+
+
+def test_the_app_host_moves_queued_connections_off_a_closed_listener(host):
+    # set now (the lab gives the container the value) and kept for boot
+    assert host.sysctl("net.ipv4.tcp_migrate_req") == 1
+    conf = host.file("/etc/sysctl.d/60-labapp.conf")
+    assert conf.contains("^net.ipv4.tcp_migrate_req=1$")
+
+
+def test_the_unit_reloads_with_the_catalogues_exec_reload(host):
+    # gunicorn-gthread: HUP to the master; its workers are replaced, the master stays
+    assert host.check_output("systemctl show -p CanReload --value %s", UNIT) == "yes"
+    exec_reload = host.check_output("systemctl show -p ExecReload --value %s", UNIT)
+    assert "/bin/kill -HUP $MAINPID" in exec_reload
+    assert host.file("/run/labapp-gunicorn-gthread").is_directory

@@ -1,6 +1,7 @@
 """`-e server=NAME` on the same hosts, for every server name in turn: on every
 app host the old unit ends inactive and disabled, the new one active, and the
-app answers."""
+app answers; where the catalogue gives the server a reload, `systemctl reload`
+replaces every worker under the same master."""
 
 import os
 import subprocess
@@ -63,6 +64,26 @@ def converge(server):
     return time.monotonic() - started
 
 
+def workers(app, unit):
+    """(main pid, its children's pids) of a unit on an app host."""
+    main = app.check_output("systemctl show -p MainPID --value %s", unit)
+    return main, sorted(app.check_output("cat /proc/%s/task/*/children", main).split())
+
+
+def reload_replaces_every_worker(app, unit, timeout=30):
+    main, before = workers(app, unit)
+    assert before, f"{unit} on {app}: no worker under MainPID {main}"
+    app.check_output("systemctl reload %s", unit)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now_main, now = workers(app, unit)
+        if len(now) >= len(before) and not set(now) & set(before):
+            break
+        time.sleep(0.2)
+    assert now_main == main, f"{unit} on {app}: the reload replaced the master"
+    assert not set(now) & set(before), f"{unit} on {app}: workers {before} -> {now}"
+
+
 def test_order_covers_every_server():
     assert sorted(ORDER) == sorted(catalogue.load().servers)
 
@@ -92,3 +113,8 @@ def test_switch(server, group, http):
         status, _, body = http(path)
         assert status == 200, (server, path, body)
     print(f"switch to {server}: {seconds:.1f} s")
+    if catalogue.load().servers[server].reload:
+        for app in apps:
+            reload_replaces_every_worker(app, unit)
+        status, _, body = http("/db")
+        assert status == 200, (server, "/db after the reload", body)
