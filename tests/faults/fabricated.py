@@ -348,7 +348,7 @@ CELERY_DONE = celery_kill.Done(
 
 
 def celery_rows(late=0, failed=0, pending=0):
-    """40 tasks created 1000..1030; t001, t002 running at the kill, redelivered and done
+    """40 tasks created 1000..1030; t001, t002 in flight at the kill, redelivered and done
     70 s later; `late` done 120 s after the kill, `failed`, `pending` ones."""
     rows = [
         task(1, created=1006.0, finished=KILL_AT + 70, attempts=2),
@@ -370,7 +370,7 @@ def celery_seen(**changes):
         "restarted_s": 1.2,
         "n_restarts_before": 0,
         "n_restarts_after": 1,
-        "running_at_kill": ("t001", "t002"),
+        "held_at_kill": 2,
         "rows": celery_rows(),
         "read_at": KILL_AT + 72,
         "load": figures(160, 2, 5.3),

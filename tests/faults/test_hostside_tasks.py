@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -41,16 +43,19 @@ def test_the_wait_for_the_task_table_ends_at_its_deadline():
     assert found["pending"] == 1 and time.monotonic() - started < 2
 
 
-def test_the_running_tasks_are_read_at_the_moment_asked(tmp_path):
+def test_the_task_table_is_read_with_psql_as_csv(tmp_path):
     psql = tmp_path / "psql"
-    psql.write_text('#!/bin/sh\nprintf "t1\\nt2\\n"\n')
-    psql.chmod(0o755)
-    at = time.time() + 0.2
-    args = task_table.parse_args(
-        ["running", "--db", "labapp", "--at", str(at), "--psql", str(psql)]
+    psql.write_text(
+        '#!/bin/sh\necho "$@" > "$0.args"\nprintf \'a,done,2,1000.5,1070.1,1072.25,\\n\'\n'
     )
-    found = task_table.run(args)
-    assert found["running"] == ["t1", "t2"] and found["at"] >= at - 0.01
+    psql.chmod(0o755)
+    args = task_table.parse_args(
+        ["wait", "--db", "labapp", "--since", "999", "--until", "1031",
+         "--deadline", str(time.time() + 30), "--psql", str(psql)]
+    )  # fmt: skip
+    assert task_table.run(args)["rows"] == [["a", "done", 2, 1000.5, 1070.1, 1072.25, ""]]
+    called = (tmp_path / "psql.args").read_text()
+    assert called.startswith("-X -q -v ON_ERROR_STOP=1 -d labapp -c COPY (SELECT id::text")
 
 
 def test_the_task_table_sql_takes_numbers_only():
@@ -100,58 +105,102 @@ def test_nginx_answers_are_counted_per_second_and_per_app_host(tmp_path):
     assert found[str(int(first) + 1)] == {"10.0.10.22": [1, 0], "-": [1, 0]}
 
 
+SLEEPER = "import time; time.sleep(60)"
+
+
 @pytest.fixture
-def unit(tmp_path, monkeypatch):
-    """A service of two children, and a systemctl that restarts it after a kill."""
-    main = subprocess.Popen([sys.executable, "-c", (
-        "import subprocess,sys,time\n"
-        "s=[sys.executable,'-c','import time; time.sleep(60)']\n"
-        "c=[subprocess.Popen(s) for _ in range(2)]\n"
-        "time.sleep(60)"
-    )])  # fmt: skip
-    pid_file = tmp_path / "pid"
-    pid_file.write_text(str(main.pid))
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    # MainPID: the recorded one while it lives, else a new one (systemd's restart)
-    (bin_dir / "systemctl").write_text(
-        f"#!/bin/sh\npid=$(cat {pid_file})\n"
-        'case "$2" in --property=TimeoutStopUSec) echo 45s;;\n'
-        "--property=NRestarts) if kill -0 $pid 2>/dev/null; then echo 0; "
-        "else echo 1; fi;;\n"
-        f"*) if kill -0 $pid 2>/dev/null; then echo $pid; else echo {os.getpid()}; fi;; esac\n"
-    )
-    (bin_dir / "systemctl").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    deadline = time.monotonic() + 10
-    while len(workers.children(main.pid)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield main
-    for child in workers.children(main.pid):
-        os.kill(child, 9)
-    main.kill()
-    main.wait()
+def start_unit(tmp_path, monkeypatch):
+    """start_unit(children): a service whose main process runs these children (Python
+    code each), and a systemctl that restarts it after a kill."""
+    started = []
+
+    def start(children):
+        main = subprocess.Popen([sys.executable, "-c", (
+            "import subprocess,sys,time\n"
+            f"c=[subprocess.Popen([sys.executable,'-c',code]) for code in {children!r}]\n"
+            "time.sleep(60)"
+        )])  # fmt: skip
+        started.append(main)
+        pid_file = tmp_path / "pid"
+        pid_file.write_text(str(main.pid))
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir(exist_ok=True)
+        # MainPID: the recorded one while it lives, else a new one (systemd's restart)
+        (bin_dir / "systemctl").write_text(
+            f"#!/bin/sh\npid=$(cat {pid_file})\n"
+            'case "$2" in --property=TimeoutStopUSec) echo 45s;;\n'
+            "--property=NRestarts) if kill -0 $pid 2>/dev/null; then echo 0; "
+            "else echo 1; fi;;\n"
+            f"*) if kill -0 $pid 2>/dev/null; then echo $pid; else echo {os.getpid()}; fi;; esac\n"
+        )
+        (bin_dir / "systemctl").chmod(0o755)
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+        deadline = time.monotonic() + 10
+        while len(workers.children(main.pid)) < len(children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # reaped as soon as it dies, as systemd reaps its services
+        threading.Thread(target=main.wait, daemon=True).start()
+        return main
+
+    yield start
+    for main in started:
+        for child in workers.children(main.pid):
+            os.kill(child, 9)
+        main.kill()
 
 
-def test_the_main_process_is_killed_and_its_restart_timed(unit):
+def alive(pid):
+    """Running, not a zombie."""
+    try:
+        return workers.stat_fields(Path(f"/proc/{pid}/stat").read_text())[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_the_worker_is_killed_with_its_pool_and_its_restart_timed(start_unit):
+    main = start_unit([SLEEPER, SLEEPER])
+    pool = workers.children(main.pid)
     args = workers.parse_args(["kill-main", "--unit", "labapp-celery.service", "--timeout", "5",
                                "--gap", "0.05"])  # fmt: skip
-    killed = unit.pid
-    for child in workers.children(killed):
-        os.kill(child, 9)  # the pool dies with it (KillMode=mixed)
-    # reaped as soon as it dies, as systemd reaps its services
-    reaper = threading.Thread(target=unit.wait, daemon=True)
-    reaper.start()
     found = workers.run(args)
-    reaper.join(timeout=5)
-    assert found["victim"] == killed and found["main_pid"] == killed
+    assert found["victim"] == main.pid and found["main_pid"] == main.pid
+    assert found["workers_before"] == pool and not any(alive(pid) for pid in pool)
     assert found["main_pid_after"] == os.getpid()
     assert found["restarted_s"] is not None and found["restarted_s"] < 2
     assert (found["n_restarts_before"], found["n_restarts_after"]) == (0, 1)
     assert found["stop_timeout_s"] == 45.0
-    # the other actions still need their worker count
+    assert (found["busy_connections"], found["busy_waited_s"]) == (None, None)
+    # the other actions still need their worker count, and only kill-main waits for a task
     with pytest.raises(SystemExit):
         workers.parse_args(["reload", "--unit", "u"])
+    with pytest.raises(SystemExit):
+        workers.parse_args(["reload", "--unit", "u", "--expected", "2", "--busy-port", "80"])
+
+
+def test_the_worker_is_killed_once_a_pool_process_calls_the_upstream(start_unit):
+    # the upstream: a listener whose handshakes the kernel completes unaccepted
+    with socket.create_server(("127.0.0.1", 0)) as upstream:
+        port = upstream.getsockname()[1]
+        caller = (
+            "import socket,time; time.sleep(0.6); "
+            f"c=socket.create_connection(('127.0.0.1',{port})); time.sleep(60)"
+        )
+        main = start_unit([SLEEPER, caller])
+        args = workers.parse_args(["kill-main", "--unit", "labapp-celery.service", "--timeout",
+                                   "5", "--gap", "0.05", "--busy-port", str(port)])  # fmt: skip
+        found = workers.run(args)
+    assert found["busy_connections"] == 1
+    assert 0.3 < found["busy_waited_s"] < 5
+    assert found["victim"] == main.pid and found["main_pid_after"] == os.getpid()
+
+
+def test_a_worker_that_calls_nothing_is_killed_at_the_busy_timeout(start_unit):
+    main = start_unit([SLEEPER])
+    args = workers.parse_args(["kill-main", "--unit", "labapp-celery.service", "--timeout", "5",
+                               "--busy-port", "1", "--busy-timeout", "0.5"])  # fmt: skip
+    found = workers.run(args)
+    assert found["busy_connections"] == 0 and 0.5 <= found["busy_waited_s"] < 2
+    assert found["victim"] == main.pid
 
 
 def test_the_probe_says_what_each_body_was(http_server):

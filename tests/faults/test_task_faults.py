@@ -145,12 +145,16 @@ CELERY_MISSES = {
         "systemd did not start a new main process within 30 s",
     ),
     "idle worker": (
-        f.celery_seen(running_at_kill=()),
-        "no task was running at the kill: the worker was idle",
+        f.celery_seen(held_at_kill=0),
+        "no task was in flight at the kill: no pool process called the upstream within 10 s",
     ),
-    "not read": (
-        f.celery_seen(running_at_kill=None),
-        "cannot judge: the tasks running at the kill were not read",
+    "not counted": (
+        f.celery_seen(held_at_kill=None),
+        "cannot judge: the tasks in flight at the kill were not counted",
+    ),
+    "a held task not delivered again": (
+        f.celery_seen(held_at_kill=3),
+        "3 tasks were in flight at the kill, 2 delivered again (attempts > 1)",
     ),
     "no task": (f.celery_seen(rows=()), "no task was created during the run"),
     "a POST failed": (
@@ -175,10 +179,11 @@ def test_celery_kill_fails_on_each_target_it_misses(seen, reason):
 def test_the_celery_kill_line():
     line = render.result(7, CeleryKill.judge(f.CELERY_DONE, f.celery_seen())).line()
     assert line.startswith(
-        "PASS  7 celery-kill      kill -9 of labapp-celery.service's main process (pid 812, "
-        "2 pool processes) on app1 8 s into /tasks x4 users, 30 s (upstream tasks of 2 s)  =>  "
-        "40 tasks: 40 done (limit: done <= 110 s after the kill: visibility 60 + time limit 30 "
-        "+ 20 s); 2 running at the kill, done 70-71 s after it; 2 redelivered (attempts > 1); "
+        "PASS  7 celery-kill      kill -9 of labapp-celery.service's main process (pid 812) "
+        "and its 2 pool processes on app1 8.0 s into /tasks x4 users, 30 s (upstream tasks of "
+        "2 s)  =>  40 tasks: 40 done (limit: done <= 110 s after the kill: visibility 60 + time "
+        "limit 30 + 20 s); 2 in flight at the kill (the pool's calls to the upstream); "
+        "2 redelivered (attempts > 1), done 70-71 s after the kill; "
         "new MainPID 1003 1.2 s after the kill (NRestarts 0 -> 1)"
     )
 

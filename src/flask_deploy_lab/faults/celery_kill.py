@@ -1,5 +1,8 @@
-"""celery-kill: kill -9 of the Celery worker's main process on a worker host,
-8 s into a load of upstream tasks (2 s each, so that some are mid-flight).
+"""celery-kill: kill -9 of the Celery worker (its main process and its pool
+at once) on a worker host, mid-task: from 8 s into a load of upstream tasks
+(2 s each), at the first moment a pool process holds a connection to the slow
+upstream (the task's call, a connection per call), looked for every 20 ms on
+the worker host for at most BUSY_TIMEOUT_S.
 
 The worker acknowledges a task after it ran (late acks): the tasks the killed
 worker held stay unacknowledged in Redis, which hands them out again once the
@@ -9,16 +12,18 @@ Targets, from the ``task`` table on the db host (the rows created during the
 run, read once none is queued or running, or at the deadline): every task
 reaches ``done`` within the visibility timeout + the time limit + SLACK_S of
 the kill (of its creation, for one created after the kill): none ``failed``,
-none left ``queued`` or ``running``; at least one task was running at the kill
-(read on the db host the moment before it: else the kill hit an idle worker);
+none left ``queued`` or ``running``; at least one task was in flight at the
+kill (the pool's connections to the upstream, counted with every process
+stopped just before the SIGKILL: else the kill hit an idle worker), and each of
+them was delivered again (as many tasks with attempts > 1: else the kill
+measured nothing, or a task was lost);
 systemd started a new main process (a new MainPID) within RESTART_LIMIT_S of
 the kill (RestartSec=1); where systemd cannot see the unit's cgroup empty (in
 a container on a cgroup v1 or hybrid host: it waits in stop-sigkill for the
 unit's TimeoutStopSec, see hostside/workers.py) within TimeoutStopSec +
 RESTART_LIMIT_S, and the line says so;
 no ``POST /tasks`` failed (the broker was up: from the request log). Reported:
-the tasks redelivered (attempts > 1), and the redelivery delay of those that
-were running at the kill (their finished_at - the kill).
+the tasks redelivered and how long after the kill they were done.
 """
 
 from __future__ import annotations
@@ -56,8 +61,8 @@ RESTART_TIMEOUT_S = 30
 # expired tasks (every visibility/5 s, at most 10 s), the unit's restart and
 # the worker's reconnection.
 SLACK_S = 20.0
-# The running tasks are read this long before the kill.
-SNAPSHOT_BEFORE_S = 0.2
+# Seconds from FAULT_AT_S the worker host waits for a task in flight to kill.
+BUSY_TIMEOUT_S = 10.0
 # The name of the request log's POSTs (the locustfile's TasksUser).
 POST_NAME = "/tasks"
 
@@ -94,8 +99,9 @@ class Observation:
     # unit's TimeoutStopSec (None: infinity, or not read)
     cgroup_empty_seen: bool = True
     stop_timeout_s: float | None = None
-    # ids of the tasks running the moment before the kill (None: not read)
-    running_at_kill: tuple[str, ...] | None = None
+    # tasks in flight at the kill: the pool's connections to the upstream then
+    # (None: not read)
+    held_at_kill: int | None = None
     # the rows created during the run, as the wait left them
     rows: tuple[TaskRow, ...] = ()
     # Unix time of the last read of the rows
@@ -138,12 +144,9 @@ class Observation:
 
     @property
     def redelivery_s(self) -> list[float]:
-        """finished_at - the kill of the tasks running at the kill that finished."""
-        held = set(self.running_at_kill or ())
+        """finished_at - the kill of the redelivered tasks that finished."""
         return sorted(
-            round(r.finished - self.kill_at, 1)
-            for r in self.rows
-            if r.id in held and r.finished is not None
+            round(r.finished - self.kill_at, 1) for r in self.redelivered if r.finished is not None
         )
 
     @property
@@ -185,7 +188,6 @@ class Observation:
 class _Injected:
     load: object
     killed: dict
-    snapshot: object
     settings: TaskSettings
 
 
@@ -203,25 +205,27 @@ class CeleryKill(Fault):
             raise FaultError(f"{CELERY_UNIT} is not running on {stack.worker}")
         load = stack.load(NAME, LOAD)
         t0 = load.wait_measuring()
-        kill_at = t0 + FAULT_AT_S
-        snapshot = stack.start_running_tasks(kill_at - SNAPSHOT_BEFORE_S, label=f"{NAME}-running")
         killed = stack.executor.script_json(
             stack.worker, Path(workers.__file__),
-            ["kill-main", "--unit", CELERY_UNIT, "--at", f"{kill_at:.3f}",
-             "--timeout", RESTART_TIMEOUT_S],
-            label=f"{NAME}-kill", timeout=FAULT_AT_S + RESTART_TIMEOUT_S + 180,
+            ["kill-main", "--unit", CELERY_UNIT, "--at", f"{t0 + FAULT_AT_S:.3f}",
+             "--timeout", RESTART_TIMEOUT_S, "--busy-port", stack.upstream_port,
+             "--busy-timeout", BUSY_TIMEOUT_S],
+            label=f"{NAME}-kill",
+            timeout=FAULT_AT_S + BUSY_TIMEOUT_S + RESTART_TIMEOUT_S + 180,
         )  # fmt: skip
-        note(f"killed {CELERY_UNIT}'s main process {killed['victim']} on {stack.worker}")
+        note(
+            f"killed {CELERY_UNIT} (main process {killed['victim']} and its pool) on "
+            f"{stack.worker}, {killed.get('busy_connections')} tasks in flight"
+        )
         done = Done(
             LOAD, stack.worker, CELERY_UNIT, killed["victim"], len(killed["workers_before"]),
             killed["at"] - t0, killed["at"],
         )  # fmt: skip
-        return done, _Injected(load, killed, snapshot, settings)
+        return done, _Injected(load, killed, settings)
 
     def observe(self, stack: Stack, injected: _Injected) -> Observation:
         load, killed = injected.load, injected.killed
         result = load.finish()
-        running = injected.snapshot.reply().json()
         if not result.ok:
             raise FaultError(f"the load test failed: {result.reason}")
         bound = bound_s(injected.settings)
@@ -239,7 +243,7 @@ class CeleryKill(Fault):
             n_restarts_after=killed.get("n_restarts_after") or 0,
             cgroup_empty_seen=killed.get("cgroup_empty_seen", True),
             stop_timeout_s=killed.get("stop_timeout_s"),
-            running_at_kill=(tuple(running["running"]) if isinstance(running, dict) else None),
+            held_at_kill=killed.get("busy_connections"),
             rows=tuple(found),
             read_at=time.time(),
             load=load.figures(),
@@ -249,10 +253,18 @@ class CeleryKill(Fault):
     @staticmethod
     def judge(done: Done | None, seen: Observation) -> Outcome:
         missed = []
-        if seen.running_at_kill is None:
-            missed.append("cannot judge: the tasks running at the kill were not read")
-        elif not seen.running_at_kill:
-            missed.append("no task was running at the kill: the worker was idle")
+        if seen.held_at_kill is None:
+            missed.append("cannot judge: the tasks in flight at the kill were not counted")
+        elif not seen.held_at_kill:
+            missed.append(
+                f"no task was in flight at the kill: no pool process called the upstream "
+                f"within {BUSY_TIMEOUT_S:g} s"
+            )
+        elif len(seen.redelivered) < seen.held_at_kill:
+            missed.append(
+                f"{seen.held_at_kill} tasks were in flight at the kill, "
+                f"{len(seen.redelivered)} delivered again (attempts > 1)"
+            )
         if not seen.rows:
             missed.append("no task was created during the run")
         if seen.failed:

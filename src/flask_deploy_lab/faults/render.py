@@ -477,17 +477,18 @@ def celery_kill_words(outcome: Outcome):
     seen: celery_kill.Observation = outcome.figures
     s = seen.settings
     did = (
-        f"kill -9 of {done.unit}'s main process (pid {done.main_pid}, "
-        f"{done.pool_processes} pool processes) on {done.worker} {done.at_s:.0f} s into "
+        f"kill -9 of {done.unit}'s main process (pid {done.main_pid}) and its "
+        f"{done.pool_processes} pool processes on {done.worker} {done.at_s:.1f} s into "
         f"{what(done.load)} ({done.load.task_kind} tasks of {done.load.delay:g} s)"
     )
     delays = seen.redelivery_s
-    running = seen.running_at_kill
     held = (
-        f"{len(running)} running at the kill"
-        + (f", done {delays[0]:g}-{delays[-1]:g} s after it" if delays else "")
-        if running is not None
-        else "the running ones not read"
+        f"{seen.held_at_kill} in flight at the kill (the pool's calls to the upstream)"
+        if seen.held_at_kill is not None
+        else "the tasks in flight not counted"
+    )
+    again = f"{len(seen.redelivered)} redelivered (attempts > 1)" + (
+        f", done {delays[0]:g}-{delays[-1]:g} s after the kill" if delays else ""
     )
     restart = (
         (
@@ -509,7 +510,7 @@ def celery_kill_words(outcome: Outcome):
             f"{tasks_text(seen.rows)} (limit: done <= {seen.bound_s:g} s after the kill: "
             f"visibility {s.visibility_timeout_s:g} + time limit {s.time_limit_s:g} + "
             f"{celery_kill.SLACK_S:g} s)",
-            f"{held}; {len(seen.redelivered)} redelivered (attempts > 1)",
+            f"{held}; {again}",
             restart,
             f"POST /tasks: {len(seen.failed_posts)} of {len(seen.posts)} failed; "
             f"{len(seen.failed_polls)} polls failed (a client gives up after 30 s)",
@@ -524,7 +525,7 @@ def celery_kill_words(outcome: Outcome):
         "tasks_pending": len(seen.pending),
         "tasks_late": len(seen.late),
         "bound_s": seen.bound_s,
-        "running_at_kill": None if running is None else len(running),
+        "held_at_kill": seen.held_at_kill,
         "redelivered": len(seen.redelivered),
         "redelivery_s": delays,
         "restarted_s": seen.restarted_s,

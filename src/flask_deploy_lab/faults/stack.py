@@ -42,6 +42,7 @@ NGINX_ERROR_LOG = "/var/log/nginx/error.log"
 # stub_status, on the proxy host's loopback (the nginx role's status server)
 NGINX_STATUS_PATH = "/nginx_status"
 NGINX_DEFAULTS = PROJECT_DIR / "roles" / "nginx" / "defaults" / "main.yml"
+SLOW_API_DEFAULTS = PROJECT_DIR / "roles" / "slow_api" / "defaults" / "main.yml"
 # The properties of a unit the faults read.
 UNIT_PROPERTIES = ("MainPID", "NRestarts", "CanReload")
 PG_CONNECTIONS_SQL = (
@@ -331,6 +332,11 @@ class Stack:
         return self.first_of("upstream", "db")
 
     @property
+    def upstream_port(self) -> int:
+        """The slow API's port (the slow_api role's)."""
+        return int(role_default(SLOW_API_DEFAULTS, "slow_api_port"))
+
+    @property
     def db_name(self) -> str:
         return self.inventory.hosts[self.db].db_name
 
@@ -343,14 +349,6 @@ class Stack:
 
     def celery_unit(self, label) -> UnitState:
         return parse_unit(self.executor.check(self.worker, unit_argv(CELERY_UNIT), label=label))
-
-    def start_running_tasks(self, at: float, label) -> Background:
-        """The ids of the tasks running at Unix time `at`, read on the db host then."""
-        return self.executor.start_script(
-            self.db, Path(task_table.__file__),
-            ["running", "--db", self.db_name, "--at", f"{at:.3f}"],
-            label=label, timeout=max(0.0, at - time.time()) + 180,
-        )  # fmt: skip
 
     def wait_tasks(self, since: float, until: float, deadline: float, label) -> list[TaskRow]:
         """The task rows created in [since, until), once none is queued or running

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask_deploy_lab import PROJECT_DIR
 from flask_deploy_lab.faults.fault import Fault
 from flask_deploy_lab.faults.load import FAULT_AT_S, LoadFigures, LoadSpec, note
 from flask_deploy_lab.faults.outcome import FaultError, Outcome
@@ -35,11 +34,10 @@ from flask_deploy_lab.faults.request_log import (
     most_in_flight,
     percentile,
 )
-from flask_deploy_lab.faults.stack import Answer, Stack, role_default
+from flask_deploy_lab.faults.stack import Answer, Stack
 
 NAME = "upstream-stop"
 SLOW_API_UNIT = "slow-api.service"
-SLOW_API_DEFAULTS = PROJECT_DIR / "roles" / "slow_api" / "defaults" / "main.yml"
 LOAD = LoadSpec("slow", users=20, duration=30, delay=0.5)
 DOWN_S = 8
 READY_TIMEOUT_S = 60
@@ -163,7 +161,7 @@ class UpstreamStop(Fault):
     def inject(self, stack: Stack) -> tuple[Done, _Injected]:
         upstream = stack.upstream
         address = stack.inventory.hosts[upstream].address or "127.0.0.1"
-        port = role_default(SLOW_API_DEFAULTS, "slow_api_port")
+        port = stack.upstream_port
         load = stack.load(NAME, LOAD)
         t0 = load.wait_measuring()
         down_at = t0 + FAULT_AT_S

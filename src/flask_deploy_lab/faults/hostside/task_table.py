@@ -1,12 +1,7 @@
 #!/usr/bin/env python3
 """Read the app's ``task`` table on the db host (as the postgres user, with psql).
 
-    task_table.py running --db labapp --at 1795274641.9
     task_table.py wait --db labapp --since 1795274600 --until 1795274700 --deadline 1795274760
-
-``running``: at ``--at`` (a Unix time), the ids of the tasks whose status is
-``running`` then: what the workers hold at that moment. Prints
-``{"at": <Unix time of the query>, "running": ["<id>", ...]}``.
 
 ``wait``: the tasks created in [``--since``, ``--until``) (Unix times, the
 db host's clock), read every ``--gap`` seconds until none of them is
@@ -38,23 +33,17 @@ COLUMNS = (
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    running = commands.add_parser("running")
-    running.add_argument("--db", required=True)
-    running.add_argument("--at", type=float, help="Unix time of the read (default: now)")
     wait = commands.add_parser("wait")
     wait.add_argument("--db", required=True)
     wait.add_argument("--since", type=float, required=True)
     wait.add_argument("--until", type=float, required=True)
     wait.add_argument("--deadline", type=float, required=True)
     wait.add_argument("--gap", type=float, default=1.0, help="seconds between two reads")
-    for sub in (running, wait):
-        sub.add_argument("--psql", default="runuser -u postgres -- psql", help="the psql command")
+    wait.add_argument("--psql", default="runuser -u postgres -- psql", help="the psql command")
     args = parser.parse_args(argv)
-    now = time.time()
-    bound = getattr(args, "at", None) if args.command == "running" else args.deadline
-    if bound is not None and bound - now > MAX_WAIT_S:
-        parser.error(f"--at and --deadline must be at most {MAX_WAIT_S} s from now")
-    if args.command == "wait" and not 0 < args.gap <= 10:
+    if args.deadline - time.time() > MAX_WAIT_S:
+        parser.error(f"--deadline must be at most {MAX_WAIT_S} s from now")
+    if not 0 < args.gap <= 10:
         parser.error("--gap must be in (0, 10] seconds")
     return args
 
@@ -94,12 +83,6 @@ def window_sql(since, until):
 
 
 def run(args, read=query):
-    if args.command == "running":
-        if args.at is not None:
-            time.sleep(max(0.0, args.at - time.time()))
-        moment = time.time()
-        rows = read(args, "SELECT id::text FROM task WHERE status = 'running' ORDER BY id")
-        return {"at": round(moment, 3), "running": [r[0] for r in rows if r]}
     while True:
         rows = task_rows(read(args, window_sql(args.since, args.until)))
         read_at = time.time()

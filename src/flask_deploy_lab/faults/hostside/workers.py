@@ -33,12 +33,22 @@ not all replaced in time; ``victim``, ``cpu_share_percent``,
 ``asked_at`` is when the kill or the reload was asked for, ``at`` when it had
 been done (the reload command returned).
 
-``kill-main`` sends SIGKILL to the unit's main process itself (a crash of the
-whole service, which systemd is to restart), then waits for a new MainPID:
+``kill-main`` sends SIGKILL to the unit's main process and its children at
+once (a crash of the whole service, which systemd is to restart: a pool
+process left alive would finish the task it holds, and nothing would be lost
+to recover), then waits for a new MainPID:
 
     {"main_pid": 812, "workers_before": [901, 902], "victim": 812,
      "n_restarts_before": 0, "at": 1795274642.01, "main_pid_after": 1003,
-     "restarted_s": 1.2, "n_restarts_after": 1, "workers_after": [1010, 1011]}
+     "restarted_s": 1.2, "n_restarts_after": 1, "workers_after": [1010, 1011],
+     "busy_connections": 1, "busy_waited_s": 0.4}
+
+With ``--busy-port``, it kills only once a child holds an established
+connection to that remote port (a task in flight: the Celery task's call to
+the slow upstream, a connection per call), looking every 20 ms from ``--at``
+for at most ``--busy-timeout`` seconds; ``busy_connections`` counts them
+with every process stopped (SIGSTOP) just before the SIGKILL, and
+``busy_waited_s`` says how long it looked (null both without the option).
 
 ``restarted_s`` and ``main_pid_after`` are null when no new main process came
 within ``--timeout`` seconds, or within ``--timeout`` + the unit's
@@ -54,6 +64,7 @@ seconds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -79,6 +90,13 @@ def parse_args(argv=None):
     parser.add_argument("--sample", type=float, default=1.0, help="seconds of CPU sampling")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for them")
     parser.add_argument("--gap", type=float, default=0.2, help="seconds between two looks")
+    parser.add_argument(
+        "--busy-port", type=int,
+        help="kill-main: wait until a child holds a connection to this remote port",
+    )  # fmt: skip
+    parser.add_argument(
+        "--busy-timeout", type=float, default=10.0, help="seconds to wait for a busy child"
+    )
     args = parser.parse_args(argv)
     if args.action != "kill-main" and args.expected is None:
         parser.error(f"{args.action} needs --expected")
@@ -86,6 +104,10 @@ def parse_args(argv=None):
         parser.error(f"--at must be at most {MAX_WAIT_S} s from now")
     if not 0 < args.timeout <= MAX_TIMEOUT_S:
         parser.error(f"--timeout must be > 0 and <= {MAX_TIMEOUT_S}")
+    if args.busy_port is not None and args.action != "kill-main":
+        parser.error("--busy-port is kill-main's")
+    if not 0 < args.busy_timeout <= MAX_TIMEOUT_S:
+        parser.error(f"--busy-timeout must be > 0 and <= {MAX_TIMEOUT_S}")
     if not 0 < args.sample <= 10 or not 0 < args.gap <= 5:
         parser.error("--sample must be in (0, 10] and --gap in (0, 5] seconds")
     return args
@@ -256,10 +278,11 @@ def socket_inodes(pid, proc=PROC):
 TCP_ESTABLISHED = "01"
 
 
-def established(inodes, proc=PROC, port=None):
+def established(inodes, proc=PROC, port=None, remote_port=None):
     """How many of these socket inodes are established TCP connections (with
     `port`: only those whose local port it is, the connections the process
-    accepted on the server's port, not its own to the database or upstream)."""
+    accepted on the server's port, not its own to the database or upstream;
+    with `remote_port`: only those to that port, the process's own calls)."""
     count = 0
     for table in ("tcp", "tcp6"):
         try:
@@ -270,16 +293,36 @@ def established(inodes, proc=PROC, port=None):
             fields = line.split()
             if len(fields) <= 9 or fields[3] != TCP_ESTABLISHED or fields[9] not in inodes:
                 continue
-            if port is None or int(fields[1].rsplit(":", 1)[1], 16) == port:
-                count += 1
+            if port is not None and int(fields[1].rsplit(":", 1)[1], 16) != port:
+                continue
+            if remote_port is not None and int(fields[2].rsplit(":", 1)[1], 16) != remote_port:
+                continue
+            count += 1
     return count
 
 
-def connections(pid, proc=PROC, port=None):
-    """The established TCP connections of a process (on local `port` only, when
-    given), or None when unreadable."""
+def connections(pid, proc=PROC, port=None, remote_port=None):
+    """The established TCP connections of a process (on local `port`, to
+    `remote_port`, when given), or None when unreadable."""
     inodes = socket_inodes(pid, proc)
-    return None if inodes is None else established(inodes, proc, port)
+    return None if inodes is None else established(inodes, proc, port, remote_port)
+
+
+def busy_connections(pids, remote_port, proc=PROC):
+    """Their established connections to `remote_port`, all together (the
+    unreadable ones count 0)."""
+    return sum(connections(pid, proc, remote_port=remote_port) or 0 for pid in pids)
+
+
+def wait_busy(master, args, proc=PROC):
+    """Seconds until a child of `master` holds a connection to --busy-port (at
+    most --busy-timeout)."""
+    started = time.time()
+    while time.time() < started + args.busy_timeout:
+        if busy_connections(children(master, proc), args.busy_port, proc):
+            break
+        time.sleep(0.02)
+    return round(time.time() - started, 2)
 
 
 def replaced(now, gone, expected):
@@ -296,8 +339,17 @@ def kill_main(args, proc=PROC):
     seen, stop_timeout = cgroup_empty_seen(), stop_timeout_s(args.unit)
     # at most MAX_TIMEOUT_S more: the controller waits for this script ~3 min
     wait = args.timeout + (0 if seen or stop_timeout is None else min(stop_timeout, MAX_TIMEOUT_S))
+    waited = wait_busy(master, args, proc) if args.busy_port else None
     asked = time.time()
-    os.kill(master, signal.SIGKILL)
+    # stopped first, so that no child finishes its task between the count and the kill
+    victims = [master, *children(master, proc)]
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+    busy = busy_connections(victims[1:], args.busy_port, proc) if args.busy_port else None
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     at = time.time()
     restarted_s = after = None
     while time.time() < at + wait:
@@ -319,6 +371,8 @@ def kill_main(args, proc=PROC):
         "workers_after": children(after, proc) if after else [],
         "cgroup_empty_seen": seen,
         "stop_timeout_s": stop_timeout,
+        "busy_connections": busy,
+        "busy_waited_s": waited,
     }
 
 
