@@ -29,17 +29,25 @@ LINES = [
 ]
 
 
-def test_served_by_counts_the_whole_seconds_inside_the_window_by_the_last_upstream():
-    counts, seconds = proxy.served_by(LINES, T0 + 0.5, T0 + 3.5)
+def test_the_tally_counts_the_whole_seconds_inside_the_window_by_the_last_upstream():
+    counted = proxy.tally(LINES, T0 + 0.5, T0 + 3.5)
+    counts, seconds = counted.counts, counted.seconds
     # seconds 1 and 2 are whole inside [0.5, 3.5]; 3 is not (it ends at 4)
     assert seconds == 2
     assert counts == {"10.0.0.1:8000": 3, "10.0.0.2:8000": 1}
 
 
 def test_a_window_of_whole_seconds_keeps_both_edges_right():
-    counts, seconds = proxy.served_by(LINES, T0, T0 + 4)
+    counted = proxy.tally(LINES, T0, T0 + 4)
+    counts, seconds = counted.counts, counted.seconds
     assert seconds == 4
     assert counts == {"10.0.0.1:8000": 4, "10.0.0.2:8000": 2}
+
+
+def app_host_rps(cell_dir, window, addresses):
+    """(each app host's req/s, why not) of a cell's proxy log."""
+    figures = proxy.proxy_figures(cell_dir, window, addresses)
+    return figures.app_hosts_rps, figures.app_hosts_why_not
 
 
 def write_cell(tmp_path, lines):
@@ -51,7 +59,7 @@ def write_cell(tmp_path, lines):
 
 def test_app_host_rps_names_each_host_by_its_address(tmp_path):
     cell = write_cell(tmp_path, LINES)
-    shares, why_not = proxy.app_host_rps(
+    shares, why_not = app_host_rps(
         cell, (T0 + 0.5, T0 + 3.5), {"app2": "10.0.0.2", "app1": "10.0.0.1"}
     )
     assert shares == ("app1=1.5", "app2=0.5")
@@ -60,7 +68,7 @@ def test_app_host_rps_names_each_host_by_its_address(tmp_path):
 
 def test_a_host_that_served_nothing_shows_zero_and_a_stranger_is_noted(tmp_path):
     cell = write_cell(tmp_path, LINES)
-    shares, why_not = proxy.app_host_rps(
+    shares, why_not = app_host_rps(
         cell, (T0 + 0.5, T0 + 3.5), {"app1": "10.0.0.1", "app3": "10.0.0.3"}
     )
     assert shares == ("app1=1.5", "app3=0.0")
@@ -68,10 +76,10 @@ def test_a_host_that_served_nothing_shows_zero_and_a_stranger_is_noted(tmp_path)
 
 
 def test_without_the_log_or_a_window_there_is_no_figure(tmp_path):
-    assert proxy.app_host_rps(tmp_path, (T0, T0 + 4), {"app1": "10.0.0.1"}) == (None, None)
+    assert app_host_rps(tmp_path, (T0, T0 + 4), {"app1": "10.0.0.1"}) == (None, None)
     cell = write_cell(tmp_path, LINES)
-    assert proxy.app_host_rps(cell, None, {"app1": "10.0.0.1"}) == (None, "no measured window")
-    assert proxy.app_host_rps(cell, (T0 + 0.2, T0 + 0.9), {"app1": "10.0.0.1"}) == (
+    assert app_host_rps(cell, None, {"app1": "10.0.0.1"}) == (None, "no measured window")
+    assert app_host_rps(cell, (T0 + 0.2, T0 + 0.9), {"app1": "10.0.0.1"}) == (
         None,
         "the measured window holds no whole second",
     )

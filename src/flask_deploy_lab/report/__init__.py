@@ -34,7 +34,8 @@ Input layout (written by the load-test playbook)
         hey.csv, hey.json             I/O-bound cells only: the second client, hey
                                       (layout and figures: report.hey)
         proxy/<host>.log.gz           the proxy's access log over the cell: the
-                                      req/s of each app host (report.proxy)
+                                      req/s of each app host, and nginx's and the
+                                      upstream's latencies (report.proxy)
         tasks.csv                     tasks cells only: the tasks created in the
                                       run, from the database (report.tasks)
         inprocess.json                CPU-bound cells only: what a request cost the
@@ -167,6 +168,14 @@ Numbers per cell
 - hey (I/O-bound cells): requests completed in hey's measured window, non-2xx
   among them, rate, mean and exact percentiles (see report.hey).
   ``clients_agree``: ``|rps - hey_rps| / hey_rps <= 0.05``; null without hey.
+- the proxy (cells with proxy/<host>.log.gz, see report.proxy): the requests
+  each app host answered per second (``app_hosts_rps``), and where a
+  request's time goes: ``proxy_p50_ms``, ``proxy_p99_ms`` (nginx's
+  ``$request_time``) and ``upstream_p50_ms``, ``upstream_p99_ms`` (the
+  ``$upstream_response_time`` of the try that answered), exact over the
+  ``proxy_requests`` lines whose second lies whole inside the window,
+  ``/healthz`` left out. The clients' p99 less nginx's is the client and the
+  network; nginx's less the upstream's is nginx. Null without the log.
 - throttling: increase of ``nr_throttled`` (and ``nr_periods``, throttled
   seconds) over the window, summed over app hosts.
 - load generators, each figure the highest of any of them: the busiest
@@ -249,7 +258,8 @@ Modules
     hdr        the latency histograms (locust_latency.hlog): their figures over a
                window, and whether their p99 agrees with the exact one
     hey        hey's CSV and JSON: its figures over its measured window
-    proxy      the proxy's access log: requests per second of each app host
+    proxy      the proxy's access log: requests per second of each app host,
+               nginx's and the upstream's p50 and p99
     tasks      a tasks cell's tasks: time from POST to done, failed, unfinished
     exact      nearest-rank percentiles and a request's share of a window
     errors     ReportError: a run that breaks the layout

@@ -8,8 +8,11 @@ cell's row says why, and its figures are struck through: they are not results.
 A run with repeats (report.repeats) gets a "Repeats" section: each
 configuration's mean, 95 % interval and coefficient of variation, and for
 each endpoint, delay and users measured under more than one configuration
-which of them are not distinguishable on req/s. Everything is escaped
-(autoescape), except the figures, which are matplotlib's own SVG.
+which of them are not distinguishable on req/s. Where the proxy's access log
+timed a cell (report.proxy), a paragraph above the table says how its nginx
+and upstream latencies split a request's time against the clients'.
+Everything is escaped (autoescape), except the figures, which are
+matplotlib's own SVG.
 """
 
 from __future__ import annotations
@@ -253,6 +256,8 @@ def render_html(
         endpoints=endpoints,
         ladders=ladder_figures,
         repeats=repeats_section(configurations),
+        # the proxy's access log timed some cell: the page says what its figures split
+        proxy_timed=any(r.proxy_p99_ms is not None for r in rows),
         columns=TABLE_COLUMNS,
         rows=[
             {

@@ -443,11 +443,8 @@ class _CellReader:
         cpu_warning = locust.read_cpu_warning(cell.directory)
         in_flight = self.in_flight(request_log, measured.p99_ms)
 
-        app_hosts_rps, why_not = proxy.app_host_rps(
-            cell.directory, self.window, self.app_addresses()
-        )
-        if why_not:
-            self.notes.append(f"no req/s per app host: {why_not}")
+        from_proxy = self.proxy_figures()
+        latency = from_proxy.latency
 
         task_figures = self.task_figures()
         queue = [
@@ -471,7 +468,7 @@ class _CellReader:
             failures=failures,
             failure_ratio=failures / requests if requests and failures is not None else None,
             rps=rps,
-            app_hosts_rps=app_hosts_rps,
+            app_hosts_rps=from_proxy.app_hosts_rps,
             locust_rps_reported=stats.rps,
             mean_ms=measured.mean_ms,
             p50_ms=measured.p50_ms,
@@ -508,6 +505,11 @@ class _CellReader:
             hey_p999_ms=hey_result.p999_ms if hey_result else None,
             hey_identity_ratio=hey_result.identity_ratio if hey_result else None,
             clients_agree=clients_agree(rps, hey_result.rps if hey_result else None),
+            proxy_requests=latency.requests if latency else None,
+            proxy_p50_ms=latency.proxy_p50_ms if latency else None,
+            proxy_p99_ms=latency.proxy_p99_ms if latency else None,
+            upstream_p50_ms=latency.upstream_p50_ms if latency else None,
+            upstream_p99_ms=latency.upstream_p99_ms if latency else None,
             ceiling_model=ceiling_model,
             ceiling_rps=ceiling,
             efficiency=rps / ceiling if ceiling and rps is not None else None,
@@ -547,6 +549,20 @@ class _CellReader:
         # samples nor the warning
         saturated = bool(_saturated_generator(row)) or (False if generator.sampled else None)
         return with_validity(dataclasses.replace(row, generator_saturated=saturated))
+
+    def proxy_figures(self) -> proxy.ProxyFigures:
+        """The proxy log's req/s per app host and nginx's latencies (report.proxy),
+        noting why either is missing: once when both miss for the same reason."""
+        figures = proxy.proxy_figures(self.cell.directory, self.window, self.app_addresses())
+        hosts_why, latency_why = figures.app_hosts_why_not, figures.latency_why_not
+        if hosts_why and hosts_why == latency_why:
+            self.notes.append(f"no req/s per app host nor nginx latencies: {hosts_why}")
+            return figures
+        if hosts_why:
+            self.notes.append(f"no req/s per app host: {hosts_why}")
+        if latency_why:
+            self.notes.append(f"no nginx latencies: {latency_why}")
+        return figures
 
     def in_flight(
         self, request_log: locust.RequestLog | None, p99_ms: float | None

@@ -1,4 +1,4 @@
-"""Which app host served a cell's requests: the proxy's access log.
+"""Where a cell's requests went and how long nginx took: the proxy's access log.
 
 With more than one app host nginx spreads the load over them; the load-test
 playbook keeps, for each proxy host, the lines nginx appended to its access
@@ -10,17 +10,36 @@ log from the start of the cell's measured Locust run to the end of the cell
 one request a line, in the role's ``timed`` format
 (roles/nginx/templates/nginx.conf.j2)::
 
-    $remote_addr [$time_local] "$request" $status $body_bytes_sent rt=... urt=...
-    ua="$upstream_addr" ...
+    $remote_addr [$time_local] "$request" $status $body_bytes_sent
+    rt=$request_time urt=$upstream_response_time ua="$upstream_addr" ...
 
 ``$time_local`` is when nginx finished the request, to the second;
 ``$upstream_addr`` lists every app host nginx tried, comma-separated, and the
-last one answered. A cell's requests per app host are the lines whose second
-lies whole inside the measured window (its first whole second to its last),
-``/healthz`` (the playbook's drain checks) left out, counted by the last
-upstream address, divided by those seconds: 1-second resolution, so within a
-request per second and window second of the exact rate. The addresses map to
-host names through facts.json (each host's ``address``).
+last one answered; ``$request_time`` is nginx's whole time for the request
+(from the first bytes it read of it to the last it wrote of the answer) and
+``$upstream_response_time`` each try's wait for the app, both in seconds to
+the millisecond, the tries comma-separated (`-`: no upstream answered; " : "
+between the upstream groups of an internal redirect).
+
+The lines used are those whose second lies whole inside the measured window
+(its first whole second to its last), ``/healthz`` (the playbook's drain
+checks) left out. One pass over them (`tally`) gives both of this module's
+figures:
+
+- a cell's requests per app host: the lines counted by the last upstream
+  address, divided by those seconds: 1-second resolution, so within a request
+  per second and window second of the exact rate. The addresses map to host
+  names through facts.json (each host's ``address``);
+- where a request's time goes (`proxy_latency`): the p50 and p99 of ``rt``,
+  nginx's time, and of the last ``urt``, the app's answer to the try that
+  answered (lines whose last is ``-`` left out of these two), in ms, exact by
+  nearest rank (report.exact.percentile), and how many lines were used. Beside
+  the clients' latencies they split a request's time: the client's figure
+  less nginx's is the client and the network, nginx's less the upstream's is
+  nginx.
+
+Either is None for a cell without the log (an older run), with a reason
+(why_not) when the cell has the log but the figure cannot be had.
 """
 
 from __future__ import annotations
@@ -28,22 +47,69 @@ from __future__ import annotations
 import gzip
 import math
 import re
+from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
+
+from flask_deploy_lab.report.exact import percentile
 
 DIRECTORY = "proxy"
 LINE = re.compile(
-    r'^\S+ \[(?P<time>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+)[^"]*" \d{3} .*?ua="(?P<ua>[^"]*)"'
+    r'^\S+ \[(?P<time>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+)[^"]*" \d{3} \S+ '
+    r'rt=(?P<rt>\d+(?:\.\d+)?) urt=(?P<urt>[^"]*?) ua="(?P<ua>[^"]*)"'
 )
 TIME_FORMAT = "%d/%b/%Y:%H:%M:%S %z"
 HEALTH = "/healthz"
+# what separates the tries of $upstream_response_time: ", " between the servers
+# of a group, " : " between the groups of an internal redirect
+_TRIES = re.compile(r"[,:]")
+NO_WINDOW = "no measured window"
+NO_WHOLE_SECOND = "the measured window holds no whole second"
 
 
-def served_by(lines, window_start: float, window_end: float) -> tuple[dict[str, int], int]:
-    """({upstream address: requests it answered}, whole seconds counted) of the
-    log lines that lie in the window's whole seconds."""
+@dataclass
+class Tally:
+    """The window's lines, read once: requests by the upstream that answered,
+    the window's whole seconds, and each request's times in ms, in line order."""
+
+    seconds: int
+    counts: dict[str, int] = field(default_factory=dict)
+    proxy_ms: list[float] = field(default_factory=list)
+    upstream_ms: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ProxyLatency:
+    """nginx's own figures of a cell's window (ms; None: no such request)."""
+
+    requests: int
+    proxy_p50_ms: float | None
+    proxy_p99_ms: float | None
+    upstream_p50_ms: float | None
+    upstream_p99_ms: float | None
+
+
+@dataclass(frozen=True)
+class ProxyFigures:
+    """What a cell's proxy log gives, each figure with why it is missing."""
+
+    app_hosts_rps: tuple[str, ...] | None = None
+    app_hosts_why_not: str | None = None
+    latency: ProxyLatency | None = None
+    latency_why_not: str | None = None
+
+
+def _ms(seconds: str) -> float:
+    return float(Decimal(seconds) * 1000)
+
+
+def tally(lines, window_start: float, window_end: float) -> Tally:
+    """The lines that lie in the window's whole seconds, ``/healthz`` left out, in
+    one pass: each counted by the last upstream address, its ``rt`` and (unless
+    ``-``) its last ``urt`` kept."""
     first, last = math.ceil(window_start), math.floor(window_end)
-    counts: dict[str, int] = {}
+    result = Tally(seconds=max(last - first, 0))
     for line in lines:
         match = LINE.match(line)
         if not match or match["path"].startswith(HEALTH):
@@ -53,8 +119,12 @@ def served_by(lines, window_start: float, window_end: float) -> tuple[dict[str, 
             continue
         answered = match["ua"].split(",")[-1].strip()
         if answered and answered != "-":
-            counts[answered] = counts.get(answered, 0) + 1
-    return counts, max(last - first, 0)
+            result.counts[answered] = result.counts.get(answered, 0) + 1
+        result.proxy_ms.append(_ms(match["rt"]))
+        waited = _TRIES.split(match["urt"])[-1].strip()
+        if waited and waited != "-":
+            result.upstream_ms.append(_ms(waited))
+    return result
 
 
 def read_lines(cell_dir: Path) -> list[str] | None:
@@ -69,30 +139,59 @@ def read_lines(cell_dir: Path) -> list[str] | None:
     return lines
 
 
-def app_host_rps(
+def proxy_figures(
     cell_dir: Path, window: tuple[float, float] | None, addresses: dict[str, str]
-) -> tuple[tuple[str, ...] | None, str | None]:
-    """(("app1=195.3", "app2=196.0"), None): each app host's requests per second
-    in the window, in host order; or (None, why not). `addresses` maps an app
-    host's name to its address."""
+) -> ProxyFigures:
+    """The cell's requests per app host (`shares`) and nginx's latencies
+    (`proxy_latency`) from one read and one pass of its proxy log; all None
+    with the reason without a window (or a whole second in it), all None and
+    no reason for a cell without the log. `addresses` maps an app host's name
+    to its address."""
     if window is None:
-        return None, "no measured window"
+        return ProxyFigures(app_hosts_why_not=NO_WINDOW, latency_why_not=NO_WINDOW)
     lines = read_lines(cell_dir)
     if lines is None:
-        return None, None
-    counts, seconds = served_by(lines, *window)
-    if seconds <= 0:
-        return None, "the measured window holds no whole second"
-    by_address = {}
-    for upstream, requests in counts.items():
-        by_address[upstream.rsplit(":", 1)[0]] = by_address.get(upstream.rsplit(":", 1)[0], 0) + (
-            requests
-        )
+        return ProxyFigures()
+    counted = tally(lines, *window)
+    if counted.seconds <= 0:
+        return ProxyFigures(app_hosts_why_not=NO_WHOLE_SECOND, latency_why_not=NO_WHOLE_SECOND)
+    app_hosts_rps, app_hosts_why_not = shares(counted, addresses)
+    latency, latency_why_not = proxy_latency(counted)
+    return ProxyFigures(app_hosts_rps, app_hosts_why_not, latency, latency_why_not)
+
+
+def shares(counted: Tally, addresses: dict[str, str]) -> tuple[tuple[str, ...], str | None]:
+    """(("app1=195.3", "app2=196.0"), why not): each app host's requests per
+    second of the tally's seconds, in host order, and a note of the requests
+    answered by an upstream no app host has."""
+    by_address: dict[str, int] = {}
+    for upstream, requests in counted.counts.items():
+        address = upstream.rsplit(":", 1)[0]
+        by_address[address] = by_address.get(address, 0) + requests
     unknown = sorted(set(by_address) - set(addresses.values()))
-    shares = tuple(
-        f"{host}={by_address.get(address, 0) / seconds:.1f}"
+    rates = tuple(
+        f"{host}={by_address.get(address, 0) / counted.seconds:.1f}"
         for host, address in sorted(addresses.items())
     )
-    return shares, (
+    return rates, (
         f"requests answered by upstreams no app host has: {unknown}" if unknown else None
     )
+
+
+def proxy_latency(counted: Tally) -> tuple[ProxyLatency, str | None]:
+    """nginx's p50 and p99 of its own time and of the upstream's answer, over the
+    tally's requests, and why a percentile is missing (None when none is)."""
+    proxy_ms, upstream_ms = sorted(counted.proxy_ms), sorted(counted.upstream_ms)
+    latency = ProxyLatency(
+        requests=len(proxy_ms),
+        proxy_p50_ms=percentile(proxy_ms, 50),
+        proxy_p99_ms=percentile(proxy_ms, 99),
+        upstream_p50_ms=percentile(upstream_ms, 50),
+        upstream_p99_ms=percentile(upstream_ms, 99),
+    )
+    why_not = None
+    if not proxy_ms:
+        why_not = "the proxy log holds no request in the measured window"
+    elif not upstream_ms:
+        why_not = "no upstream answered a request of the measured window"
+    return latency, why_not
