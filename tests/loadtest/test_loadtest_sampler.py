@@ -189,6 +189,33 @@ def test_proc_parsers(sampler):
     assert sampler.parse_keyed("usage_usec 10\nbad line here\nx y\n") == {"usage_usec": 10}
 
 
+def write_stat(proc, pid, utime, stime=0, cutime=0):
+    (proc / str(pid)).mkdir(parents=True, exist_ok=True)
+    (proc / str(pid) / "stat").write_text(
+        f"{pid} (uwsgi) S 1 {pid} {pid} 0 -1 4194560 100 0 0 0 {utime} {stime} {cutime} 0 20 0 1 0"
+    )
+
+
+def test_the_process_ledger_never_falls_when_workers_exit_and_are_reaped(sampler, tmp_path):
+    # a master (10) and two workers (11, 12); 12 exits (a reload), then the
+    # master reaps it (its cutime takes 12's 500 ticks), and 13 replaces it
+    ledger, usec = sampler.ProcessLedger(), lambda ticks: ticks * 1_000_000 // sampler.CLOCK_TICKS
+    write_stat(tmp_path, 10, 100)
+    write_stat(tmp_path, 11, 400)
+    write_stat(tmp_path, 12, 500)
+    assert ledger.usec([10, 11, 12], tmp_path) == usec(1000)
+    write_stat(tmp_path, 11, 450)
+    # 12 gone from cgroup.procs (a zombie): its time is not taken away
+    assert ledger.usec([10, 11], tmp_path) == usec(1050)
+    write_stat(tmp_path, 10, 110, cutime=500)
+    write_stat(tmp_path, 13, 30)
+    # reaped: the master's cutime does not count it twice; 13 counts whole
+    assert ledger.usec([10, 11, 13], tmp_path) == usec(1090)
+    # a pid used again by a new process counts from zero
+    write_stat(tmp_path, 11, 5)
+    assert ledger.usec([10, 11, 13], tmp_path) == usec(1095)
+
+
 def test_process_parsers(sampler):
     # the comm field may hold spaces and parentheses
     stat = "4242 (my (odd) proc) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0"
@@ -262,7 +289,7 @@ def _proc_stat(pid, utime, stime, cutime=0, cstime=0):
     return f"{pid} (gunicorn: worker) S 1 1 1 0 -1 0 0 0 0 0 {utime} {stime} {cutime} {cstime} 20 0"
 
 
-def test_a_v1_container_sums_the_units_processes_and_its_own(sampler, tmp_path):
+def test_a_v1_container_counts_the_units_processes_and_its_own(sampler, tmp_path):
     # A systemd container on a cgroup-v1 host: the cpu hierarchy is the host's,
     # read-only, without the container's or its units' groups; systemd's named
     # hierarchy has the unit and its processes.
@@ -292,9 +319,10 @@ def test_a_v1_container_sums_the_units_processes_and_its_own(sampler, tmp_path):
     probe = sampler.Sampler(args, cgroups=sampler.Cgroups(mount), proc=proc, container=True)
     probe.unit_path = "/libpod_parent/libpod-1" + UNIT_PATH
     first = probe.read()
-    # unit: 4 s of its two processes (with 2 s reaped by 20) = 5 s in all
-    assert first["unit_cpu"]["usage_usec"] == 5_000_000
-    # the worker 21 exited and was reaped by 20: its second moves into cutime
+    # unit: its two processes' own 2 + 1 s (what 20 reaped before was never seen)
+    assert first["unit_cpu"]["usage_usec"] == 3_000_000
+    # the worker 21 exited and was reaped by 20 (its time moves into cutime, not
+    # counted again); 20 used 1 s more
     stats[20] = (2 * ticks, ticks, 3 * ticks + ticks, 0)
     del stats[21]
     (proc / "21" / "stat").unlink()
@@ -304,15 +332,17 @@ def test_a_v1_container_sums_the_units_processes_and_its_own(sampler, tmp_path):
     second = probe.read()
     second["mono"] = first["mono"] + 2.0
     row = probe.row(first, second)
-    assert row["unit_cpu_usage_usec"] == "7000000"
-    assert row["unit_cpu_cores"] == "1.000"  # 2 s over 2 s; nothing lost with the worker
+    assert row["unit_cpu_usage_usec"] == "4000000"
+    # 1 s over 2 s: what 21 used after the first read is lost with it (at most
+    # an interval of an exiting process), and nothing swings when it is reaped
+    assert row["unit_cpu_cores"] == "0.500"
     assert row["unit_cpu_source"] == "procfs"
     assert row["unit_nr_throttled"] == ""
-    # the container: its own processes, against the CPUs it was given
+    # the container: its own processes (the same ledger), against the CPUs it was given
     assert row["cpu_source"] == "procfs"
     assert row["cpu_limit_cores"] == "1.000"
-    assert row["cpu_busy_cores"] == "1.000"
-    assert row["cpu_percent"] == "100.0"
+    assert row["cpu_busy_cores"] == "0.500"
+    assert row["cpu_percent"] == "50.0"
 
 
 def test_outside_a_container_the_machine_counts(sampler, tmp_path):

@@ -21,8 +21,8 @@ Columns (every file has all of them; empty when not measured):
                          the CFS quota of its cgroup root, else --cpus)
     cpu_busy_cores       CPUs busy over the interval; from the cgroup root's usage
                          counter (in a container: the container); in a container
-                         that cannot read it, the sum over its own processes;
-                         else /proc/stat
+                         that cannot read it, its own processes' CPU time (a
+                         ProcessLedger); else /proc/stat
     cpu_percent          100 * cpu_busy_cores / cpu_limit_cores
     cpu_source           "cgroup", "procfs" or "procstat": where cpu_busy_cores
                          came from
@@ -33,7 +33,8 @@ Columns (every file has all of them; empty when not measured):
     mem_limit_mb         min(cgroup root memory limit, MemTotal)
     unit_cpu_usage_usec  --unit: the unit cgroup's cumulative CPU time; where the
                          cpu controller does not show the unit, the CPU time of
-                         the unit's processes and their reaped children
+                         the unit's processes, each counted by its increase
+                         between two reads (a ProcessLedger: never falls)
     unit_cpu_source      --unit: "cgroup" or "procfs", where that came from
     unit_cpu_cores       --unit: CPUs the unit used over the interval
     unit_nr_periods      --unit: cumulative CFS periods (cpu.stat)
@@ -386,23 +387,39 @@ def process_program_names(cmdline):
     return {os.path.basename(a) for a in argv[:2] if not a.startswith("-")}
 
 
-def process_cpu_ticks(stat_text, children=False):
-    """utime + stime from /proc/<pid>/stat (the comm field may contain spaces);
-    with children, plus cutime + cstime of the children it has reaped."""
+def process_cpu_ticks(stat_text):
+    """utime + stime from /proc/<pid>/stat (the comm field may contain spaces)."""
     fields = stat_text.rpartition(")")[2].split()
-    ticks = int(fields[11]) + int(fields[12])
-    return ticks + int(fields[13]) + int(fields[14]) if children else ticks
+    return int(fields[11]) + int(fields[12])
 
 
-def processes_cpu_usec(pids, proc="/proc"):
-    """CPU time of these processes and the children they reaped, in microseconds."""
-    ticks = 0
-    for pid in pids:
-        try:
-            ticks += process_cpu_ticks(_read(Path(proc) / str(pid) / "stat"), children=True)
-        except (AttributeError, IndexError, ValueError):
-            continue  # it exited while we read
-    return ticks * 1_000_000 // CLOCK_TICKS
+class ProcessLedger:
+    """A cumulative CPU counter of a changing set of processes, from /proc: each
+    process's own utime + stime, counted by its increase since the last read,
+    and whole for a process new since then. A process that exits takes nothing
+    away; what it used after the last read is lost with it (at most one
+    interval of its CPU). (A sum of the living processes' times, their reaped children's
+    included, fell when a worker exited, since cgroup.procs no longer lists a
+    zombie, and came back only when its parent reaped it: around a server's
+    reload the rate swung by tens of CPUs between two rows.)"""
+
+    def __init__(self):
+        self.seen = {}
+        self.ticks = 0
+
+    def usec(self, pids, proc="/proc"):
+        now = {}
+        for pid in pids:
+            try:
+                now[pid] = process_cpu_ticks(_read(Path(proc) / str(pid) / "stat"))
+            except (AttributeError, IndexError, ValueError):
+                continue  # it exited while we read
+        for pid, ticks in now.items():
+            before = self.seen.get(pid)
+            # a pid used again by a new process starts below the old one's count
+            self.ticks += ticks - before if before is not None and ticks >= before else ticks
+        self.seen = now
+        return self.ticks * 1_000_000 // CLOCK_TICKS
 
 
 def all_pids(proc="/proc"):
@@ -462,6 +479,7 @@ class Sampler:
         if getattr(args, "redis_config", None):
             self.redis = redis_settings(_read(args.redis_config) or "")
         self.started = time.time()
+        self.unit_ledger, self.node_ledger = ProcessLedger(), ProcessLedger()
 
     def _unit_cgroup(self):
         # looked up until found: the unit may (re)start while we sample
@@ -517,14 +535,15 @@ class Sampler:
             if unit_cpu["usage_usec"] is None:
                 pids = self.cgroups.pids(unit_path)
                 if pids:
-                    unit_cpu["usage_usec"] = processes_cpu_usec(pids, self.proc)
+                    unit_cpu["usage_usec"] = self.unit_ledger.usec(pids, self.proc)
                     unit_cpu["source"] = "procfs"
                 else:
                     unit_cpu["source"] = None
         unit_mem = self.cgroups.memory(unit_path)[0] if unit_path else None
         node_usage, node_source = self.cgroups.cpu("")["usage_usec"], "cgroup"
         if node_usage is None and self.container:
-            node_usage, node_source = processes_cpu_usec(all_pids(self.proc), self.proc), "procfs"
+            node_usage = self.node_ledger.usec(all_pids(self.proc), self.proc)
+            node_source = "procfs"
         used, limit = self.cgroups.memory("")
         meminfo = parse_meminfo(_read(self.proc / "meminfo"))
         if used is None and meminfo:
