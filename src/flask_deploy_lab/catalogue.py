@@ -62,11 +62,6 @@ class Server:
             raise CatalogueError(
                 f"server {self.name}: keepalive={self.keepalive!r}; valid: true, false"
             )
-        if self.reload is not None and not str(self.reload).startswith("/"):
-            raise CatalogueError(
-                f"server {self.name}: reload={self.reload!r} is not a command with an absolute "
-                "path (systemd's ExecReload), nor null"
-            )
         for attr in ("command", "reload"):
             unknown = placeholders(getattr(self, attr) or "") - set(PLACEHOLDERS)
             if unknown:
@@ -76,6 +71,13 @@ class Server:
                     + "; valid: "
                     + ", ".join(PLACEHOLDERS)
                 )
+        # systemd runs ExecReload's program by its absolute path ({venv} is one)
+        absolute = {name: "/" for name in PLACEHOLDERS}
+        if self.reload is not None and not str(self.reload).format(**absolute).startswith("/"):
+            raise CatalogueError(
+                f"server {self.name}: reload={self.reload!r} is not a command with an absolute "
+                "path (systemd's ExecReload), nor null"
+            )
 
     def process_count(self, workers: int) -> int:
         return workers if self.processes == "workers" else 1

@@ -227,7 +227,8 @@ def test_servers_reload_gracefully_with_their_exec_reload(start_server, name):
             try:
                 time.sleep(0.3)
                 argv = shlex.split(line.replace("$MAINPID", str(master)))
-                subprocess.run(argv, check=True, timeout=10)
+                # in the app's directory, as the unit's WorkingDirectory
+                subprocess.run(argv, check=True, timeout=60, cwd=APP_DIR)
                 deadline = time.monotonic() + 15
                 while time.monotonic() < deadline:
                     now = children(master)

@@ -67,8 +67,14 @@ def test_the_app_host_moves_queued_connections_off_a_closed_listener(host):
 
 
 def test_the_unit_reloads_with_the_catalogues_exec_reload(host):
-    # gunicorn-gthread: HUP to the master; its workers are replaced, the master stays
+    # gunicorn-gthread: a rolling reload with Gunicorn's TTIN and TTOU
     assert host.check_output("systemctl show -p CanReload --value %s", UNIT) == "yes"
     exec_reload = host.check_output("systemctl show -p ExecReload --value %s", UNIT)
-    assert "/bin/kill -HUP $MAINPID" in exec_reload
-    assert host.file("/run/labapp-gunicorn-gthread").is_directory
+    assert "-m labapp.rolling_reload --master $MAINPID --run-dir /run/labapp-gunicorn-gthread" in (
+        exec_reload
+    )
+    # every worker that has loaded the app has its ready file there
+    main = host.check_output("systemctl show -p MainPID --value %s", UNIT)
+    workers = host.check_output("cat /proc/%s/task/*/children", main).split()
+    ready = host.check_output("ls /run/labapp-gunicorn-gthread").split()
+    assert workers and sorted(ready) == sorted(f"ready.{pid}" for pid in workers)
