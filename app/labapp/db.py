@@ -147,6 +147,24 @@ def get_db():
     return current_app.extensions["labapp.db"]
 
 
+def open_database(app):
+    """Open the app's connection pool now: a server's hook calls it in a new
+    worker before the worker accepts requests (its first requests would wait
+    for the pool's connections; on a busy host a new worker's first answers
+    took 225 ms during a rolling reload). PostgreSQL unreachable: a warning,
+    and the pool opens on first use as before. The naive mode has nothing to
+    open."""
+    database = app.extensions["labapp.db"]
+    if not isinstance(database, PooledDatabase):
+        return False
+    try:
+        database._get_pool()
+    except Unavailable as exc:
+        log.warning("connection pool not opened at start (%s): it opens on first use", exc)
+        return False
+    return True
+
+
 def make_database(config):
     if config["DB_MODE"] == "pool":
         return PooledDatabase(

@@ -7,6 +7,7 @@ import urllib.parse
 import psycopg2.pool
 import pytest
 from labapp import create_app
+from labapp.db import open_database
 from labapp_support import client_backends, connect
 
 
@@ -74,6 +75,23 @@ def test_nothing_connects_until_a_request_needs_it(mode):
     client = app.test_client()
     assert client.get("/json").status_code == 200
     assert_unavailable(client.get("/db"))
+
+
+def test_a_server_hook_opens_the_pool_before_the_first_request(make_app, database_url):
+    baseline = client_backends(database_url)
+    app = make_app(DB_MODE="pool", DB_POOL_MIN=3, DB_POOL_MAX=3)
+    assert open_database(app) is True
+    assert client_backends(database_url) == baseline + 3
+    assert open_database(app) is True  # once
+    assert client_backends(database_url) == baseline + 3
+    assert open_database(make_app(DB_MODE="naive")) is False
+
+
+def test_a_pool_that_cannot_open_at_start_opens_on_first_use(caplog):
+    app = create_app({"DATABASE_URL": "postgresql://127.0.0.1:9/labapp", "DB_MODE": "pool"})
+    assert open_database(app) is False
+    assert "connection pool not opened at start (database unreachable)" in caplog.text
+    assert_unavailable(app.test_client().get("/db"))
 
 
 def test_naive_mode_closes_every_connection(make_app, database_url):

@@ -18,7 +18,15 @@ from pathlib import Path
 
 import jinja2
 import pytest
-from labapp_support import APP_DIR, ServerProcess, app_env, free_port, http_get, http_json
+from labapp_support import (
+    APP_DIR,
+    ServerProcess,
+    app_env,
+    client_backends,
+    free_port,
+    http_get,
+    http_json,
+)
 
 from flask_deploy_lab import catalogue
 from flask_deploy_lab.faults.hostside.workers import children
@@ -245,6 +253,29 @@ def test_servers_reload_gracefully_with_their_exec_reload(start_server, name):
         assert len(statuses) > 20 and set(statuses) == {200}, (
             f"{name}: {len(statuses)} requests, statuses {sorted(set(statuses))}"
         )
+    finally:
+        process.stop()
+
+
+# Gunicorn's post_worker_init hook opens each worker's pool before the worker
+# accepts, and only then marks it ready for labapp.rolling_reload.
+@pytest.mark.parametrize(
+    "name", [name for name, entry in SERVERS.items() if entry.family == "gunicorn"]
+)
+def test_gunicorn_workers_open_their_pool_before_they_are_ready(start_server, database_url, name):
+    baseline = client_backends(database_url)
+    process = start_server(name, db_mode="pool", db_pool_min=2, db_pool_max=4)
+    try:
+        workers, ready = children(process.proc.pid), []
+        deadline = time.monotonic() + 20
+        # start() saw one worker answer; the others may still be starting
+        while time.monotonic() < deadline and len(ready) < len(workers):
+            time.sleep(0.1)
+            ready = sorted(p.name for p in Path(process.values["run_dir"]).glob("ready.*"))
+        assert len(workers) == WORKERS
+        assert ready == sorted(f"ready.{pid}" for pid in workers)
+        # before any request to the database (start() asked /healthz only)
+        assert client_backends(database_url) == baseline + 2 * len(workers)
     finally:
         process.stop()
 
