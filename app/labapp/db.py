@@ -52,7 +52,8 @@ class NaiveDatabase:
 
 
 class PooledDatabase:
-    """A ``ThreadedConnectionPool`` per process, created on first use.
+    """A ``ThreadedConnectionPool`` per process, created on first use, or by a
+    server's hook in a new worker before it accepts (``open_database``).
 
     Creating it lazily keeps connections out of a pre-fork master (uWSGI,
     gunicorn --preload) and lets the app start while PostgreSQL is down.
