@@ -66,4 +66,7 @@ def test_holds_a_thousand_sleepers_at_once(upstream):
     requests = concurrent_requests(upstream.port, "/?delay=1", 1000)
     statuses, elapsed = asyncio.run(asyncio.wait_for(requests, timeout=20))
     assert statuses == [200] * 1000
-    assert elapsed < 1.5, f"1000 concurrent 1 s requests took {elapsed:.2f} s"
+    # all at once: a server that held fewer than 1,000 would need a second round
+    # of 1 s (2 s or more); below that, the rest is the machine's noise (1.57 s
+    # seen with another test run beside it)
+    assert elapsed < 1.9, f"1000 concurrent 1 s requests took {elapsed:.2f} s"
