@@ -153,11 +153,11 @@ def probe_answers(down_status=503, retry="1"):
 T0 = 990.0
 
 
-def pg_requests(after=(50, 80, 95, 95), then=100, extra=()):
-    """100 OK a second before the stop (991-999), 200 503s with Retry-After a second
-    while it is down (1000-1005), then `after` OK a second from 1006 on and `then`
-    up to 1019."""
-    found = steady(990, 1000, 100)
+def pg_requests(after=(50, 80, 95, 95), then=100, extra=(), early=100):
+    """100 OK a second before the stop (991-999; `early` a second in 990-993),
+    200 503s with Retry-After a second while it is down (1000-1005), then `after`
+    OK a second from 1006 on and `then` up to 1019."""
+    found = steady(990, 994, early) + steady(994, 1000, 100)
     found += steady(1000, 1006, 200, status=503, retry="1")
     for i, rate in enumerate(after):
         found += steady(1006 + i, 1007 + i, rate)

@@ -175,6 +175,14 @@ def test_pg_restart_measures_how_long_the_throughput_took_to_recover():
     assert seen.rps_after == 97.5
 
 
+def test_pg_restart_compares_with_the_seconds_just_before_the_stop():
+    # 150 a second until the fault's machinery started (994), 100 from then on:
+    # the 5 s before the stop (995-999) are the baseline, not the run's 120 mean
+    seen = f.pg_seen(requests=f.pg_requests(early=150))
+    assert seen.rps_before == 100.0
+    assert PgRestart.judge(f.PG_DONE, seen).verdict is Verdict.PASS
+
+
 def test_pg_restart_fails_when_the_throughput_never_recovers_within_the_run():
     # the run of the issue: 1,652 req/s before, 1,015 after
     seen = f.pg_seen(requests=f.pg_requests(after=(), then=60))

@@ -4,10 +4,16 @@ Targets, from the request log (request_log.py): every failed response is a
 503 with Retry-After (never a 500); none later than 5 s after PostgreSQL
 accepts connections again; the throughput comes back: counted in 1 s buckets
 (requests completed OK), some 3 s sliding window after it is back reaches 90 %
-of the mean before the stop, within the run (the time it took is reported,
-and the rate from then on). A probe from a load generator (10 times a second)
-must see 503s with Retry-After while it is down. The app unit is not
-restarted (the same MainPID, the same NRestarts).
+of the mean of the 5 whole seconds before the stop, within the run (the time
+it took is reported, and the rate from then on). Those 5 s, not the whole run
+before the stop: the fault's own machinery (the probe and the stop, each an
+Ansible run started on the controller once the run is measured) takes CPU
+from the load on a small machine, and it is still there after the stop (make
+test's run: 700-800 req/s in the first seconds, 370-560 once they started,
+520 after PostgreSQL was back; judged on the whole run before, a FAIL). A
+probe from a load generator (10 times a second) must see 503s with
+Retry-After while it is down. The app unit is not restarted (the same
+MainPID, the same NRestarts).
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ LOAD = LoadSpec("db", duration=30)
 # this share of the mean rate before the stop.
 RECOVERY_WINDOW_S = 3
 RECOVERED_SHARE = 0.9
+# The rate before: the mean of this many whole seconds before the stop.
+BASELINE_S = 5
 # The probe: 10 requests a second from 1 s before the stop until well after it.
 PROBE_GAP_S = 0.1
 PROBE_COUNT = int((PG_DOWN_S + 20) / PROBE_GAP_S)
@@ -113,8 +121,10 @@ class Observation:
 
     @property
     def rps_before(self) -> float:
-        """Mean rate over the whole seconds from the run's start to the stop."""
-        return round(mean_rate(self.buckets, int(self.t0) + 1, int(self.down_at)), 1)
+        """Mean rate over the BASELINE_S whole seconds before the stop (from the
+        run's first whole second, when it started later)."""
+        end = int(self.down_at)
+        return round(mean_rate(self.buckets, max(int(self.t0) + 1, end - BASELINE_S), end), 1)
 
     @property
     def recovered_at(self) -> int | None:
