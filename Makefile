@@ -19,7 +19,7 @@ export FDL_NO_SKIP ?= 1
 
 PY_REQUIREMENTS := requirements.txt app/requirements.txt loadtest/requirements.txt pyproject.toml
 
-.PHONY: help setup doctor packages venv image lint lab-up lab-down test test-unit test-vagrant test-lab \
+.PHONY: help setup doctor packages venv image lint lab-up lab-down test test-unit test-app test-offline test-vagrant test-lab \
 	molecule test-e2e test-two-app test-fresh bench compare locust-ui locust-ui-stop faults clean \
 	vagrant-packages vagrant-box vagrant-up-test
 
@@ -60,10 +60,15 @@ lab-up: setup  ## start the podman lab from inventory/topology.yml (INVENTORY=in
 lab-down: venv  ## remove the lab's containers and network
 	ansible-playbook playbooks/lab.yml -e lab_state=absent
 
+test-unit: test-app test-offline  ## test-app and test-offline, one after the other
+
+test-app: setup  ## the app and every WSGI server on a throwaway PostgreSQL and Redis (the Celery tasks with real workers)
+	pytest tests/app
+
 # vagrant-packages: tests/repo proves that every program `vagrant up` needs comes
 # from what it installs, which only holds once it has installed them (16 s)
-test-unit: setup vagrant-packages  ## the app on a throwaway PostgreSQL, the controller package, input and repository checks
-	pytest tests/app tests/controller tests/loadtest tests/playbooks tests/repo tests/faults
+test-offline: setup vagrant-packages  ## the controller package, the load test's pieces, the faults' judges and host-side scripts, input and repository checks
+	pytest tests/controller tests/loadtest tests/playbooks tests/repo tests/faults
 
 test-vagrant: setup  ## the Vagrantfile and the inventories, offline
 	pytest tests/vagrant
@@ -89,13 +94,14 @@ molecule-two-app: setup  ## the stack scenario on inventory/topology-two-app.yml
 test-fresh: setup  ## make setup's package step on a new container of the base image (pristine Debian 12)
 	pytest -s tests/fresh
 
-test: setup lint test-unit test-beside-molecule test-e2e test-faults test-two-app  ## the whole suite (what CI runs)
+test: setup lint test-app test-beside-molecule test-e2e test-faults test-two-app  ## the whole suite (what CI runs)
 
-# Molecule's stack scenario is make test's longest step (about 20 min), most
+# Molecule's stack scenario is make test's longest step (about 24 min), most
 # of it one host's converges in a row. Beside it run the role scenarios, then
-# the offline and fresh-machine suites and the converge of the lab that the
-# suites after it share (their own containers each). The faults and the load
-# runs come after, alone on the machine: they measure.
+# the offline suites (nothing in them times a server), the fresh-machine
+# suite and the converge of the lab that the suites after it share (their own
+# containers each). The app's suite, which times real servers, runs before,
+# and the faults and the load runs after, alone on the machine: they measure.
 MOLECULE_ROLE_SCENARIOS := $(filter-out default,$(MOLECULE_SCENARIOS))
 
 test-beside-molecule:
@@ -103,6 +109,7 @@ test-beside-molecule:
 
 # one after another (a goal per make: several goals would share the jobs)
 test-beside-stack: $(addprefix molecule-scenario-,$(MOLECULE_ROLE_SCENARIOS))
+	$(MAKE) --no-print-directory test-offline
 	$(MAKE) --no-print-directory test-vagrant
 	$(MAKE) --no-print-directory test-lab
 	$(MAKE) --no-print-directory test-fresh
