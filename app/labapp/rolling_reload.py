@@ -68,7 +68,7 @@ def roll(master, run_dir, timeout, proc=PROC, send=os.kill):
     old = children(master, proc)
     if not old:
         raise SystemExit(f"rolling reload: process {master} has no workers")
-    for _ in sorted(old):
+    for _ in range(len(old)):
         before = children(master, proc)
         send(master, signal.SIGTTIN)
         wait_for(

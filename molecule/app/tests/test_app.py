@@ -66,8 +66,9 @@ def test_the_app_host_moves_queued_connections_off_a_closed_listener(host):
     assert conf.contains("^net.ipv4.tcp_migrate_req=1$")
 
 
-def test_the_unit_reloads_with_the_catalogues_exec_reload(host):
-    # gunicorn-gthread: a rolling reload with Gunicorn's TTIN and TTOU
+def test_the_units_reload_is_the_rolling_one_and_its_workers_are_ready(host):
+    # gunicorn-gthread: a rolling reload with Gunicorn's TTIN and TTOU (the stack
+    # scenario's switch test reloads every server through systemd)
     assert host.check_output("systemctl show -p CanReload --value %s", UNIT) == "yes"
     exec_reload = host.check_output("systemctl show -p ExecReload --value %s", UNIT)
     assert "-m labapp.rolling_reload --master $MAINPID --run-dir /run/labapp-gunicorn-gthread" in (
