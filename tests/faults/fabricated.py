@@ -249,10 +249,12 @@ def app_samples(busy=((990, 0.9, 0.02), (1000, 1.0, 0.3), (1002, 0.9, 0.02)), un
 
 def reload_requests(before_ms=10.0, during=(15.0,) * 100, extra=()):
     """100 requests of `before_ms` started in [998, 1000), one of each of `during`'s
-    latencies started in [1000, 1002), and `extra`."""
+    latencies started in [1000, 1002), 100 of `before_ms` in [1004, 1006) (the run
+    goes on after the reload), and `extra`."""
     before = [req(998 + i / 50, before_ms) for i in range(100)]
     inside = [req(1000 + i / len(during) * 1.9, ms) for i, ms in enumerate(during)]
-    return log(before + inside + list(extra))
+    after = [req(1004 + i / 50, before_ms) for i in range(100)]
+    return log(before + inside + after + list(extra))
 
 
 # ---------------------------------------------------------------- slow-clients
@@ -270,6 +272,8 @@ def slow_requests(*rates):
     found = []
     for (start, end), rate in zip(pairwise(WINDOWS), rates, strict=True):
         found += steady(start, end, rate, ms=50.0, name="/slow")
+    # the run goes on for a few seconds after its last window, as the load asks
+    found += steady(WINDOWS[-1], WINDOWS[-1] + 4, rates[-1], ms=50.0, name="/slow")
     return log(found)
 
 

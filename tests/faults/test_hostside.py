@@ -123,6 +123,16 @@ def test_the_measured_run_starts_at_its_first_row_with_every_user(master):
     assert wait_run.run(args) == {"started": 101.0}
 
 
+def test_a_wait_that_begins_late_still_finds_the_first_row(master):
+    config, history = master
+    rows = [f"{t},20,GET,/db,5\n{t},20,,Aggregated,5\n" for t in range(101, 160)]
+    history.write_text(HISTORY_HEADER + "\n100,10,,Aggregated,5\n" + "".join(rows))
+    args = wait_run.parse_args(
+        ["--users", "20", "--since", "95", "--timeout", "1", "--config", str(config)]
+    )
+    assert wait_run.run(args) == {"started": 101.0}
+
+
 def test_the_wait_ends_after_its_timeout_without_a_run(master):
     config, _ = master
     started = time.monotonic()

@@ -360,6 +360,22 @@ def test_a_longer_replacement_widens_the_window():
     assert f.reload_seen(replaced_s=None).window_before == (991.0, 1000.0)
 
 
+def test_a_reload_window_that_outlasts_the_run_cannot_be_judged():
+    # the fabricated run's last request ends at 1005.99; a 7 s window ends at 1007
+    outcome = Reload.judge(f.RELOAD_DONE, f.reload_seen(replaced_s=7.0))
+    assert verdict(outcome) == (
+        Verdict.FAIL, ["cannot judge the latency: the reload window ended 1.0 s after the run"]
+    )  # fmt: skip
+    assert Reload.judge(f.RELOAD_DONE, f.reload_seen(replaced_s=5.5)).verdict is Verdict.PASS
+
+
+def test_the_window_before_never_holds_the_reloads_own_launch():
+    # the reload's Ansible run settled at 997.5: the 3.5 s before it are cut to 2.5
+    seen = f.reload_seen(replaced_s=3.5, quiet_from=997.5)
+    assert seen.window_before == (997.5, 1000.0)
+    assert f.reload_seen(replaced_s=3.5, quiet_from=990.0).window_before == (996.5, 1000.0)
+
+
 def test_the_cpu_of_each_window_comes_from_the_counters_around_it():
     seen = f.reload_seen()
     before, during = seen.cpu(seen.window_before), seen.cpu(seen.window)
@@ -438,6 +454,19 @@ def test_slow_clients_are_judged_against_the_spread_of_a_repeated_baseline():
     assert seen.bound == 95.0
     assert seen.change == -0.05
     assert verdict(SlowClients.judge(f.SLOW_DONE, seen)) == (Verdict.PASS, [])
+
+
+def test_slow_clients_cannot_be_judged_when_the_run_ends_inside_the_last_window():
+    # a start found late put the windows 5 s later than the run (which ends at
+    # 1045.9): the last one holds its partial last second and a second without it
+    seen = f.slow_seen(windows=tuple(w + 5 for w in f.WINDOWS))
+    assert verdict(SlowClients.judge(f.SLOW_DONE, seen)) == (
+        Verdict.FAIL,
+        ["cannot judge: the run ended at 1045.9, before the end of its last window (1047)"],
+    )
+    # 3 s later: the last window ends with the run's last whole second, and is judged
+    later = SlowClients.judge(f.SLOW_DONE, f.slow_seen(windows=tuple(w + 3 for w in f.WINDOWS)))
+    assert not [r for r in later.reasons if r.startswith("cannot judge")], later.reasons
 
 
 def test_slow_clients_fail_under_the_baseline_less_its_allowance():

@@ -8,7 +8,10 @@ import pytest
 from flask_deploy_lab.ansible import read_events
 from flask_deploy_lab.faults import FaultError, render
 from flask_deploy_lab.faults.load import (
+    CONTROLLER_SETTLE_S,
+    FAULT_AT_S,
     LocustFailure,
+    fault_moment,
     read_figures,
     read_request_history,
     read_totals,
@@ -125,3 +128,11 @@ def test_a_failed_run_says_why_unless_only_its_status_is_known(
     result = read_events(lines, returncode=returncode, stderr=stderr)
     assert says_why(result) is clear
     assert result.reason == reason
+
+
+def test_a_fault_waits_for_its_own_launch_to_settle_before_its_baseline(monkeypatch):
+    monkeypatch.setattr("flask_deploy_lab.faults.load.time.time", lambda: 1000.0)
+    # launched 2 s into the run: the 5 s before the fault begin once the runs settled
+    assert fault_moment(998.0, 5) == 1000.0 + CONTROLLER_SETTLE_S + 5
+    # launched well before the run (t0 still to come): FAULT_AT_S into the run
+    assert fault_moment(1005.0, 5) == 1005.0 + FAULT_AT_S

@@ -91,7 +91,7 @@ def test_the_pg_restart_line_is_the_one_make_faults_prints():
     outcome = PgRestart.judge(f.PG_DONE, f.pg_seen(answers=down))
     assert line(2, outcome) == (
         "PASS  2 pg-restart       systemctl stop postgresql@15-main.service 9 s into /db x20 "
-        "users, 30 s, start 5 s later (accepting again 5.9 s after the stop)  =>  1200 of 3520 "
+        "users, 34 s, start 5 s later (accepting again 5.9 s after the stop)  =>  1200 of 3520 "
         "requests failed (503 x1200), 1200 of 1200 503s with Retry-After (1); probe while down: "
         "38 of 38 answers 503, 38 with Retry-After; last failure 0.0 s after it was back (limit "
         "5 s; probe: 0.0 s); /db 100.0 req/s before; 90% of it again 1.1 s after it was back "
@@ -125,9 +125,9 @@ def test_the_pool_exhaustion_line():
 
 def test_the_reload_lines():
     result = render.result(4, Reload.judge(f.RELOAD_DONE, f.reload_seen()))
-    assert result.did == "systemctl reload labapp-gunicorn.service 8 s into /db x20 users, 20 s"
+    assert result.did == "systemctl reload labapp-gunicorn.service 8 s into /db x20 users, 28 s"
     assert result.measured == (
-        "0 of 200 requests failed (none); p99 15 ms of the 100 requests started in the 2.0 s "
+        "0 of 300 requests failed (none); p99 15 ms of the 100 requests started in the 2.0 s "
         "reload window vs 10 ms of the 100 before (x1.5, limit x2); all 3 workers replaced in "
         "1.7 s; master unchanged; nginx logged 0 upstream errors from the reload on; CPU "
         "before -> in the window: app unit 0.9 -> 1.0 CPUs, throttled by its quota 0.02 s/s -> "
@@ -140,7 +140,7 @@ def test_the_reload_lines():
     failed = f.reload_seen(requests=f.reload_requests(extra=[f.req(1000.5, status=503)] * 2),
                            replaced_s=None, workers_after=(901, 977, 978))  # fmt: skip
     assert render.result(4, Reload.judge(f.RELOAD_DONE, failed)).measured.startswith(
-        "2 of 202 requests failed (503 x2); p99 15 ms of the 102 requests started in the 30.0 s "
+        "2 of 302 requests failed (503 x2); p99 15 ms of the 202 requests started in the 30.0 s "
         "reload window vs 10 ms of the 100 before (x1.5, limit x2); workers NOT all replaced "
         "(1 old left); master unchanged"
     )
@@ -151,11 +151,11 @@ def test_the_slow_clients_line():
     assert result.did == (
         "180 slow POST /tasks bodies (a byte every 0.15 s) and 20 slow readers of "
         "/queries?n=500 (64 bytes every 0.5 s) from loadgen2 in window 4 of 5 (8 s each) of "
-        "/slow x20 users, 44 s (/slow?delay=0.2)"
+        "/slow x20 users, 46 s (/slow?delay=0.2)"
     )
     assert result.measured == (
         "/slow at 97.0 req/s with them, limit 95.0 (baseline 100 98 102 100: mean 100.0, sd "
-        "1.63; -3.0 %); 0 of 3976 requests failed (none); held 180 bodies, 20 readers; 181 "
+        "1.63; -3.0 %); 0 of 4376 requests failed (none); held 180 bodies, 20 readers; 181 "
         "bodies answered by the app, 20 readers saw a 2xx status; nginx active connections 221, "
         "app connections 20"
     )

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from flask_deploy_lab.faults import slow_clients as fault
 from flask_deploy_lab.faults.hostside import slow_clients
 
 
@@ -211,6 +212,30 @@ def test_a_stagger_opens_the_connections_over_its_seconds(server):
         assert clients.allowed(start + 1) == 10
     finally:
         clients.close()
+
+
+def test_the_faults_bodies_end_over_seconds_and_all_inside_their_window():
+    """The fault's own settings: opened in one tick, every body would end in one
+    tick too, a burst of 180 requests at the app rather than 180 slow clients."""
+    args = slow_clients.parse_args(
+        ["--url=http://127.0.0.1:9/tasks", "--kind=body",
+         f"--connections={fault.SLOW_BODIES}", f"--interval={fault.BODY_INTERVAL_S}",
+         f"--duration={fault.WINDOW_S}", f"--stagger={fault.BODY_STAGGER_S}"]
+    )  # fmt: skip
+    clients = slow_clients.Clients(args)
+    try:
+        opened, at = [], clients.started
+        while len(opened) < fault.SLOW_BODIES:
+            opened += [at - clients.started] * (clients.allowed(at) - len(opened))
+            at += slow_clients.TICK_S
+    finally:
+        clients.close()
+    body_s = len(args.payload) * fault.BODY_INTERVAL_S
+    ends = [t + body_s for t in opened]
+    assert max(ends) - min(ends) >= fault.BODY_STAGGER_S - slow_clients.TICK_S
+    # no tick ends more than a few of them, and the last ends with a second to spare
+    assert max(ends.count(t) for t in ends) <= 0.05 * fault.SLOW_BODIES
+    assert max(ends) <= fault.WINDOW_S - 0.5
 
 
 def test_the_requests_of_each_kind():

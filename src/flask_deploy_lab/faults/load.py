@@ -23,6 +23,13 @@ from flask_deploy_lab.report.csvfile import number, read_rows
 LOAD_USERS = 20
 LOAD_SECONDS = 20
 FAULT_AT_S = 8
+# The fault's own runs (ansible on the controller, which shares the lab's CPUs)
+# take CPU for about this long once launched: in faults-20261201-152737 the
+# machine was 0.44-0.77 CPUs busier than the lab's hosts for the 5 s after
+# pg-restart launched its probe and its outage, and 0.1-0.3 after; the app host
+# got 0.59-0.87 CPUs in those seconds and 0.9-1.0 after. A window measured
+# before a fault, to compare with, starts once they have settled.
+CONTROLLER_SETTLE_S = 5.0
 # Seconds for the measured run to start (the first run installs Locust), and
 # of each wait for it on the master's host (one round trip each).
 START_TIMEOUT_S = 300
@@ -38,6 +45,18 @@ def note(message):
 
 def sleep_until(moment):
     time.sleep(max(0.0, moment - time.time()))
+
+
+def quiet_after_launch() -> float:
+    """When the runs the caller launches now have settled (Unix time)."""
+    return time.time() + CONTROLLER_SETTLE_S
+
+
+def fault_moment(t0: float, before_s: float) -> float:
+    """When to do a fault whose runs are launched now, with `before_s` seconds
+    before it to compare with: FAULT_AT_S into the measured run (Unix time `t0`),
+    or later, so that those seconds begin once the runs have settled."""
+    return max(t0 + FAULT_AT_S, quiet_after_launch() + before_s)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
-"""reload: ``systemctl reload`` of the app unit, 8 s into /db load.
+"""reload: ``systemctl reload`` of the app unit under /db load, some 15 s in.
 
 Targets: no failed request, and no latency in their place: the p99 latency of
 the requests that started in the reload window (from the reload until every
 worker was replaced, at least MIN_WINDOW_S) is at most twice the p99 of those
-that started in as long a window just before it (from the request log,
+that started in as long a window just before it, but not before the reload's
+own Ansible run has settled (load.CONTROLLER_SETTLE_S after its launch: its
+CPU would slow the requests before and flatter the ratio; from the request log,
 request_log.py; a request still in flight when the run stopped counts with
 how long it had waited). Every worker replaced, the same master. A server
 without a graceful reload (its unit cannot reload: the catalogue gives it no
@@ -25,7 +27,13 @@ from pathlib import Path
 from flask_deploy_lab import catalogue
 from flask_deploy_lab.faults.fault import Fault
 from flask_deploy_lab.faults.hostside import workers
-from flask_deploy_lab.faults.load import FAULT_AT_S, LoadFigures, LoadSpec, note
+from flask_deploy_lab.faults.load import (
+    LoadFigures,
+    LoadSpec,
+    fault_moment,
+    note,
+    quiet_after_launch,
+)
 from flask_deploy_lab.faults.outcome import FaultError, Outcome
 from flask_deploy_lab.faults.request_log import (
     RequestLog,
@@ -38,8 +46,12 @@ from flask_deploy_lab.report.samples import HostSamples, counter_rate, read_samp
 
 NAME = "reload"
 REPLACE_TIMEOUT_S = 30
-# rows every 0.25 s: the reload window lasts about 2 s
-LOAD = LoadSpec("db", sampler_interval=0.25)
+# rows every 0.25 s: the reload window lasts 2 to 7 s, and begins some 15 s in
+# (after BEFORE_S once the reload's own run has settled)
+LOAD = LoadSpec("db", duration=28, sampler_interval=0.25)
+# Seconds before the reload kept free of the reload's own launch: the window
+# before it is as long as the reload's, which took 3 to 7 s in the matrices.
+BEFORE_S = 6.0
 # The reload window lasts until every worker is new, and at least this long.
 MIN_WINDOW_S = 2.0
 # p99 of the requests started in the window / p99 of those started before it
@@ -123,9 +135,11 @@ class Observation:
     nginx_upstream_errors: int | None = None
     # every request of the run (None: the run left no request log)
     requests: RequestLog | None = None
-    # Unix times: the run had all its users, the reload was asked for
+    # Unix times: the run had all its users, the reload was asked for, the
+    # reload's own run on the controller had settled
     t0: float | None = None
     reload_at: float | None = None
+    quiet_from: float = 0.0
     # the app host's sampler rows (None: none came back)
     app_samples: HostSamples | None = None
 
@@ -142,9 +156,15 @@ class Observation:
 
     @property
     def window_before(self) -> tuple[float, float]:
-        """As long a window just before it, from one second after the run's start on."""
+        """As long a window just before it, from one second after the run's start
+        and the reload's own run settled on."""
         start, end = self.window
-        return max(start - (end - start), (self.t0 or 0) + 1), start
+        return max(start - (end - start), (self.t0 or 0) + 1, self.quiet_from), start
+
+    @property
+    def run_end(self) -> float | None:
+        """When the run's last request completed (Unix time); None without one."""
+        return self.requests.last_end if self.requests else None
 
     def p99_ms(self, window) -> tuple[float | None, int]:
         """(p99 latency of the requests started in the window, how many there were)."""
@@ -173,6 +193,7 @@ class _Injected:
     error_mark: int
     reloaded: dict
     t0: float = 0.0
+    quiet_from: float = 0.0
 
 
 class Reload(Fault):
@@ -192,15 +213,16 @@ class Reload(Fault):
         t0 = load.wait_measuring()
         marks = stack.log_marks(stack.start_log_marks(label=f"{NAME}-mark"))
         # on the app host: the reload at the fault's moment, then the wait for new workers
+        quiet_from, at = quiet_after_launch(), fault_moment(t0, BEFORE_S)
         reloaded = stack.executor.script_json(
             stack.app, Path(workers.__file__),
             ["reload", "--unit", deployed.unit, "--expected", deployed.processes,
-             "--at", f"{t0 + FAULT_AT_S:.3f}", "--timeout", REPLACE_TIMEOUT_S],
-            label=f"{NAME}-reload", timeout=FAULT_AT_S + REPLACE_TIMEOUT_S + 180,
+             "--at", f"{at:.3f}", "--timeout", REPLACE_TIMEOUT_S],
+            label=f"{NAME}-reload", timeout=at - t0 + REPLACE_TIMEOUT_S + 180,
         )  # fmt: skip
         note(f"reloaded {deployed.unit}")
         done = Done(LOAD, deployed.unit, reloaded["at"] - t0)
-        return done, _Injected(load, main_pid, marks[NGINX_ERROR_LOG], reloaded, t0)
+        return done, _Injected(load, main_pid, marks[NGINX_ERROR_LOG], reloaded, t0, quiet_from)
 
     def observe(self, stack: Stack, injected: _Injected) -> Observation:
         result = injected.load.finish()
@@ -222,6 +244,7 @@ class Reload(Fault):
             nginx_upstream_errors=cut_off,
             requests=injected.load.requests(),
             t0=injected.t0,
+            quiet_from=injected.quiet_from,
             reload_at=injected.reloaded.get("asked_at", injected.reloaded["at"]),
             app_samples=read_samples(injected.load.cell_dir).get(stack.app),
         )
@@ -256,6 +279,13 @@ def judge_latency(seen: Observation) -> list[str]:
         return [
             f"cannot judge the latency: {n_before} requests started before the reload, "
             f"{n_during} in its window"
+        ]
+    run_end = seen.run_end
+    if seen.replaced_s is not None and run_end is not None and seen.window[1] > run_end:
+        # the window's last seconds had no request started in them to judge
+        return [
+            f"cannot judge the latency: the reload window ended "
+            f"{seen.window[1] - run_end:.1f} s after the run"
         ]
     if during > MAX_P99_RATIO * before:
         return [

@@ -125,6 +125,11 @@ class RequestLog:
         return [r for r in self.requests if r.finished]
 
     @property
+    def last_end(self) -> float | None:
+        """When the last completed request ended (Unix time); None without one."""
+        return max((r.end for r in self.completed), default=None)
+
+    @property
     def unfinished(self) -> list[Request]:
         return [r for r in self.requests if not r.finished]
 

@@ -1,7 +1,8 @@
 """slow-clients: one /slow run in five windows: three without slow clients (the
 baseline, repeated to know its spread), one with them, one without again; the
-slow clients reach the app: POST /tasks bodies sent a byte at a time (the app
-reads the body; nginx holds it until it is whole) and slow readers of the
+slow clients reach the app: POST /tasks bodies sent a byte at a time, opened
+over a few seconds as independent clients would be (the app reads the body;
+nginx holds it until it is whole) and slow readers of the
 app's largest answer (/queries?n=500, read a few bytes at a time through a
 small receive buffer), from the last load generator (hostside/slow_clients.py).
 
@@ -46,6 +47,12 @@ SLOW_CLIENTS = SLOW_BODIES + SLOW_READERS
 BODY_ENDPOINT = "tasks"
 # the body (hostside DEFAULT_BODY, 32 bytes) takes 32 x 0.15 = 4.8 s of the 8 s window
 BODY_INTERVAL_S = 0.15
+# The bodies' openings are spread over this many seconds, so they end over as
+# many, as independent clients' would, and every one inside the window
+# (4.8 + 2.4 < 8 s). Opened in the same tick, all 180 ended in the same tick
+# too: a burst of 180 POSTs at once, which held uwsgi-gevent's /slow for about
+# a second (faults-20261201-152737) and measured the burst, not the slowness.
+BODY_STAGGER_S = 2.4
 READER_ENDPOINT = "queries"
 READER_QUERIES = 500
 READER_INTERVAL_S = 0.5
@@ -62,7 +69,8 @@ MIN_REACHED_SHARE = 0.9
 WINDOW_S = 8
 BASELINE_WINDOWS = 3
 WINDOWS = BASELINE_WINDOWS + 2
-LOAD = LoadSpec("slow", duration=WINDOWS * WINDOW_S + 4, delay=0.2)
+# The windows begin 2 s into the measured run and must end inside it.
+LOAD = LoadSpec("slow", duration=WINDOWS * WINDOW_S + 6, delay=0.2)
 # What stops a generator left running (its command line on the prober).
 CLIENTS_PATTERN = r"^python3 .*slow_clients\.py"
 # The connections nginx and the app hold, read in the middle of the window with
@@ -107,6 +115,11 @@ class Observation:
         start, end = self.windows[index], self.windows[index + 1]
         skip = 1 if index >= BASELINE_WINDOWS else 0
         return round(mean_rate(counts, start + skip, end), 1)
+
+    @property
+    def run_end(self) -> float | None:
+        """When the run's last request completed (Unix time); None without one."""
+        return self.requests.last_end if self.requests else None
 
     @property
     def rates(self) -> list[float]:
@@ -191,7 +204,7 @@ class SlowClients(Fault):
         bodies = stack.executor.start_script(
             stack.prober, Path(slow_clients.__file__),
             generator_args("body", stack.url(BODY_ENDPOINT), SLOW_BODIES, BODY_INTERVAL_S,
-                           w_start, WINDOW_S),
+                           w_start, WINDOW_S, ["--stagger", BODY_STAGGER_S]),
             label=f"{NAME}-bodies", timeout=timeout,
         )  # fmt: skip
         reader_url = f"{stack.url(READER_ENDPOINT)}?n={READER_QUERIES}"
@@ -254,8 +267,15 @@ class SlowClients(Fault):
             missed.append(why)
         else:
             mean, sd = seen.mean_sd
+            end = seen.run_end
             if not mean:
                 missed.append("cannot judge: /slow answered nothing in the windows without them")
+            elif end is None or seen.windows[-1] > int(end):
+                # the second the run stopped in is partial: a window holding it counts too little
+                missed.append(
+                    f"cannot judge: the run ended at {end or 0:.1f}, before the end of its last "
+                    f"window ({seen.windows[-1]})"
+                )
             elif seen.with_them < seen.bound:
                 missed.append(
                     f"/slow at {seen.with_them} req/s with them, under {seen.bound} (the "

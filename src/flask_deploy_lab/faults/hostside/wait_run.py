@@ -4,10 +4,12 @@
     wait_run.py --users 20 --since 1795274600.2 --timeout 20
 
 Reads where the master writes its run (``run_dir`` of the locust role's
-/etc/locust/locustctl.json) and, every half second, the last rows of its
+/etc/locust/locustctl.json) and, every half second, its
 locust_stats_history.csv: the first ``Aggregated`` row with ``--users`` users
 and a time at or after ``--since`` (rows of an earlier run are older) is the
-start. Prints ``{"started": <its Unix time, or null after --timeout s>}``.
+start. The whole file, not its last rows: a wait that began late would take a
+later row for the start (3 s late in a run, which put a fault's last window
+past the end of the run). Prints ``{"started": <its Unix time, or null after --timeout s>}``.
 """
 
 from __future__ import annotations
@@ -24,9 +26,6 @@ CONFIG = Path("/etc/locust/locustctl.json")
 HISTORY = "locust_stats_history.csv"
 POLL_S = 0.5
 MAX_TIMEOUT_S = 600
-# Enough of the file's end for its last rows (one a request name, and Aggregated).
-TAIL_BYTES = 8192
-TAIL_ROWS = 4
 
 
 def parse_args(argv=None):
@@ -41,16 +40,13 @@ def parse_args(argv=None):
     return args
 
 
-def tail_rows(path, rows=TAIL_ROWS):
-    """The last `rows` lines of a CSV file as lists of fields; [] while it is missing."""
+def read_rows(path):
+    """A CSV file's rows as lists of fields; [] while it is missing."""
     try:
-        with path.open("rb") as handle:
-            handle.seek(0, 2)
-            handle.seek(max(0, handle.tell() - TAIL_BYTES))
-            lines = handle.read().decode(errors="replace").splitlines()
+        with path.open(newline="", errors="replace") as handle:
+            return list(csv.reader(handle))
     except OSError:
         return []
-    return list(csv.reader(lines[-rows:]))
 
 
 def started(rows, users, since):
@@ -78,7 +74,7 @@ def run(args):
     deadline = time.monotonic() + args.timeout
     while True:
         path = history_path(args.config)
-        found = started(tail_rows(path), args.users, args.since) if path else None
+        found = started(read_rows(path), args.users, args.since) if path else None
         if found is not None or time.monotonic() >= deadline:
             return {"started": found}
         time.sleep(POLL_S)
