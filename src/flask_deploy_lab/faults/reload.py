@@ -221,7 +221,8 @@ class Reload(Fault):
             label=f"{NAME}-reload", timeout=at - t0 + REPLACE_TIMEOUT_S + 180,
         )  # fmt: skip
         note(f"reloaded {deployed.unit}")
-        done = Done(LOAD, deployed.unit, reloaded["at"] - t0)
+        # when it was asked for: a rolling reload's command returns once it is done
+        done = Done(LOAD, deployed.unit, reloaded.get("asked_at", reloaded["at"]) - t0)
         return done, _Injected(load, main_pid, marks[NGINX_ERROR_LOG], reloaded, t0, quiet_from)
 
     def observe(self, stack: Stack, injected: _Injected) -> Observation:
