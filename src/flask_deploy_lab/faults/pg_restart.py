@@ -46,7 +46,7 @@ from flask_deploy_lab.faults.stack import (
 NAME = "pg-restart"
 MAX_RECOVERY_S = 5.0
 PG_DOWN_S = 5
-# stop (some 12 s in, after the baseline), 5 s down, start: room after it (some
+# stop (some 14 s in, after the baseline), 5 s down, start: room after it (some
 # 15 s) to see the throughput recover
 LOAD = LoadSpec("db", duration=34)
 # Recovered: a sliding window of this many 1 s buckets after it is back reaches
