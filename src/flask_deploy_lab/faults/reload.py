@@ -1,4 +1,4 @@
-"""reload: ``systemctl reload`` of the app unit under /db load, some 15 s in.
+"""reload: ``systemctl reload`` of the app unit under /db load, some 18 s in.
 
 Targets: no failed request, and no latency in their place: the p99 latency of
 the requests that started in the reload window (from the reload until every
@@ -46,7 +46,7 @@ from flask_deploy_lab.report.samples import HostSamples, counter_rate, read_samp
 
 NAME = "reload"
 REPLACE_TIMEOUT_S = 30
-# rows every 0.25 s: the reload window lasts 2 to 7 s, and begins some 15 s in
+# rows every 0.25 s: the reload window lasts 2 to 7 s, and begins some 18 s in
 # (after BEFORE_S once the reload's own run has settled)
 LOAD = LoadSpec("db", duration=28, sampler_interval=0.25)
 # Seconds before the reload kept free of the reload's own launch: the window
