@@ -32,6 +32,13 @@ TABLES = {
     """,
 }
 
+# The task sweep (labapp/sweep.py) reads the unfinished tasks, oldest first.
+INDEXES = {
+    "task_unfinished": (
+        "CREATE INDEX task_unfinished ON task (created_at) WHERE status IN ('queued', 'running')"
+    ),
+}
+
 # The task table before Celery: (id, seconds, status running|done|failed, result,
 # created_at, finished_at), the work a thread in the server process. Its rows
 # are kept as kind 'sleep'; those still 'running' were lost with their thread.
@@ -116,8 +123,9 @@ def init_db(dsn, connect_timeout=10):
         with conn, conn.cursor() as cur:
             # Several app hosts may run init-db at the same moment.
             cur.execute("SELECT pg_advisory_xact_lock(hashtext('labapp.init-db'))")
-            created = _create_tables(cur)
+            created = _create_missing(cur, TABLES)
             migrated = _migrate(cur)
+            migrated |= _create_missing(cur, INDEXES)
             changed = _seed(cur)
             if created or changed:
                 cur.execute("ANALYZE world, fortune, post")
@@ -128,9 +136,10 @@ def init_db(dsn, connect_timeout=10):
     return "updated" if changed or migrated else "unchanged"
 
 
-def _create_tables(cur):
+def _create_missing(cur, relations):
+    """Create the tables or indexes of ``relations`` ({name: DDL}) that do not exist."""
     created = False
-    for name, ddl in TABLES.items():
+    for name, ddl in relations.items():
         cur.execute("SELECT to_regclass(%s)", (name,))
         if cur.fetchone()[0] is None:
             cur.execute(ddl)

@@ -28,6 +28,10 @@ unit a stop timeout longer than LABAPP_TASK_TIME_LIMIT); SIGKILL leaves them
 unacknowledged in Redis, which gives them to another worker after
 LABAPP_TASK_VISIBILITY_TIMEOUT seconds, and a task is run again from the
 start (the ``task`` row keeps a finished task from running twice).
+
+A thread of the worker publishes again the tasks whose message Redis lost
+(labapp/sweep.py): every LABAPP_TASK_VISIBILITY_TIMEOUT / 5 seconds (1 to
+10), one worker at a time.
 """
 
 import contextlib
@@ -36,7 +40,7 @@ import logging
 from celery import signals
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 
-from labapp import create_app, jobs
+from labapp import create_app, jobs, sweep
 from labapp.broker import TASK_NAME
 from labapp.db import NaiveDatabase, Unavailable
 
@@ -56,6 +60,9 @@ if celery is None:
 # pool processes it forks.
 database = NaiveDatabase(config["DATABASE_URL"], config["DB_CONNECT_TIMEOUT"])
 MAX_RETRIES = config["TASK_MAX_RETRIES"]
+# Tasks whose message Redis lost are published again (labapp/sweep.py).
+sweeper = sweep.Sweeper(database, celery, sweep.interval_for(config["TASK_VISIBILITY_TIMEOUT"]))
+celery.steps["worker"].add(sweep.step_for(sweeper))
 TIME_LIMIT_EXCEEDED = f"time limit exceeded (LABAPP_TASK_TIME_LIMIT={config['TASK_TIME_LIMIT']} s)"
 
 

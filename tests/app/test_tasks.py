@@ -9,6 +9,7 @@ import collections
 import concurrent.futures
 import contextlib
 import hashlib
+import json
 import os
 import re
 import signal
@@ -21,7 +22,8 @@ import uuid
 import markdown
 import psycopg2
 import pytest
-from labapp import create_app, jobs
+from labapp import create_app, jobs, sweep
+from labapp.db import NaiveDatabase
 from labapp.schema import POSTS
 from labapp_support import (
     CeleryWorker,
@@ -40,6 +42,14 @@ POST_BODY = {post_id: body for post_id, _, body in POSTS}
 # Short limits for the tests that kill workers: Redis gives an unacknowledged
 # task to another worker after 5 s instead of 60.
 SHORT_LIMITS = {"task_time_limit": 3, "task_visibility_timeout": 5}
+
+
+@pytest.fixture(autouse=True)
+def no_orphan_tasks(database_url):
+    """Each test starts without unfinished rows: those of earlier tests belong to a
+    Redis that is gone, and a worker's sweep (labapp/sweep.py) would run them."""
+    with connect(database_url) as cur:
+        cur.execute("DELETE FROM task WHERE status IN ('queued', 'running')")
 
 
 @pytest.fixture
@@ -422,6 +432,111 @@ def test_no_broker_configured_is_503(make_app):
     assert "no task broker is configured" in response.json["error"]
     assert client.get("/json").status_code == 200
     assert client.get(f"/tasks/{uuid.uuid4()}").status_code == 404
+
+
+# --- 3b. a message Redis lost: the sweep (labapp/sweep.py) ------------------------
+
+
+def queued_ids(redis_client):
+    """The task ids of the messages in the queue, oldest first."""
+    raw = redis_client.lrange(QUEUE, 0, -1)
+    return [json.loads(item)["headers"]["id"] for item in reversed(raw)]
+
+
+@pytest.fixture
+def sweeper(broker_app, database_url):
+    """A Sweeper in this process (interval 0.2 s), as the worker runs one."""
+    app = broker_app()
+    return sweep.Sweeper(
+        NaiveDatabase(database_url, 5), app.extensions["labapp.celery"], interval=0.2
+    ), app.test_client()
+
+
+def test_the_sweep_publishes_again_only_what_redis_lost(sweeper, redis_server):
+    sweeper, client = sweeper
+    ids = [post_task(client, {"kind": "render", "n": 1, "post": 2}).json["id"] for _ in range(3)]
+    redis = redis_server.client()
+    assert queued_ids(redis) == ids
+    lost = redis.rpop(QUEUE)  # the oldest: taken, and never recorded as unacknowledged
+    assert json.loads(lost)["headers"]["id"] == ids[0]
+    time.sleep(0.3)  # older than the interval
+
+    # Missing once is a suspicion (a worker may be between taking it and
+    # recording it); missing twice with the same state, a loss.
+    assert sweeper.sweep() == []
+    assert sweeper.sweep() == [ids[0]]
+    assert queued_ids(redis) == ids[1:] + ids[:1]
+    # Redis holds it again: nothing more, and no copy of the others.
+    assert sweeper.sweep() == []
+    assert sweeper.sweep() == []
+    assert queued_ids(redis) == ids[1:] + ids[:1]
+
+
+def test_the_sweep_leaves_a_row_that_changed_between_sweeps(sweeper, redis_server, database_url):
+    sweeper, client = sweeper
+    task_id = post_task(client, {"kind": "render", "n": 1, "post": 2}).json["id"]
+    redis = redis_server.client()
+    redis.delete(QUEUE)
+    time.sleep(0.3)
+    assert sweeper.sweep() == []
+    # a worker claimed it between the two sweeps: another attempt, not a loss yet
+    with connect(database_url) as cur:
+        cur.execute(
+            "UPDATE task SET status = 'running', attempts = 1, started_at = now() - "
+            "interval '1 s' WHERE id = %s",
+            (task_id,),
+        )
+    assert sweeper.sweep() == []
+    assert sweeper.sweep() == [task_id]
+    assert queued_ids(redis) == [task_id]
+
+
+def test_the_sweep_leaves_a_running_task_alone(sweeper, redis_server, start_worker):
+    sweeper, client = sweeper
+    start_worker(concurrency=1)
+    location = start_slow_task(client, delay=2)
+    # delivered, not acknowledged: in Redis's hash of those, not in the queue
+    redis = redis_server.client()
+    assert redis.llen(QUEUE) == 0
+    assert redis.hlen("unacked") == 1
+    time.sleep(0.3)
+    assert sweeper.sweep() == []
+    assert sweeper.sweep() == []
+    assert status_of(client, location) == "running"
+
+
+def test_one_worker_sweeps_at_a_time(sweeper, database_url):
+    sweeper, _ = sweeper
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sweep.SWEEP_LOCK)  # another worker's sweep, its transaction open
+            assert cur.fetchone()[0]
+            assert sweeper.sweep() is None
+    finally:
+        conn.close()
+    assert sweeper.sweep() is not None
+
+
+def test_a_task_redis_lost_is_run_by_the_workers_sweep(client, redis_server, start_worker):
+    # Redis loses a message: the worker took it and could neither record nor
+    # restore it (Redis stopped). Its row stays queued with nothing to run it.
+    kept, lost = (post_task(client, {"kind": "render", "n": 1, "post": 2}) for _ in range(2))
+    redis = redis_server.client()
+    assert redis.lrem(QUEUE, 1, redis.lindex(QUEUE, 0)) == 1  # the newest: `lost`
+    assert queued_ids(redis) == [kept.json["id"]]
+    worker = start_worker(concurrency=1, **SHORT_LIMITS)  # visibility 5 s: a sweep a second
+    started = time.monotonic()
+    for response in (kept, lost):
+        _, done = poll_client(client, response.headers["Location"], timeout=20)
+        assert done["status"] == "done", done
+        assert done["attempts"] == 1
+    took = time.monotonic() - started
+    print(f"\nthe lost task done {took:.1f} s after its worker started (a sweep a second)")
+    # untouched for a sweep's interval, then missing in two sweeps
+    assert took < 1 + 3 * sweep.interval_for(SHORT_LIMITS["task_visibility_timeout"]) + 5
+    published = re.findall(r"task (\S+): queued, attempts 0, and Redis lost", worker.output())
+    assert published == [lost.json["id"]]
 
 
 # --- 4. failures --------------------------------------------------------------
