@@ -262,9 +262,12 @@ def reload_requests(before_ms=10.0, during=(15.0,) * 100, extra=()):
 SLOW_DONE = slow_clients.Done(
     slow_clients.LOAD, bodies=180, readers=20, prober="loadgen2", window_s=8
 )
-WINDOWS = (1002, 1010, 1018, 1026, 1034, 1042)
+WINDOWS = (1002, 1010, 1018, 1026, 1034, 1042, 1050)
 BODIES = {"kind": "body", "open_max": 180, "statuses": {"202": 181}, "responses": {"202": 180}}
 READERS = {"kind": "reader", "open_max": 20, "statuses": {"200": 20}, "responses": {}}
+# the control: the same requests once each, at full speed
+CONTROL_BODIES = dict(BODIES, begun=180, statuses={"202": 180}, fast=True)
+CONTROL_READERS = dict(READERS, begun=20, responses={"200": 20}, fast=True)
 
 
 def slow_requests(*rates):
@@ -277,13 +280,16 @@ def slow_requests(*rates):
     return log(found)
 
 
-def slow_seen(rates=(100, 98, 102, 97, 100), **changes):
+def slow_seen(rates=(100, 98, 102, 99, 97, 100), **changes):
+    """Rates: the three baseline windows, the control, with them, after."""
     seen = {
         "load": figures(3880, 0, 97.0),
         "windows": WINDOWS,
         "requests": slow_requests(*rates),
         "bodies": BODIES,
         "readers": READERS,
+        "control_bodies": CONTROL_BODIES,
+        "control_readers": CONTROL_READERS,
         "nginx_active_connections": 221,
         "app_established_connections": 20,
     }

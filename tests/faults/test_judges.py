@@ -445,55 +445,85 @@ def test_reload_skips_a_unit_that_cannot_reload_with_the_reason(server, why):
 
 
 def test_slow_clients_are_judged_against_the_spread_of_a_repeated_baseline():
-    seen = f.slow_seen(rates=(100, 98, 102, 95, 100))
+    seen = f.slow_seen(rates=(100, 98, 102, 100, 95, 100))
     # the baseline is the three windows before and the one after: 100, 98, 102, 100;
     # mean 100, sd sqrt(8 / 3) = 1.63: 3 sd (4.9) is under 5 %, so the limit is 95
-    assert seen.rates == [100.0, 98.0, 102.0, 95.0, 100.0]
+    assert seen.rates == [100.0, 98.0, 102.0, 100.0, 95.0, 100.0]
     assert seen.baseline == [100.0, 98.0, 102.0, 100.0]
     assert seen.mean_sd == (100.0, 1.63)
-    assert seen.bound == 95.0
+    assert (seen.baseline_bound, seen.control_bound, seen.bound) == (95.0, 95.0, 95.0)
     assert seen.change == -0.05
     assert verdict(SlowClients.judge(f.SLOW_DONE, seen)) == (Verdict.PASS, [])
 
 
 def test_slow_clients_cannot_be_judged_when_the_run_ends_inside_the_last_window():
     # a start found late put the windows 5 s later than the run (which ends at
-    # 1045.9): the last one holds its partial last second and a second without it
+    # 1053.9): the last one holds its partial last second and a second without it
     seen = f.slow_seen(windows=tuple(w + 5 for w in f.WINDOWS))
     assert verdict(SlowClients.judge(f.SLOW_DONE, seen)) == (
         Verdict.FAIL,
-        ["cannot judge: the run ended at 1045.9, before the end of its last window (1047)"],
+        ["cannot judge: the run ended at 1053.9, before the end of its last window (1055)"],
     )
     # 3 s later: the last window ends with the run's last whole second, and is judged
     later = SlowClients.judge(f.SLOW_DONE, f.slow_seen(windows=tuple(w + 3 for w in f.WINDOWS)))
     assert not [r for r in later.reasons if r.startswith("cannot judge")], later.reasons
 
 
-def test_slow_clients_fail_under_the_baseline_less_its_allowance():
-    seen = f.slow_seen(rates=(100, 98, 102, 94, 100))
+def test_slow_clients_fail_under_the_baseline_and_the_control_less_the_allowance():
+    seen = f.slow_seen(rates=(100, 98, 102, 100, 94, 100))
     assert verdict(SlowClients.judge(f.SLOW_DONE, seen)) == (
         Verdict.FAIL,
         ["/slow at 94.0 req/s with them, under 95.0 (the baseline's 100.0 - max(3 x sd 1.63, "
-         "5%))"],
+         "5%)); the same requests sent fast: 100.0"],
     )  # fmt: skip
+
+
+def test_the_work_the_slow_clients_bring_is_told_from_their_slowness():
+    # the same requests sent fast cost 10 %: with them 91 is the work, not the slowness
+    work = f.slow_seen(rates=(100, 98, 102, 90, 91, 100))
+    assert (work.baseline_bound, work.control_bound, work.bound) == (95.0, 85.0, 85.0)
+    assert work.control_change == -0.1
+    assert SlowClients.judge(f.SLOW_DONE, work).verdict is Verdict.PASS
+    # slowness that costs more than the work: 84 against the control's 90
+    slower = f.slow_seen(rates=(100, 98, 102, 90, 84, 100))
+    assert verdict(SlowClients.judge(f.SLOW_DONE, slower)) == (
+        Verdict.FAIL,
+        ["/slow at 84.0 req/s with them, under 85.0: the control (the same requests sent fast) "
+         "at 90.0, minus the baseline's allowance max(3 x sd 1.63, 5% of 100.0): the slowness "
+         "costs more than the work"],
+    )  # fmt: skip
+    # a control within the baseline's allowance, or above it, leaves the baseline's bar
+    assert f.slow_seen(rates=(100, 98, 102, 96, 95, 100)).bound == 95.0
+    assert f.slow_seen(rates=(100, 98, 102, 110, 96, 100)).bound == 95.0
+
+
+def test_a_control_that_did_not_reach_the_app_cannot_judge():
+    seen = f.slow_seen(
+        control_bodies=dict(f.CONTROL_BODIES, statuses={"202": 100, "502": 80}),
+        control_readers={},
+    )
+    assert SlowClients.judge(f.SLOW_DONE, seen).reasons == (
+        "cannot judge: only 100 of the control's 180 body requests reached the app",
+        "cannot judge: only 0 of the control's 20 reader requests reached the app",
+    )
 
 
 def test_a_noisy_baseline_allows_three_of_its_standard_deviations():
     # 100, 90, 110, 100: sd sqrt(200 / 3) = 8.16, 3 sd = 24.5
-    seen = f.slow_seen(rates=(100, 90, 110, 80, 100))
+    seen = f.slow_seen(rates=(100, 90, 110, 100, 80, 100))
     assert seen.bound == 75.5
     assert SlowClients.judge(f.SLOW_DONE, seen).verdict is Verdict.PASS
     assert SlowClients.judge(
-        f.SLOW_DONE, f.slow_seen(rates=(100, 90, 110, 75, 100))
+        f.SLOW_DONE, f.slow_seen(rates=(100, 90, 110, 100, 75, 100))
     ).verdict is Verdict.FAIL  # fmt: skip
 
 
 def test_the_window_after_a_change_leaves_out_its_first_second():
-    requests = f.slow_requests(100, 100, 100, 100, 100)
-    # a burst in the first second of the window with them does not count
-    burst = f.log(requests.requests + tuple(f.steady(1026, 1027, 400, name="/slow")))
-    seen = f.slow_seen(requests=burst)
-    assert seen.with_them == 100.0
+    requests = f.slow_requests(100, 100, 100, 100, 100, 100)
+    # a burst in the first second of the control and of the window with them does not count
+    burst = tuple(f.steady(1026, 1027, 400, name="/slow") + f.steady(1034, 1035, 400, name="/slow"))
+    seen = f.slow_seen(requests=f.log(requests.requests + burst))
+    assert (seen.control, seen.with_them) == (100.0, 100.0)
 
 
 def test_slow_clients_must_reach_the_app_and_be_held():
@@ -516,7 +546,7 @@ def test_slow_clients_cannot_judge_without_a_request_log_or_a_baseline():
     assert verdict(SlowClients.judge(f.SLOW_DONE, f.slow_seen(requests=None))) == (
         Verdict.FAIL, ["cannot judge: the run left no locust_requests.csv"]
     )  # fmt: skip
-    empty = f.slow_seen(rates=(0, 0, 0, 50, 0))
+    empty = f.slow_seen(rates=(0, 0, 0, 50, 50, 0))
     assert empty.change == -1.0
     assert verdict(SlowClients.judge(f.SLOW_DONE, empty)) == (
         Verdict.FAIL, ["cannot judge: /slow answered nothing in the windows without them"]

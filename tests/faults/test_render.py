@@ -150,17 +150,18 @@ def test_the_slow_clients_line():
     result = render.result(5, SlowClients.judge(f.SLOW_DONE, f.slow_seen()))
     assert result.did == (
         "180 slow POST /tasks bodies (a byte every 0.15 s) and 20 slow readers of "
-        "/queries?n=500 (64 bytes every 0.5 s) from loadgen2 in window 4 of 5 (8 s each) of "
-        "/slow x20 users, 46 s (/slow?delay=0.2)"
+        "/queries?n=500 (64 bytes every 0.5 s) from loadgen2 in window 5 of 6 (8 s each) of "
+        "/slow x20 users, 54 s (/slow?delay=0.2); the same requests at full speed in window 4"
     )
     assert result.measured == (
         "/slow at 97.0 req/s with them, limit 95.0 (baseline 100 98 102 100: mean 100.0, sd "
-        "1.63; -3.0 %); 0 of 4376 requests failed (none); held 180 bodies, 20 readers; 181 "
-        "bodies answered by the app, 20 readers saw a 2xx status; nginx active connections 221, "
-        "app connections 20"
+        "1.63; -3.0 %; the same requests fast: 99.0 req/s, -1.0 %); 0 of 5168 requests failed "
+        "(none); held 180 bodies, 20 readers; 181 bodies answered by the app, 20 readers saw a "
+        "2xx status (fast: 180, 20); nginx active connections 221, app connections 20"
     )
     assert result.figures["change_percent"] == -3.0
-    assert result.figures["rps_windows"] == [100.0, 98.0, 102.0, 97.0, 100.0]
+    assert result.figures["control_change_percent"] == -1.0
+    assert result.figures["rps_windows"] == [100.0, 98.0, 102.0, 99.0, 97.0, 100.0]
     assert result.figures["key"] == "-3.0 % (limit 95.0)"
 
 

@@ -199,6 +199,35 @@ def test_slow_readers_see_their_status_and_read_a_few_bytes_an_interval(app_like
     assert summary["open_max"] == 4
 
 
+def test_the_control_sends_the_same_requests_once_each_at_full_speed(app_like):
+    port, bodies = app_like
+    argv = [f"--url=http://127.0.0.1:{port}/tasks", "--kind=body", "--connections=5",
+            "--interval=0.15", "--duration=1.5", "--stagger=0.2", "--total=5",
+            "--fast"]  # fmt: skip
+    started = time.monotonic()
+    summary = slow_clients.run(slow_clients.parse_args(argv))
+    assert time.monotonic() - started < 1.7
+    # five requests, each whole and answered, none opened again after its answer
+    assert (summary["begun"], summary["opened"], summary["total"]) == (5, 5, 5), summary
+    assert summary["statuses"] == {"202": 5}
+    assert bodies == [slow_clients.DEFAULT_BODY.encode()] * 5
+    readers = [f"--url=http://127.0.0.1:{port}/queries?n=500", "--kind=reader",
+               "--connections=2", "--interval=0.5", "--read-bytes=64", "--duration=1.5",
+               "--total=2", "--fast"]  # fmt: skip
+    summary = slow_clients.run(slow_clients.parse_args(readers))
+    # the whole 200 kB answer each, read as it came (a slow reader reads 64 B / 0.5 s)
+    assert summary["statuses"] == {"200": 2}, summary
+    assert summary["bytes_read"] > 2 * 200_000
+    assert summary["begun"] == 2
+
+
+def test_fast_is_not_for_a_header_client_and_the_total_is_bounded(capsys):
+    for argv in (["--fast"], ["--total=0"], [f"--total={slow_clients.MAX_CONNECTIONS + 1}"]):
+        with pytest.raises(SystemExit):
+            slow_clients.parse_args(["--url=http://127.0.0.1:9/", "--duration=1", *argv])
+    assert "--fast is for --kind body or reader" in capsys.readouterr().err
+
+
 def test_a_stagger_opens_the_connections_over_its_seconds(server):
     port, _ = server
     args = slow_clients.parse_args(

@@ -29,9 +29,11 @@ what was measured.
     reload           systemctl reload under /db load: no failed request, the p99 of the
                      requests started in the reload window at most 2 x the window's
                      before, every worker replaced, same master (SKIP without a reload).
-    slow-clients     /slow in five windows, three without slow clients, one with them (slow
-                     POST bodies and slow readers, which reach the app), one without: the
-                     rate with them within the baseline's spread (3 sd, at least 5 %).
+    slow-clients     /slow in six windows, three without slow clients, the same requests
+                     at full speed (the control), one with them (slow POST bodies and slow
+                     readers, which reach the app), one without: the rate with them within
+                     the baseline's spread (3 sd, at least 5 %), or the control's where the
+                     work itself costs more.
     loadgen-stop     the last load generator taken away mid-run: the run finishes, or
                      fails with a message that names it and its loss; no process left.
     celery-kill      kill -9 of the Celery worker's main process under upstream tasks:

@@ -361,22 +361,25 @@ def slow_clients_words(outcome: Outcome):
     load = seen.load
     mean, sd = seen.mean_sd
     rates = seen.rates
-    base = slow_fault.BASELINE_WINDOWS
     did = (
         f"{done.bodies} slow POST /tasks bodies (a byte every {slow_fault.BODY_INTERVAL_S:g} s) "
         f"and {done.readers} slow readers of /queries?n={slow_fault.READER_QUERIES} "
         f"({slow_fault.READER_BYTES} bytes every {slow_fault.READER_INTERVAL_S:g} s) from "
-        f"{done.prober} in window {base + 1} of {len(rates)} ({done.window_s} s each) of "
-        f"{what(done.load)} ({with_delay(done.load)})"
+        f"{done.prober} in window {slow_fault.WITH_THEM + 1} of {len(rates)} ({done.window_s} s "
+        f"each) of {what(done.load)} ({with_delay(done.load)}); the same requests at full speed "
+        f"in window {slow_fault.CONTROL + 1}"
     )
     bodies_held, readers_held = seen.held
     bodies_reached, readers_reached = seen.reached
+    control_bodies, control_readers = seen.control_reached
     measured = (
         f"{path(done.load)} at {seen.with_them} req/s with them, limit {seen.bound} (baseline "
         f"{' '.join(f'{r:g}' for r in seen.baseline)}: mean {mean}, sd {sd}; "
-        f"{100 * seen.change:+.1f} %); {failures_text(seen.requests)}; held "
+        f"{100 * seen.change:+.1f} %; the same requests fast: {seen.control} req/s, "
+        f"{100 * seen.control_change:+.1f} %); {failures_text(seen.requests)}; held "
         f"{bodies_held} bodies, {readers_held} readers; {bodies_reached} bodies answered by the "
-        f"app, {readers_reached} readers saw a 2xx status; nginx active connections "
+        f"app, {readers_reached} readers saw a 2xx status (fast: {control_bodies}, "
+        f"{control_readers}); nginx active connections "
         f"{known(seen.nginx_active_connections)}, app connections "
         f"{seen.app_established_connections}"
     )
@@ -385,12 +388,18 @@ def slow_clients_words(outcome: Outcome):
         **load.totals(),
         "rps_windows": rates,
         "rps_with": seen.with_them,
+        "rps_control": seen.control,
         "baseline_mean": mean,
         "baseline_sd": sd,
+        "baseline_limit": seen.baseline_bound,
+        "control_limit": seen.control_bound,
+        "control_change_percent": round(100 * seen.control_change, 1),
         "limit": seen.bound,
         "change_percent": round(100 * seen.change, 1),
         "slow_bodies": seen.bodies,
         "slow_readers": seen.readers,
+        "control_bodies": seen.control_bodies,
+        "control_readers": seen.control_readers,
         "nginx_active_connections": seen.nginx_active_connections,
         "app_established_connections": seen.app_established_connections,
         "key": f"{100 * seen.change:+.1f} % (limit {seen.bound})",

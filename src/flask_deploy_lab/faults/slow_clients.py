@@ -1,16 +1,22 @@
-"""slow-clients: one /slow run in five windows: three without slow clients (the
-baseline, repeated to know its spread), one with them, one without again; the
-slow clients reach the app: POST /tasks bodies sent a byte at a time, opened
-over a few seconds as independent clients would be (the app reads the body;
-nginx holds it until it is whole) and slow readers of the
-app's largest answer (/queries?n=500, read a few bytes at a time through a
-small receive buffer), from the last load generator (hostside/slow_clients.py).
+"""slow-clients: one /slow run in six windows: three without slow clients (the
+baseline, repeated to know its spread), the control, one with them, one
+without again. The slow clients reach the app: POST /tasks bodies sent a byte
+at a time, opened over a few seconds as independent clients would be (the
+app reads the body; nginx holds it until it is whole) and slow readers of
+the app's largest answer (/queries?n=500, read a few bytes at a time through
+a small receive buffer), from the last load generator
+(hostside/slow_clients.py). The control sends the same requests, as many and
+opened over the same seconds, at full speed: the work the clients bring
+without their slowness.
 
 Target: /slow's throughput in the window with them (requests completed OK per
 second, from the request log) is at least the baseline's mean minus
-max(3 x its standard deviation, 5 % of it); the baseline is the four windows
-without them. The slow clients must have reached the app (90 % of the body
-connections answered 2xx, 90 % of the readers saw their answer's status) and
+max(3 x its standard deviation, 5 % of it), the baseline being the four
+windows without any. When the control itself falls under that (the work
+costs), the bar is the control's rate minus the same allowance instead:
+slowness may cost nothing the same requests sent fast do not. The slow clients
+and the control must have reached the app (90 % of the body connections
+answered, 90 % of the readers saw their answer's status) and the slow ones
 been held (90 % of each at once). Comparing windows of one run keeps the noise
 of a shared machine out of the comparison as far as it can; the spread of the
 repeated baseline says how much noise is left.
@@ -65,10 +71,15 @@ NGINX_STATUSES = (408, 413, 499, 502, 504)
 MIN_HELD_SHARE = 0.9
 MIN_REACHED_SHARE = 0.9
 # An I/O-bound endpoint (its throughput is users / delay while the machine
-# keeps up), in one run of five windows: three baseline, with them, after.
+# keeps up), in one run of six windows: three baseline, the control, with
+# them, after.
 WINDOW_S = 8
 BASELINE_WINDOWS = 3
-WINDOWS = BASELINE_WINDOWS + 2
+CONTROL, WITH_THEM, AFTER = BASELINE_WINDOWS, BASELINE_WINDOWS + 1, BASELINE_WINDOWS + 2
+WINDOWS = BASELINE_WINDOWS + 3
+# A window after a change leaves out its first second; the control's requests
+# begin then, so all of its work falls in what is measured.
+SKIP_S = 1
 # The windows begin 2 s into the measured run and must end inside it.
 LOAD = LoadSpec("slow", duration=WINDOWS * WINDOW_S + 6, delay=0.2)
 # What stops a generator left running (its command line on the prober).
@@ -99,13 +110,15 @@ class Done:
 class Observation:
     load: LoadFigures
     # the windows' bounds, Unix seconds: baseline [b0, b1), [b1, b2), [b2, b3),
-    # with them [b3, b4), without them again [b4, b5)
+    # the control [b3, b4), with them [b4, b5), without them again [b5, b6)
     windows: tuple[int, ...]
     # every request of the run (None: the run left no request log)
     requests: RequestLog | None
     # the generators' summaries (hostside/slow_clients.py), {} without one
     bodies: dict
     readers: dict
+    control_bodies: dict
+    control_readers: dict
     nginx_active_connections: int | None
     app_established_connections: int
 
@@ -113,7 +126,7 @@ class Observation:
         """/slow's rate in window `index`; a window after a change leaves out its first second."""
         counts = per_second(self.requests.requests) if self.requests else {}
         start, end = self.windows[index], self.windows[index + 1]
-        skip = 1 if index >= BASELINE_WINDOWS else 0
+        skip = SKIP_S if index >= BASELINE_WINDOWS else 0
         return round(mean_rate(counts, start + skip, end), 1)
 
     @property
@@ -127,13 +140,17 @@ class Observation:
 
     @property
     def baseline(self) -> list[float]:
-        """The windows without them: the first three and the last."""
+        """The windows without any of them: the first three and the last."""
         rates = self.rates
-        return rates[:BASELINE_WINDOWS] + rates[BASELINE_WINDOWS + 1 :]
+        return rates[:BASELINE_WINDOWS] + rates[AFTER:]
 
     @property
     def with_them(self) -> float:
-        return self.rates[BASELINE_WINDOWS]
+        return self.rates[WITH_THEM]
+
+    @property
+    def control(self) -> float:
+        return self.rates[CONTROL]
 
     @property
     def mean_sd(self) -> tuple[float, float]:
@@ -141,16 +158,43 @@ class Observation:
         return round(mean, 1), round(sd, 2)
 
     @property
-    def bound(self) -> float:
-        """The least rate with them that passes."""
+    def allowance(self) -> float:
+        """How far under the baseline or the control the rate with them may be."""
         mean, sd = mean_and_sd(self.baseline)
-        return round(mean - max(SPREAD_SDS * sd, MIN_ALLOWED_DROP * mean), 1)
+        return max(SPREAD_SDS * sd, MIN_ALLOWED_DROP * mean)
+
+    @property
+    def baseline_bound(self) -> float:
+        mean, _ = mean_and_sd(self.baseline)
+        return round(mean - self.allowance, 1)
+
+    @property
+    def control_bound(self) -> float:
+        return round(self.control - self.allowance, 1)
+
+    @property
+    def work_costs(self) -> bool:
+        """The same requests sent fast took /slow under the baseline's bound."""
+        return self.control < self.baseline_bound
+
+    @property
+    def bound(self) -> float:
+        """The least rate with them that passes: the baseline's bound, or the control's
+        when the work itself costs more than the baseline's allowance."""
+        return self.control_bound if self.work_costs else self.baseline_bound
+
+    def against_baseline(self, rate: float) -> float:
+        """A rate against the baseline's mean, as a fraction (-1: no baseline)."""
+        mean, _ = mean_and_sd(self.baseline)
+        return round((rate - mean) / mean, 4) + 0.0 if mean else -1.0
 
     @property
     def change(self) -> float:
-        """With them against the baseline's mean (-1: no baseline)."""
-        mean, _ = mean_and_sd(self.baseline)
-        return round((self.with_them - mean) / mean, 4) + 0.0 if mean else -1.0
+        return self.against_baseline(self.with_them)
+
+    @property
+    def control_change(self) -> float:
+        return self.against_baseline(self.control)
 
     @property
     def held(self) -> tuple[int, int]:
@@ -158,26 +202,33 @@ class Observation:
 
     @property
     def reached(self) -> tuple[int, int]:
-        """(bodies the app answered, readers that saw their answer's 2xx status). A body
-        is the app's to answer once nginx has it whole: any status but nginx's own
-        (NGINX_STATUSES: a body timeout, too large, no upstream) says it got there."""
-        bodies = sum(
-            n
-            for s, n in (self.bodies.get("statuses") or {}).items()
-            if str(s).isdigit() and int(s) not in NGINX_STATUSES
-        )
-        readers = sum(
-            n for s, n in (self.readers.get("statuses") or {}).items() if str(s).startswith("2")
-        )
-        return bodies, readers
+        """(bodies the app answered, readers that saw their answer's 2xx status)."""
+        return reached(self.bodies, self.readers)
+
+    @property
+    def control_reached(self) -> tuple[int, int]:
+        return reached(self.control_bodies, self.control_readers)
+
+
+def reached(bodies: dict, readers: dict) -> tuple[int, int]:
+    """A body is the app's to answer once nginx has it whole: any status but nginx's
+    own (NGINX_STATUSES: a body timeout, too large, no upstream) says it got there;
+    a reader got there when it saw a 2xx status."""
+    answered = sum(
+        n
+        for s, n in (bodies.get("statuses") or {}).items()
+        if str(s).isdigit() and int(s) not in NGINX_STATUSES
+    )
+    seen = sum(n for s, n in (readers.get("statuses") or {}).items() if str(s).startswith("2"))
+    return answered, seen
 
 
 @dataclass(frozen=True)
 class _Injected:
     load: object
     windows: tuple[int, ...]
-    bodies: dict
-    readers: dict
+    # the summaries of the slow bodies, slow readers, and the control's two
+    summaries: tuple[dict, dict, dict, dict]
     nginx_status: str
     app_sockets: str
 
@@ -199,22 +250,34 @@ class SlowClients(Fault):
         t0 = load.wait_measuring()
         b0 = int(t0) + 2
         windows = tuple(b0 + n * WINDOW_S for n in range(WINDOWS + 1))
-        w_start, w_end = windows[BASELINE_WINDOWS], windows[BASELINE_WINDOWS + 1]
+        w_start, w_end = windows[WITH_THEM], windows[WITH_THEM + 1]
         timeout = w_end - t0 + 180
-        bodies = stack.executor.start_script(
-            stack.prober, Path(slow_clients.__file__),
-            generator_args("body", stack.url(BODY_ENDPOINT), SLOW_BODIES, BODY_INTERVAL_S,
-                           w_start, WINDOW_S, ["--stagger", BODY_STAGGER_S]),
-            label=f"{NAME}-bodies", timeout=timeout,
-        )  # fmt: skip
+        body_url = stack.url(BODY_ENDPOINT)
         reader_url = f"{stack.url(READER_ENDPOINT)}?n={READER_QUERIES}"
-        readers = stack.executor.start_script(
-            stack.prober, Path(slow_clients.__file__),
-            generator_args("reader", reader_url, SLOW_READERS, READER_INTERVAL_S, w_start,
-                           WINDOW_S, ["--read-bytes", READER_BYTES, "--rcvbuf", READER_RCVBUF,
-                                      "--stagger", WINDOW_S / 2]),
-            label=f"{NAME}-readers", timeout=timeout,
-        )  # fmt: skip
+        # the control: as many requests of each, opened over the same seconds, once each
+        c_start, c_length = windows[CONTROL] + SKIP_S, WINDOW_S - SKIP_S
+        argvs = {
+            "bodies": generator_args(
+                "body", body_url, SLOW_BODIES, BODY_INTERVAL_S, w_start, WINDOW_S,
+                ["--stagger", BODY_STAGGER_S]),
+            "readers": generator_args(
+                "reader", reader_url, SLOW_READERS, READER_INTERVAL_S, w_start, WINDOW_S,
+                ["--read-bytes", READER_BYTES, "--rcvbuf", READER_RCVBUF,
+                 "--stagger", WINDOW_S / 2]),
+            "control-bodies": generator_args(
+                "body", body_url, SLOW_BODIES, BODY_INTERVAL_S, c_start, c_length,
+                ["--stagger", BODY_STAGGER_S, "--total", SLOW_BODIES, "--fast"]),
+            "control-readers": generator_args(
+                "reader", reader_url, SLOW_READERS, READER_INTERVAL_S, c_start, c_length,
+                ["--stagger", WINDOW_S / 2, "--total", SLOW_READERS, "--fast"]),
+        }  # fmt: skip
+        script = Path(slow_clients.__file__)
+        generators = [
+            stack.executor.start_script(
+                stack.prober, script, argv, label=f"{NAME}-{what}", timeout=timeout
+            )
+            for what, argv in argvs.items()
+        ]
         middle = f"{w_start + WINDOW_S / 2:.3f}"
         readings = stack.executor.start_run(
             {
@@ -227,21 +290,20 @@ class SlowClients(Fault):
         summaries = None
         try:
             seen = readings.replies()
-            summaries = [bodies.reply().json(), readers.reply().json()]
+            summaries = [generator.reply().json() for generator in generators]
         finally:
             if summaries is None or None in summaries:
                 # one did not end by itself with its summary (or this fault broke off)
                 stack.executor.run_one(
                     stack.prober, ["pkill", "-TERM", "-f", CLIENTS_PATTERN], label=f"{NAME}-stop"
                 )
-                bodies.reply()
-                readers.reply()
-        summaries = [x if isinstance(x, dict) else {} for x in summaries or [{}, {}]]
+                for generator in generators:
+                    generator.reply()
+        summaries = [x if isinstance(x, dict) else {} for x in summaries or [{}] * len(argvs)]
         done = Done(LOAD, SLOW_BODIES, SLOW_READERS, stack.prober, WINDOW_S)
         injected = _Injected(
-            load, windows, summaries[0], summaries[1],
-            seen[stack.proxy].stdout, seen[stack.app].stdout,
-        )  # fmt: skip
+            load, windows, tuple(summaries), seen[stack.proxy].stdout, seen[stack.app].stdout
+        )
         return done, injected
 
     def observe(self, stack: Stack, injected: _Injected) -> Observation:
@@ -253,8 +315,10 @@ class SlowClients(Fault):
             load=injected.load.figures(),
             windows=injected.windows,
             requests=injected.load.requests(),
-            bodies=injected.bodies,
-            readers=injected.readers,
+            bodies=injected.summaries[0],
+            readers=injected.summaries[1],
+            control_bodies=injected.summaries[2],
+            control_readers=injected.summaries[3],
             nginx_active_connections=active,
             app_established_connections=len(injected.app_sockets.splitlines()),
         )
@@ -276,11 +340,18 @@ class SlowClients(Fault):
                     f"cannot judge: the run ended at {end or 0:.1f}, before the end of its last "
                     f"window ({seen.windows[-1]})"
                 )
+            elif seen.with_them < seen.bound and seen.work_costs:
+                missed.append(
+                    f"/slow at {seen.with_them} req/s with them, under {seen.bound}: the control "
+                    f"(the same requests sent fast) at {seen.control}, minus the baseline's "
+                    f"allowance max({SPREAD_SDS} x sd {sd}, {MIN_ALLOWED_DROP:.0%} of {mean}): "
+                    "the slowness costs more than the work"
+                )
             elif seen.with_them < seen.bound:
                 missed.append(
                     f"/slow at {seen.with_them} req/s with them, under {seen.bound} (the "
-                    f"baseline's {mean} - max({SPREAD_SDS} x sd {sd}, "
-                    f"{MIN_ALLOWED_DROP:.0%}))"
+                    f"baseline's {mean} - max({SPREAD_SDS} x sd {sd}, {MIN_ALLOWED_DROP:.0%})); "
+                    f"the same requests sent fast: {seen.control}"
                 )
         for kind, asked, held, reached, what in (
             ("body", done.bodies, seen.held[0], seen.reached[0], "answered by the app"),
@@ -292,6 +363,15 @@ class SlowClients(Fault):
                 missed.append(
                     f"only {reached} slow {kind} requests {what} (of {asked} connections): "
                     "they did not reach the app"
+                )
+        for kind, asked, reached in (
+            ("body", done.bodies, seen.control_reached[0]),
+            ("reader", done.readers, seen.control_reached[1]),
+        ):
+            if reached < MIN_REACHED_SHARE * asked:
+                missed.append(
+                    f"cannot judge: only {reached} of the control's {asked} {kind} requests "
+                    "reached the app"
                 )
         return Outcome.judged(NAME, done, seen, missed)
 

@@ -27,16 +27,23 @@ slow client of one ``--kind``:
 
 A connection the server closes is counted and opened again, so the number
 held stays at ``--connections``; ``--stagger`` spreads the first openings over
-that many seconds. With ``--at`` (a Unix time) it waits until then before it
-opens any. After ``--duration`` seconds (or on SIGTERM/SIGINT) every socket is
-closed and one JSON object is printed on stdout::
+that many seconds. ``--total`` caps the connections opened in all (none is
+opened again after that), and ``--fast`` makes a ``body`` or ``reader``
+client an ordinary one: the whole request at once, the answer read as it
+comes. Both together send the same requests as slow clients would, at full
+speed: the control that tells the work they bring from their slowness.
+With ``--at`` (a Unix time) it waits until then before it opens any. After
+``--duration`` seconds (or on SIGTERM/SIGINT) every socket is closed and one
+JSON object is printed on stdout::
 
-    {"kind": "header", "target": "proxy1:80", "connections": 200, "interval_s": 1.0,
-     "duration_s": 25.0, "seconds": 25.0, "opened": 400, "connect_errors": 0,
+    {"kind": "header", "target": "proxy1:80", "connections": 200, "total": null,
+     "fast": false, "interval_s": 1.0, "duration_s": 25.0, "seconds": 25.0,
+     "opened": 400, "begun": 400, "connect_errors": 0,
      "closed_by_server": 200, "responses": {"408": 0}, "statuses": {}, "open_max": 200,
      "open_at_end": 200, "bytes_sent": 9000, "bytes_read": 0, "lifetime_s_avg": 10.0}
 
-``statuses`` counts the status line of each answer as it arrives (a slow
+``begun`` counts the connections it tried to open, ``opened`` those that
+connected; ``statuses`` counts the status line of each answer as it arrives (a slow
 reader has its status long before the end of its body: it reached the app),
 ``responses`` the status of what the server answered before it closed a
 connection (nginx answers a header timeout by closing, without one);
@@ -83,6 +90,10 @@ def parse_args(argv=None):
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between bytes")
     parser.add_argument("--duration", type=float, required=True, help="seconds in all")
     parser.add_argument("--at", type=float, help="Unix time to start at (default: now)")
+    parser.add_argument("--total", type=int, help="connections to open in all (default: no cap)")
+    parser.add_argument(
+        "--fast", action="store_true", help="body or reader: the request and answer at full speed"
+    )
     args = parser.parse_args(argv)
     parts = urlsplit(args.url)
     if parts.scheme != "http" or not parts.hostname:
@@ -99,9 +110,17 @@ def parse_args(argv=None):
         parser.error(f"--read-bytes must be 1..{MAX_READ_BYTES}")
     if not 0 <= args.stagger <= args.duration:
         parser.error("--stagger must be between 0 and the duration")
+    if args.total is not None and not 0 < args.total <= MAX_CONNECTIONS:
+        parser.error(f"--total must be 1..{MAX_CONNECTIONS}")
+    if args.fast and args.kind == "header":
+        parser.error("--fast is for --kind body or reader: a header client is slow by nature")
     args.host, args.port = parts.hostname, parts.port or 80
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     args.head, args.payload = request(args.kind, path, args.host, args.body.encode())
+    if args.fast:
+        args.head, args.payload = args.head + args.payload, b""
+    # a reader that reads a few bytes an interval, on its own schedule
+    args.slow_reader = args.kind == "reader" and not args.fast
     return args
 
 
@@ -153,6 +172,7 @@ class Clients:
             "statuses": {},
             "bytes_read": 0,
             "opened": 0,
+            "begun": 0,
             "connect_errors": 0,
             "closed_by_server": 0,
             "responses": {},
@@ -175,13 +195,17 @@ class Clients:
         return min(args.connections, int(share * args.connections) + 1)
 
     def top_up(self, now):
-        rcvbuf = self.args.rcvbuf if self.args.kind == "reader" else None
+        rcvbuf = self.args.rcvbuf if self.args.slow_reader else None
+        total = self.args.total
         while len(self.open) < self.allowed(now) and now >= self.hold_until:
+            if total is not None and self.stats["begun"] >= total:
+                return
             try:
                 slow = Slow(self.address, self.args.head, now, self.args.payload, rcvbuf)
             except OSError:
                 self.connect_failed(now)
                 return
+            self.stats["begun"] += 1
             self.open[slow.sock.fileno()] = slow
             self.selector.register(slow.sock, selectors.EVENT_WRITE | selectors.EVENT_READ, slow)
 
@@ -234,7 +258,7 @@ class Clients:
             slow.next_send = now + self.args.interval
 
     def send_due(self, now):
-        if self.args.kind == "reader":
+        if self.args.slow_reader:
             self.read_due(now)
         for slow in list(self.open.values()):
             if not slow.connected or now < slow.next_send:
@@ -280,7 +304,7 @@ class Clients:
                 self.connected += 1
                 self.stats["opened"] += 1
                 self.stats["open_max"] = max(self.stats["open_max"], self.connected)
-                if self.args.kind == "reader":
+                if self.args.slow_reader:
                     # read on its own schedule (read_due), not when data is there
                     self.selector.unregister(slow.sock)
                     slow.registered = False
@@ -295,7 +319,7 @@ class Clients:
                     data = b""
                 if data:
                     self.saw(slow, data)
-                    if self.args.kind == "body":
+                    if self.args.kind != "header":
                         continue  # the answer, read until the server closes
                 self.drop(slow, now, by_server=True)
 
@@ -333,6 +357,8 @@ def run(args):
         "kind": args.kind,
         "target": f"{args.host}:{args.port}",
         "connections": args.connections,
+        "total": args.total,
+        "fast": args.fast,
         "interval_s": args.interval,
         "duration_s": args.duration,
         "seconds": round(time.monotonic() - started, 1),
