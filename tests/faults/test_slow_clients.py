@@ -267,6 +267,35 @@ def test_the_faults_bodies_end_over_seconds_and_all_inside_their_window():
     assert max(ends) <= fault.WINDOW_S - 0.5
 
 
+def test_the_controls_bodies_reach_the_app_when_the_slow_ones_do():
+    """The control's bodies, sent whole from BODY_S into the window over the same
+    stagger, arrive over the seconds in which the slow ones end."""
+
+    def openings(args):
+        clients = slow_clients.Clients(args)
+        try:
+            opened, at = [], clients.started
+            while len(opened) < args.connections:
+                opened += [at - clients.started] * (clients.allowed(at) - len(opened))
+                at += slow_clients.TICK_S
+        finally:
+            clients.close()
+        return opened
+
+    common = ["--url=http://127.0.0.1:9/tasks", "--kind=body",
+              f"--connections={fault.SLOW_BODIES}", f"--interval={fault.BODY_INTERVAL_S}",
+              f"--stagger={fault.BODY_STAGGER_S}"]  # fmt: skip
+    slow = slow_clients.parse_args([*common, f"--duration={fault.WINDOW_S}"])
+    fast = slow_clients.parse_args(
+        [*common, f"--duration={fault.WINDOW_S - fault.BODY_S}", "--fast",
+         f"--total={fault.SLOW_BODIES}"]
+    )  # fmt: skip
+    slow_ends = [t + len(slow.payload) * fault.BODY_INTERVAL_S for t in openings(slow)]
+    fast_arrivals = [fault.BODY_S + t for t in openings(fast)]
+    assert fast.payload == b"" and fast.head.endswith(slow.payload)
+    assert fast_arrivals == pytest.approx(slow_ends)
+
+
 def test_the_requests_of_each_kind():
     assert slow_clients.request("header", "/json", "h", b"") == (
         b"GET /json HTTP/1.1\r\nHost: h\r\n", b""

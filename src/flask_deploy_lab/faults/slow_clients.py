@@ -5,9 +5,9 @@ at a time, opened over a few seconds as independent clients would be (the
 app reads the body; nginx holds it until it is whole) and slow readers of
 the app's largest answer (/queries?n=500, read a few bytes at a time through
 a small receive buffer), from the last load generator
-(hostside/slow_clients.py). The control sends the same requests, as many and
-opened over the same seconds, at full speed: the work the clients bring
-without their slowness.
+(hostside/slow_clients.py). The control sends the same requests, as many,
+at full speed, timed to reach the app when the slow ones do: the work the
+clients bring without their slowness.
 
 Target: /slow's throughput in the window with them (requests completed OK per
 second, from the request log) is at least the baseline's mean minus
@@ -53,6 +53,7 @@ SLOW_CLIENTS = SLOW_BODIES + SLOW_READERS
 BODY_ENDPOINT = "tasks"
 # the body (hostside DEFAULT_BODY, 32 bytes) takes 32 x 0.15 = 4.8 s of the 8 s window
 BODY_INTERVAL_S = 0.15
+BODY_S = len(slow_clients.DEFAULT_BODY) * BODY_INTERVAL_S
 # The bodies' openings are spread over this many seconds, so they end over as
 # many, as independent clients' would, and every one inside the window
 # (4.8 + 2.4 < 8 s). Opened in the same tick, all 180 ended in the same tick
@@ -77,8 +78,7 @@ WINDOW_S = 8
 BASELINE_WINDOWS = 3
 CONTROL, WITH_THEM, AFTER = BASELINE_WINDOWS, BASELINE_WINDOWS + 1, BASELINE_WINDOWS + 2
 WINDOWS = BASELINE_WINDOWS + 3
-# A window after a change leaves out its first second; the control's requests
-# begin then, so all of its work falls in what is measured.
+# A window after a change leaves out its first second.
 SKIP_S = 1
 # The windows begin 2 s into the measured run and must end inside it.
 LOAD = LoadSpec("slow", duration=WINDOWS * WINDOW_S + 6, delay=0.2)
@@ -254,8 +254,12 @@ class SlowClients(Fault):
         timeout = w_end - t0 + 180
         body_url = stack.url(BODY_ENDPOINT)
         reader_url = f"{stack.url(READER_ENDPOINT)}?n={READER_QUERIES}"
-        # the control: as many requests of each, opened over the same seconds, once each
-        c_start, c_length = windows[CONTROL] + SKIP_S, WINDOW_S - SKIP_S
+        # The control: as many requests of each, once each, reaching the app when the
+        # slow ones do: the readers' at once, from the window's start over half of it;
+        # the bodies' once whole, BODY_S in, over BODY_STAGGER_S. Sent earlier, they
+        # would pile onto the readers' queries, which the slow ones never meet.
+        c_start = windows[CONTROL]
+        c_bodies = c_start + BODY_S
         argvs = {
             "bodies": generator_args(
                 "body", body_url, SLOW_BODIES, BODY_INTERVAL_S, w_start, WINDOW_S,
@@ -265,10 +269,10 @@ class SlowClients(Fault):
                 ["--read-bytes", READER_BYTES, "--rcvbuf", READER_RCVBUF,
                  "--stagger", WINDOW_S / 2]),
             "control-bodies": generator_args(
-                "body", body_url, SLOW_BODIES, BODY_INTERVAL_S, c_start, c_length,
+                "body", body_url, SLOW_BODIES, BODY_INTERVAL_S, c_bodies, WINDOW_S - BODY_S,
                 ["--stagger", BODY_STAGGER_S, "--total", SLOW_BODIES, "--fast"]),
             "control-readers": generator_args(
-                "reader", reader_url, SLOW_READERS, READER_INTERVAL_S, c_start, c_length,
+                "reader", reader_url, SLOW_READERS, READER_INTERVAL_S, c_start, WINDOW_S,
                 ["--stagger", WINDOW_S / 2, "--total", SLOW_READERS, "--fast"]),
         }  # fmt: skip
         script = Path(slow_clients.__file__)
