@@ -151,7 +151,7 @@ def test_the_slow_clients_line():
     assert result.did == (
         "180 slow POST /tasks bodies (a byte every 0.15 s) and 20 slow readers of "
         "/queries?n=500 (64 bytes every 0.5 s) from loadgen2 in window 5 of 6 (8 s each) of "
-        "/slow x20 users, 54 s (/slow?delay=0.2); the same requests at full speed in window 4"
+        "/slow x20 users, 64 s (/slow?delay=0.2); the same requests at full speed in window 4"
     )
     assert result.measured == (
         "/slow at 97.0 req/s with them, limit 95.0 (baseline 100 98 102 100: mean 100.0, sd "

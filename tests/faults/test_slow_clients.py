@@ -5,6 +5,7 @@ reopens what the server closes, starts when asked and stops in time."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import socket
 import socketserver
 import threading
@@ -294,6 +295,19 @@ def test_the_controls_bodies_reach_the_app_when_the_slow_ones_do():
     fast_arrivals = [fault.BODY_S + t for t in openings(fast)]
     assert fast.payload == b"" and fast.head.endswith(slow.payload)
     assert fast_arrivals == pytest.approx(slow_ends)
+
+
+@pytest.mark.parametrize("late", [1.0, 3.5, 5.3, 6.0])
+def test_the_windows_begin_once_the_launches_settle_and_end_inside_the_run(late):
+    # the wait for the measured run (begun at t0) returns `late` seconds after it
+    t0 = 1000.4
+    launch = t0 + late
+    bounds = fault.window_bounds(launch)
+    assert bounds[0] >= launch + fault.LAUNCH_SETTLE_S
+    assert bounds[0] - (launch + fault.LAUNCH_SETTLE_S) < 1
+    assert [b - a for a, b in itertools.pairwise(bounds)] == [fault.WINDOW_S] * fault.WINDOWS
+    # the last window ends by the run's last whole second
+    assert bounds[-1] <= int(t0 + fault.LOAD.duration)
 
 
 def test_the_requests_of_each_kind():

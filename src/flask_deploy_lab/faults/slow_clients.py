@@ -24,13 +24,15 @@ repeated baseline says how much noise is left.
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from flask_deploy_lab.faults.fault import Fault
 from flask_deploy_lab.faults.hostside import slow_clients
-from flask_deploy_lab.faults.load import LoadFigures, LoadSpec
+from flask_deploy_lab.faults.load import CONTROLLER_SETTLE_S, LoadFigures, LoadSpec
 from flask_deploy_lab.faults.outcome import FaultError, Outcome
 from flask_deploy_lab.faults.request_log import (
     RequestLog,
@@ -80,8 +82,17 @@ CONTROL, WITH_THEM, AFTER = BASELINE_WINDOWS, BASELINE_WINDOWS + 1, BASELINE_WIN
 WINDOWS = BASELINE_WINDOWS + 3
 # A window after a change leaves out its first second.
 SKIP_S = 1
-# The windows begin 2 s into the measured run and must end inside it.
-LOAD = LoadSpec("slow", duration=WINDOWS * WINDOW_S + 6, delay=0.2)
+# The windows begin once the fault's own launches have settled: five Ansible
+# runs started together (the four generators, one for the two readings) kept the
+# machine's two CPUs 1.4-2.0 busy for about 5 s (0.3-0.6 before and after) and
+# took gevent's /slow from 100 to 61 req/s inside the first baseline window
+# (faults-20261201-185049), which was lower than the two after it in 13 of the
+# 14 runs kept, by 0.6-9.8 req/s. LAUNCH_SETTLE_S after the launch: 2 s more
+# than one launch needs.
+LAUNCH_SETTLE_S = CONTROLLER_SETTLE_S + 2
+# The wait for the measured run returns up to about 5.3 s after it began; the
+# windows must end inside the run, with its last whole second.
+LOAD = LoadSpec("slow", duration=WINDOWS * WINDOW_S + 16, delay=0.2)
 # What stops a generator left running (its command line on the prober).
 CLIENTS_PATTERN = r"^python3 .*slow_clients\.py"
 # The connections nginx and the app hold, read in the middle of the window with
@@ -248,8 +259,7 @@ class SlowClients(Fault):
     def inject(self, stack: Stack) -> tuple[Done, _Injected]:
         load = stack.load(NAME, LOAD)
         t0 = load.wait_measuring()
-        b0 = int(t0) + 2
-        windows = tuple(b0 + n * WINDOW_S for n in range(WINDOWS + 1))
+        windows = window_bounds(time.time())
         w_start, w_end = windows[WITH_THEM], windows[WITH_THEM + 1]
         timeout = w_end - t0 + 180
         body_url = stack.url(BODY_ENDPOINT)
@@ -378,6 +388,12 @@ class SlowClients(Fault):
                     "reached the app"
                 )
         return Outcome.judged(NAME, done, seen, missed)
+
+
+def window_bounds(launch: float) -> tuple[int, ...]:
+    """The windows' bounds (whole Unix seconds) for launches made at `launch`."""
+    b0 = math.ceil(launch + LAUNCH_SETTLE_S)
+    return tuple(b0 + n * WINDOW_S for n in range(WINDOWS + 1))
 
 
 def parse_active(status: str) -> int | None:
