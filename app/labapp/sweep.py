@@ -17,6 +17,12 @@ moment between a worker's taking it and its recording it as unacknowledged,
 and a retried task's row is queued a moment before its next message is
 published. Publishing again is safe: the row decides what runs
 (labapp/jobs.py), and a delivery of a finished task changes nothing.
+
+Its cost: a query on a partial index when nothing waits; while rows older
+than an interval wait (a backlog), one pass of Redis's script over the
+queue per sweep, which decodes every message in it and blocks Redis
+meanwhile: 90-117 ms for 10,000 messages of 1 kB on the machine this was
+written on, so about 1 % of Redis's time at one sweep in 10 s.
 """
 
 import logging
