@@ -207,7 +207,7 @@ def test_the_control_sends_the_same_requests_once_each_at_full_speed(app_like):
             "--fast"]  # fmt: skip
     started = time.monotonic()
     summary = slow_clients.run(slow_clients.parse_args(argv))
-    assert time.monotonic() - started < 1.7
+    assert time.monotonic() - started < 1.5 + 1.0  # it stops by itself at its duration
     # five requests, each whole and answered, none opened again after its answer
     assert (summary["begun"], summary["opened"], summary["total"]) == (5, 5, 5), summary
     assert summary["statuses"] == {"202": 5}
