@@ -244,24 +244,32 @@ def test_a_stagger_opens_the_connections_over_its_seconds(server):
         clients.close()
 
 
-def test_the_faults_bodies_end_over_seconds_and_all_inside_their_window():
-    """The fault's own settings: opened in one tick, every body would end in one
-    tick too, a burst of 180 requests at the app rather than 180 slow clients."""
-    args = slow_clients.parse_args(
-        ["--url=http://127.0.0.1:9/tasks", "--kind=body",
-         f"--connections={fault.SLOW_BODIES}", f"--interval={fault.BODY_INTERVAL_S}",
-         f"--duration={fault.WINDOW_S}", f"--stagger={fault.BODY_STAGGER_S}"]
-    )  # fmt: skip
+def openings(args):
+    """When (seconds from its start) the generator opens each of its connections."""
     clients = slow_clients.Clients(args)
     try:
         opened, at = [], clients.started
-        while len(opened) < fault.SLOW_BODIES:
+        while len(opened) < args.connections:
             opened += [at - clients.started] * (clients.allowed(at) - len(opened))
             at += slow_clients.TICK_S
     finally:
         clients.close()
+    return opened
+
+
+# the fault's slow bodies, as it starts them
+FAULT_BODIES = ["--url=http://127.0.0.1:9/tasks", "--kind=body",
+                f"--connections={fault.SLOW_BODIES}", f"--interval={fault.BODY_INTERVAL_S}",
+                f"--stagger={fault.BODY_STAGGER_S}"]  # fmt: skip
+
+
+def test_the_faults_bodies_end_over_seconds_and_all_inside_their_window():
+    """The fault's own settings: opened in one tick, every body would end in one
+    tick too, a burst of 180 requests at the app rather than 180 slow clients."""
+    args = slow_clients.parse_args([*FAULT_BODIES, f"--duration={fault.WINDOW_S}"])
     body_s = len(args.payload) * fault.BODY_INTERVAL_S
-    ends = [t + body_s for t in opened]
+    ends = [t + body_s for t in openings(args)]
+    assert len(ends) == fault.SLOW_BODIES
     assert max(ends) - min(ends) >= fault.BODY_STAGGER_S - slow_clients.TICK_S
     # no tick ends more than a few of them, and the last ends with a second to spare
     assert max(ends.count(t) for t in ends) <= 0.05 * fault.SLOW_BODIES
@@ -271,24 +279,9 @@ def test_the_faults_bodies_end_over_seconds_and_all_inside_their_window():
 def test_the_controls_bodies_reach_the_app_when_the_slow_ones_do():
     """The control's bodies, sent whole from BODY_S into the window over the same
     stagger, arrive over the seconds in which the slow ones end."""
-
-    def openings(args):
-        clients = slow_clients.Clients(args)
-        try:
-            opened, at = [], clients.started
-            while len(opened) < args.connections:
-                opened += [at - clients.started] * (clients.allowed(at) - len(opened))
-                at += slow_clients.TICK_S
-        finally:
-            clients.close()
-        return opened
-
-    common = ["--url=http://127.0.0.1:9/tasks", "--kind=body",
-              f"--connections={fault.SLOW_BODIES}", f"--interval={fault.BODY_INTERVAL_S}",
-              f"--stagger={fault.BODY_STAGGER_S}"]  # fmt: skip
-    slow = slow_clients.parse_args([*common, f"--duration={fault.WINDOW_S}"])
+    slow = slow_clients.parse_args([*FAULT_BODIES, f"--duration={fault.WINDOW_S}"])
     fast = slow_clients.parse_args(
-        [*common, f"--duration={fault.WINDOW_S - fault.BODY_S}", "--fast",
+        [*FAULT_BODIES, f"--duration={fault.WINDOW_S - fault.BODY_S}", "--fast",
          f"--total={fault.SLOW_BODIES}"]
     )  # fmt: skip
     slow_ends = [t + len(slow.payload) * fault.BODY_INTERVAL_S for t in openings(slow)]
