@@ -111,6 +111,8 @@ class Sweeper:
         with self.celery.connection_for_write() as connection:
             channel = connection.default_channel
             client = channel.client
+            # the transport's own names for the queue's priority lists (a private
+            # helper of kombu's Redis channel: named here, not spelled again)
             keys = [
                 *dict.fromkeys(channel._q_for_pri(QUEUE, pri) for pri in channel.priority_steps),
                 channel.unacked_key,
