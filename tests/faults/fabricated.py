@@ -260,7 +260,13 @@ def reload_requests(before_ms=10.0, during=(15.0,) * 100, extra=()):
 # ---------------------------------------------------------------- slow-clients
 
 SLOW_DONE = slow_clients.Done(
-    slow_clients.LOAD, bodies=180, readers=20, prober="loadgen2", window_s=8
+    slow_clients.LOAD,
+    bodies=180,
+    readers=20,
+    prober="loadgen2",
+    window_s=8,
+    stagger_s=2.4,
+    queue_wait_s=0.0,
 )
 WINDOWS = (1002, 1010, 1018, 1026, 1034, 1042, 1050)
 BODIES = {"kind": "body", "open_max": 180, "statuses": {"202": 181}, "responses": {"202": 180}}

@@ -45,6 +45,7 @@ def test_the_targets_are_those_of_make_faults():
     assert (slow_clients.SPREAD_SDS, slow_clients.MIN_ALLOWED_DROP) == (3, 0.05)
     assert slow_clients.BASELINE_WINDOWS >= 3
     assert slow_clients.SLOW_CLIENTS == 200
+    assert slow_clients.CLIENTS_PER_SLOT == 10
     assert slow_clients.MIN_HELD_SHARE == slow_clients.MIN_REACHED_SHARE == 0.9
     assert pool_exhaustion.POOL_SIZE == 2
     assert (pool_exhaustion.LOAD.users, pool_exhaustion.LOAD.delay) == (30, 0.5)

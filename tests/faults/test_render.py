@@ -3,6 +3,7 @@ always printed (docs/faults.md shows the lines), and faults.json."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -146,12 +147,23 @@ def test_the_reload_lines():
     )
 
 
+def test_the_slow_clients_line_says_how_few_slots_sized_them():
+    done = dataclasses.replace(f.SLOW_DONE, bodies=18, readers=2, stagger_s=0.6, queue_wait_s=1.8)
+    result = render.result(5, SlowClients.judge(done, f.slow_seen()))
+    assert result.did.startswith(
+        "18 slow POST /tasks bodies (a byte every 0.15 s, opened over 0.6 s; 1.8 s in the "
+        "backlog behind the load's) and 2 slow readers of /queries?n=500"
+    )
+    assert (result.figures["bodies_stagger_s"], result.figures["queue_wait_s"]) == (0.6, 1.8)
+
+
 def test_the_slow_clients_line():
     result = render.result(5, SlowClients.judge(f.SLOW_DONE, f.slow_seen()))
     assert result.did == (
-        "180 slow POST /tasks bodies (a byte every 0.15 s) and 20 slow readers of "
-        "/queries?n=500 (64 bytes every 0.5 s) from loadgen2 in window 5 of 6 (8 s each) of "
-        "/slow x20 users, 64 s (/slow?delay=0.2); the same requests at full speed in window 4"
+        "180 slow POST /tasks bodies (a byte every 0.15 s, opened over 2.4 s) and 20 slow "
+        "readers of /queries?n=500 (64 bytes every 0.5 s) from loadgen2 in window 5 of 6 "
+        "(8 s each) of /slow x20 users, 64 s (/slow?delay=0.2); the same requests at full "
+        "speed in window 4"
     )
     assert result.measured == (
         "/slow at 97.0 req/s with them, limit 95.0 (baseline 100 98 102 100: mean 100.0, sd "

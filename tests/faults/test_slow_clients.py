@@ -290,6 +290,42 @@ def test_the_controls_bodies_reach_the_app_when_the_slow_ones_do():
     assert fast_arrivals == pytest.approx(slow_ends)
 
 
+@pytest.mark.parametrize("slots", [None, 20, 200])
+def test_a_server_with_slots_for_them_meets_them_all(slots):
+    assert fault.clients_for(slots) == fault.Clients(
+        bodies=fault.SLOW_BODIES, readers=fault.SLOW_READERS,
+        stagger_s=fault.BODY_STAGGER_S, queue_wait_s=0.0,
+    )  # fmt: skip
+
+
+def test_few_slots_meet_ten_slow_clients_each_answered_inside_the_window():
+    """Two sync workers: 20 clients, and the bodies end early enough to wait
+    behind the 18 queued /slow requests (1.8 s by Little's law) and be answered."""
+    clients = fault.clients_for(2)
+    assert (clients.bodies, clients.readers) == (18, 2)
+    assert clients.queue_wait_s == pytest.approx(18 * fault.LOAD.delay / 2)
+    args = slow_clients.parse_args(
+        ["--url=http://127.0.0.1:9/tasks", "--kind=body", f"--connections={clients.bodies}",
+         f"--interval={fault.BODY_INTERVAL_S}", f"--stagger={clients.stagger_s}",
+         f"--duration={fault.WINDOW_S}"]
+    )  # fmt: skip
+    answered = [t + fault.BODY_S + clients.queue_wait_s for t in openings(args)]
+    assert len(answered) == 18
+    assert max(answered) <= fault.WINDOW_S - fault.ANSWER_MARGIN_S + slow_clients.TICK_S
+    # three slots: 30 clients, a shorter wait, a longer stagger
+    three = fault.clients_for(3)
+    assert (three.bodies, three.readers) == (27, 3)
+    assert three.stagger_s > clients.stagger_s
+
+
+def test_a_backlog_no_body_can_be_answered_behind_is_refused_before_the_run():
+    # one slot: 19 requests of 0.2 s ahead of each body, 3.8 s
+    with pytest.raises(
+        fault.FaultError, match=r"cannot judge: a whole body waits 3\.8 s .* on 1 slot, "
+    ):
+        fault.clients_for(1)
+
+
 @pytest.mark.parametrize("late", [1.0, 3.5, 5.3, 6.0])
 def test_the_windows_begin_once_the_launches_settle_and_end_inside_the_run(late):
     # the wait for the measured run (begun at t0) returns `late` seconds after it

@@ -361,8 +361,12 @@ def slow_clients_words(outcome: Outcome):
     load = seen.load
     mean, sd = seen.mean_sd
     rates = seen.rates
+    backlog_wait = (
+        f"; {done.queue_wait_s:g} s in the backlog behind the load's" if done.queue_wait_s else ""
+    )
     did = (
-        f"{done.bodies} slow POST /tasks bodies (a byte every {slow_fault.BODY_INTERVAL_S:g} s) "
+        f"{done.bodies} slow POST /tasks bodies (a byte every {slow_fault.BODY_INTERVAL_S:g} s, "
+        f"opened over {done.stagger_s:g} s{backlog_wait}) "
         f"and {done.readers} slow readers of /queries?n={slow_fault.READER_QUERIES} "
         f"({slow_fault.READER_BYTES} bytes every {slow_fault.READER_INTERVAL_S:g} s) from "
         f"{done.prober} in window {slow_fault.WITH_THEM + 1} of {len(rates)} ({done.window_s} s "
@@ -396,6 +400,8 @@ def slow_clients_words(outcome: Outcome):
         "control_change_percent": round(100 * seen.control_change, 1),
         "limit": seen.bound,
         "change_percent": round(100 * seen.change, 1),
+        "bodies_stagger_s": done.stagger_s,
+        "queue_wait_s": done.queue_wait_s,
         "slow_bodies": seen.bodies,
         "slow_readers": seen.readers,
         "control_bodies": seen.control_bodies,

@@ -62,6 +62,18 @@ BODY_S = len(slow_clients.DEFAULT_BODY) * BODY_INTERVAL_S
 # too: a burst of 180 POSTs at once, which held uwsgi-gevent's /slow for about
 # a second (faults-20261201-152737) and measured the burst, not the slowness.
 BODY_STAGGER_S = 2.4
+# A server that holds few requests at once (Gunicorn's sync workers, one each)
+# meets CLIENTS_PER_SLOT slow clients per slot instead: as many would hold each
+# of its slots ten times over, were they to reach it slowly (what nginx keeps
+# from happening), and the work they bring fits in a window beside the load.
+# Two sync workers answer /slow?delay=0.2 at 10 req/s: 180 bodies and 20
+# readers a window were more than they could answer (58 of 180 bodies with
+# them, 73 sent fast; faults-20261201-200821), which measured capacity.
+CLIENTS_PER_SLOT = 10
+# A whole request waits in the listen backlog behind the load's own requests
+# beyond the slots (Little's law: (users - slots) x delay / slots). The bodies'
+# last end this long before the window does, after that wait.
+ANSWER_MARGIN_S = 0.8
 READER_ENDPOINT = "queries"
 READER_QUERIES = 500
 READER_INTERVAL_S = 0.5
@@ -109,12 +121,43 @@ SOCKETS_AT = (
 
 
 @dataclass(frozen=True)
+class Clients:
+    """The slow clients a server meets, sized by its slots."""
+
+    bodies: int
+    readers: int
+    # the seconds the bodies' openings are spread over
+    stagger_s: float
+    # the wait a whole request has in the listen backlog behind the load's
+    queue_wait_s: float
+
+
+def clients_for(slots: int | None, load: LoadSpec = LOAD) -> Clients:
+    """SLOW_CLIENTS (nine bodies to a reader), or CLIENTS_PER_SLOT a slot where that
+    is fewer; the bodies' stagger shortened by the backlog's wait so that every body,
+    once whole, is answered inside its window. `slots` None: a thread per request."""
+    total = SLOW_CLIENTS if slots is None else min(SLOW_CLIENTS, CLIENTS_PER_SLOT * slots)
+    readers = max(1, round(total * SLOW_READERS / SLOW_CLIENTS))
+    wait = 0.0 if slots is None else max(0, load.users - slots) * (load.delay or 0) / slots
+    stagger = min(BODY_STAGGER_S, WINDOW_S - BODY_S - ANSWER_MARGIN_S - wait)
+    if stagger < 0:
+        raise FaultError(
+            f"cannot judge: a whole body waits {wait:.1f} s in the backlog behind {load.users} "
+            f"users on {slots} slot{'s' if slots > 1 else ''}, so none sent slowly can be "
+            f"answered inside its window of {WINDOW_S} s"
+        )
+    return Clients(total - readers, readers, round(stagger, 2), round(wait, 2))
+
+
+@dataclass(frozen=True)
 class Done:
     load: LoadSpec
     bodies: int
     readers: int
     prober: str
     window_s: int
+    stagger_s: float
+    queue_wait_s: float
 
 
 @dataclass(frozen=True)
@@ -257,6 +300,7 @@ class SlowClients(Fault):
         return self.judge(done, self.observe(stack, injected))
 
     def inject(self, stack: Stack) -> tuple[Done, _Injected]:
+        clients = clients_for(stack.deployment.slots)
         load = stack.load(NAME, LOAD)
         t0 = load.wait_measuring()
         windows = window_bounds(time.time())
@@ -266,24 +310,24 @@ class SlowClients(Fault):
         reader_url = f"{stack.url(READER_ENDPOINT)}?n={READER_QUERIES}"
         # The control: as many requests of each, once each, reaching the app when the
         # slow ones do: the readers' at once, from the window's start over half of it;
-        # the bodies' once whole, BODY_S in, over BODY_STAGGER_S. Sent earlier, they
+        # the bodies' once whole, BODY_S in, over the same stagger. Sent earlier, they
         # would pile onto the readers' queries, which the slow ones never meet.
         c_start = windows[CONTROL]
         c_bodies = c_start + BODY_S
         argvs = {
             "bodies": generator_args(
-                "body", body_url, SLOW_BODIES, BODY_INTERVAL_S, w_start, WINDOW_S,
-                ["--stagger", BODY_STAGGER_S]),
+                "body", body_url, clients.bodies, BODY_INTERVAL_S, w_start, WINDOW_S,
+                ["--stagger", clients.stagger_s]),
             "readers": generator_args(
-                "reader", reader_url, SLOW_READERS, READER_INTERVAL_S, w_start, WINDOW_S,
+                "reader", reader_url, clients.readers, READER_INTERVAL_S, w_start, WINDOW_S,
                 ["--read-bytes", READER_BYTES, "--rcvbuf", READER_RCVBUF,
                  "--stagger", WINDOW_S / 2]),
             "control-bodies": generator_args(
-                "body", body_url, SLOW_BODIES, BODY_INTERVAL_S, c_bodies, WINDOW_S - BODY_S,
-                ["--stagger", BODY_STAGGER_S, "--total", SLOW_BODIES, "--fast"]),
+                "body", body_url, clients.bodies, BODY_INTERVAL_S, c_bodies, WINDOW_S - BODY_S,
+                ["--stagger", clients.stagger_s, "--total", clients.bodies, "--fast"]),
             "control-readers": generator_args(
-                "reader", reader_url, SLOW_READERS, READER_INTERVAL_S, c_start, WINDOW_S,
-                ["--stagger", WINDOW_S / 2, "--total", SLOW_READERS, "--fast"]),
+                "reader", reader_url, clients.readers, READER_INTERVAL_S, c_start, WINDOW_S,
+                ["--stagger", WINDOW_S / 2, "--total", clients.readers, "--fast"]),
         }  # fmt: skip
         script = Path(slow_clients.__file__)
         generators = [
@@ -314,7 +358,8 @@ class SlowClients(Fault):
                 for generator in generators:
                     generator.reply()
         summaries = [x if isinstance(x, dict) else {} for x in summaries or [{}] * len(argvs)]
-        done = Done(LOAD, SLOW_BODIES, SLOW_READERS, stack.prober, WINDOW_S)
+        done = Done(LOAD, clients.bodies, clients.readers, stack.prober, WINDOW_S,
+                    clients.stagger_s, clients.queue_wait_s)  # fmt: skip
         injected = _Injected(
             load, windows, tuple(summaries), seen[stack.proxy].stdout, seen[stack.app].stdout
         )
