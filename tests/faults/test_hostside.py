@@ -259,10 +259,57 @@ def server(tmp_path, monkeypatch):
     master.wait(timeout=10)
 
 
-def act(action, at=None, timeout="5"):
+def act(action, at=None, timeout="5", extra=()):
     argv = [action, "--unit", "labapp.service", "--expected", "3", "--timeout", timeout]
     argv += ["--sample", "0.2", "--gap", "0.05"] + (["--at", str(at)] if at else [])
-    return workers.run(workers.parse_args(argv))
+    return workers.run(workers.parse_args([*argv, *extra]))
+
+
+def process_state(pid):
+    """R, S, T (stopped), Z...; None once it is gone."""
+    try:
+        return workers.stat_fields(Path(f"/proc/{pid}/stat").read_text())[0]
+    except OSError:
+        return None
+
+
+def counted_as(monkeypatch, counts):
+    """Workers whose connections count as `counts` says, one a call: a stopped
+    worker is counted last, after every worker's look."""
+    calls = []
+
+    def connections(pid, proc=workers.PROC, port=None, remote_port=None):
+        calls.append((pid, process_state(pid)))
+        return counts(len(calls))
+
+    monkeypatch.setattr(workers, "connections", connections)
+    return calls
+
+
+def test_the_kill_waits_for_a_worker_that_holds_a_request_once_stopped(server, monkeypatch):
+    # three looks (3 workers counted, then the stopped one): the first two stopped
+    # ones hold none, the third holds 2
+    calls = counted_as(monkeypatch, lambda n: 2 if n == 12 else 0)
+    found = act("kill-busiest", extra=["--port", "8000", "--busy-timeout", "5"])
+    assert (found["looks"], found["victim_connections"]) == (3, 2)
+    assert len(calls) == 12
+    # each stopped worker was counted stopped, and those let go on are running again
+    stopped = [calls[n] for n in (3, 7, 11)]
+    assert all(state == "T" for _, state in stopped)
+    assert found["victim"] == stopped[-1][0] not in found["workers_after"]
+    for pid in set(found["workers_before"]) - {found["victim"]}:
+        assert process_state(pid) in ("R", "S")
+    assert 2 * workers.BUSY_LOOK_S <= found["busy_waited_s"] < 2
+    assert len(found["workers_after"]) == 3
+
+
+def test_a_kill_that_finds_no_busy_worker_kills_after_its_timeout(server, monkeypatch):
+    counted_as(monkeypatch, lambda n: 0)
+    started = time.monotonic()
+    found = act("kill-busiest", extra=["--port", "8000", "--busy-timeout", "0.3"])
+    assert found["victim_connections"] == 0 and found["looks"] > 1
+    assert 0.3 <= found["busy_waited_s"] < 1 and time.monotonic() - started < 3
+    assert found["victim"] not in found["workers_after"]
 
 
 def test_the_busiest_worker_is_killed_and_its_replacement_timed(server):

@@ -122,8 +122,13 @@ def test_kill_worker_fails_on_each_target_it_misses():
             "cannot judge: the request log lacks status, content_length, body_bytes",
         ),
         ({"in_flight": None}, "cannot judge: the killed worker's connections were not counted"),
+        (
+            {"in_flight": 0},
+            "cannot judge: the killed worker held no connection (none of the workers stopped "
+            "in 5 s did): the kill cut nothing off",
+        ),
     ],
-    ids=["no log", "today's log", "not counted"],
+    ids=["no log", "today's log", "not counted", "cut nothing off"],
 )
 def test_kill_worker_cannot_judge_without_its_data_and_says_so(change, reason):
     outcome = KillWorker.judge(f.KILL_DONE, f.kill_seen(**change))

@@ -48,6 +48,16 @@ def test_failures_are_counted_by_status_else_by_locusts_error():
     assert render.by_status([]) == "none"
 
 
+def test_the_kill_worker_line_says_when_the_victim_was_found_on_a_later_look():
+    done = dataclasses.replace(f.KILL_DONE, looks=4, busy_waited_s=0.093)
+    result = render.result(1, KillWorker.judge(done, f.kill_seen()))
+    assert (
+        "(the busiest of 3, 55 % of their CPU, 7 connections, stopped on look 4 after 0.093 s)"
+        in (result.did)
+    )
+    assert (result.figures["victim_looks"], result.figures["victim_busy_waited_s"]) == (4, 0.093)
+
+
 def test_the_kill_worker_line_is_the_one_make_faults_prints():
     outcome = KillWorker.judge(f.KILL_DONE, f.kill_seen())
     assert line(1, outcome) == (

@@ -2,7 +2,8 @@
 the most connections on the app's port, of those the one using the most CPU.
 
 Targets, from the request log (request_log.py): no more requests fail than the
-killed worker held at the kill (its established connections the moment before
+killed worker held at the kill, and it held at least one (the kill waits, a few
+seconds at most, for a worker that does) (its established connections the moment before
 the SIGKILL, counted on the app host: a request it was serving holds one); not
 one ``200`` with a cut-off body (told OK, handed half an answer: a client must
 get a complete body or an error it can see, a status or a length that does
@@ -37,6 +38,9 @@ NAME = "kill-worker"
 MAX_TRUNCATED_OK = 0
 # Seconds the server has to replace the worker.
 REPLACE_TIMEOUT_S = 30
+# Seconds the kill may wait for a worker that holds a request once stopped
+# (hostside/workers.py): a kill of one that holds none cuts nothing off.
+BUSY_TIMEOUT_S = 5
 LOAD = LoadSpec("db")
 
 
@@ -52,6 +56,10 @@ class Done:
     victim_connections: int | None = None
     # Unix time of the kill (the app host's clock)
     at: float | None = None
+    # workers stopped and counted until one held a connection, and the seconds
+    # from the first look to the kill's (None: not reported)
+    looks: int | None = None
+    busy_waited_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -131,13 +139,14 @@ class KillWorker(Fault):
             stack.app, Path(workers.__file__),
             ["kill-busiest", "--unit", deployed.unit, "--expected", deployed.processes,
              "--port", deployed.port, "--at", f"{t0 + FAULT_AT_S - 1:.3f}",
-             "--timeout", REPLACE_TIMEOUT_S],
-            label=f"{NAME}-kill", timeout=FAULT_AT_S + REPLACE_TIMEOUT_S + 180,
+             "--timeout", REPLACE_TIMEOUT_S, "--busy-timeout", BUSY_TIMEOUT_S],
+            label=f"{NAME}-kill", timeout=FAULT_AT_S + BUSY_TIMEOUT_S + REPLACE_TIMEOUT_S + 180,
         )  # fmt: skip
         note(f"killed worker {killed['victim']}")
         done = Done(
             LOAD, killed["victim"], killed["cpu_share_percent"], killed["at"] - t0,
-            killed.get("victim_connections"), killed["at"],
+            killed.get("victim_connections"), killed["at"], killed.get("looks"),
+            killed.get("busy_waited_s"),
         )  # fmt: skip
         injected = _Injected(
             load, before.main_pid, marks[NGINX_ERROR_LOG], killed, marks[NGINX_ACCESS_LOG]
@@ -184,6 +193,11 @@ class KillWorker(Fault):
             missed.append(why)
         elif seen.in_flight is None:
             missed.append("cannot judge: the killed worker's connections were not counted")
+        elif seen.in_flight == 0:
+            missed.append(
+                f"cannot judge: the killed worker held no connection (none of the workers "
+                f"stopped in {BUSY_TIMEOUT_S} s did): the kill cut nothing off"
+            )
         elif seen.failed > seen.in_flight:
             missed.append(
                 f"{seen.failed} requests failed, more than the {seen.in_flight} "

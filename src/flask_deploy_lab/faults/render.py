@@ -135,8 +135,13 @@ def kill_worker_words(outcome: Outcome):
     load = seen.load
     did = (
         f"kill -9 of {seen.server} worker pid {done.victim_pid} (the busiest of {seen.processes}, "
-        f"{done.cpu_share_percent} % of their CPU, {known(seen.in_flight)} connections) "
-        f"{done.at_s:.0f} s into {what(done.load)}"
+        f"{done.cpu_share_percent} % of their CPU, {known(seen.in_flight)} connections"
+        + (
+            f", stopped on look {done.looks} after {done.busy_waited_s:g} s"
+            if done.looks and done.looks > 1 and done.busy_waited_s is not None
+            else ""
+        )
+        + f") {done.at_s:.0f} s into {what(done.load)}"
     )
     retries = seen.nginx_retries or {}
     tries = ", ".join(f"{k} x{n}" for k, n in sorted((retries.get("tries") or {}).items()))
@@ -170,6 +175,8 @@ def kill_worker_words(outcome: Outcome):
         "truncated_200": seen.truncated,
         "failures": failures_text(seen.requests),
         "victim_cpu_share_percent": done.cpu_share_percent,
+        "victim_looks": done.looks,
+        "victim_busy_waited_s": done.busy_waited_s,
         "nginx_retries": seen.nginx_retries,
         "nginx_upstream_errors": seen.nginx_upstream_errors,
         "workers_before": seen.processes,

@@ -16,8 +16,9 @@ them. Prints one JSON object:
 
     {"main_pid": 812, "workers_before": [901, 902, 903], "victim": 902,
      "cpu_share_percent": 55, "victim_connections": 7,
-     "connections_seen": {"901": 3, "902": 7, "903": 5}, "at": 1795274642.01,
-     "replaced_s": 0.3, "workers_after": [901, 903, 977]}
+     "connections_seen": {"901": 3, "902": 7, "903": 5}, "looks": 1,
+     "busy_waited_s": 0.0, "at": 1795274642.01, "replaced_s": 0.3,
+     "workers_after": [901, 903, 977]}
 
 ``victim_connections`` is how many established TCP connections the victim
 held on the server's port (--port) at the SIGKILL: the victim is stopped
@@ -27,9 +28,15 @@ read them, found in state ESTABLISHED in /proc/net/tcp and tcp6, local port
 --port: not its own connections to the database): a request the worker was
 serving holds one, so it bounds the requests the kill can cut off (an idle
 kept-alive connection from nginx counts too: an upper bound). It is null when
-the victim's descriptors cannot be read. ``replaced_s`` is null when they were
+the victim's descriptors cannot be read. A kill of a worker that holds none
+cuts nothing off and measures nothing: with ``--port``, a victim that holds no
+connection once stopped is let go on (SIGCONT) and the workers looked at again
+every 20 ms, for at most ``--busy-timeout`` seconds (``looks``: how many times
+it stopped one; ``busy_waited_s``: from the first look to the kill's). Then
+``replaced_s`` is null when they were
 not all replaced in time; ``victim``, ``cpu_share_percent``,
-``victim_connections`` and ``connections_seen`` are null for a reload.
+``victim_connections``, ``connections_seen``, ``looks`` and ``busy_waited_s``
+are null for a reload.
 ``asked_at`` is when the kill or the reload was asked for, ``at`` when it had
 been done (the reload command returned).
 
@@ -75,6 +82,8 @@ from pathlib import Path
 
 MAX_WAIT_S = 600
 MAX_TIMEOUT_S = 120
+# seconds between two looks for a busy worker or child
+BUSY_LOOK_S = 0.02
 PROC = Path("/proc")
 
 
@@ -95,7 +104,10 @@ def parse_args(argv=None):
         help="kill-main: wait until a child holds a connection to this remote port",
     )  # fmt: skip
     parser.add_argument(
-        "--busy-timeout", type=float, default=10.0, help="seconds to wait for a busy child"
+        "--busy-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for a busy child (kill-main) or worker (kill-busiest)",
     )
     args = parser.parse_args(argv)
     if args.action != "kill-main" and args.expected is None:
@@ -321,7 +333,7 @@ def wait_busy(master, args, proc=PROC):
     while time.time() < started + args.busy_timeout:
         if busy_connections(children(master, proc), args.busy_port, proc):
             break
-        time.sleep(0.02)
+        time.sleep(BUSY_LOOK_S)
     return round(time.time() - started, 2)
 
 
@@ -376,6 +388,36 @@ def kill_main(args, proc=PROC):
     }
 
 
+def wait_stopped(pid, proc=PROC, timeout=0.1):
+    """Until the kernel shows the process stopped (state T): SIGSTOP takes effect
+    once the process is next scheduled, not when kill() returns."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if stat_fields((proc / str(pid) / "stat").read_text())[0] in ("T", "t"):
+                return True
+        except (OSError, IndexError):
+            return False
+        time.sleep(0.001)
+    return False
+
+
+def stop_and_count(pid, proc=PROC, port=None):
+    """Stop a worker (SIGSTOP) and count its established connections on `port`: the
+    requests a kill would cut off. Stopped, it accepts and ends nothing between the
+    count and the kill; counted running, the connections swung (2 and 8 held by
+    gunicorn-gthread's workers, 0 by the one stopped a moment later; 0 and 0 by
+    uWSGI's, 6 by the one stopped), as the count itself takes milliseconds at
+    1,000 requests a second. Left stopped: the caller kills or continues it."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_stopped(pid, proc)
+        return connections(pid, proc, port)
+    except BaseException:
+        os.kill(pid, signal.SIGCONT)
+        raise
+
+
 def run(args, proc=PROC):
     if args.at is not None:
         time.sleep(max(0.0, args.at - time.time()))
@@ -388,21 +430,25 @@ def run(args, proc=PROC):
     if not workers:
         raise SystemExit(f"{args.unit} (MainPID {master}) has no worker processes")
     victim = share = held = seen = None
+    looks = waited = None
     if args.action == "kill-busiest":
         before = cpu_ticks(workers, proc)
         time.sleep(args.sample)
         after = cpu_ticks(workers, proc)
-        seen = {pid: connections(pid, proc, args.port) for pid in workers}
-        victim, share = busiest(before, after, workers, seen)
-        # what it holds at the kill: the requests it can cut off. Stopped first,
-        # it accepts nothing between the count and the kill (at 1,500 req/s a
-        # count taken a millisecond early missed a connection)
-        asked = time.time()
-        os.kill(victim, signal.SIGSTOP)
-        try:
-            held = connections(victim, proc, args.port)
-        finally:
-            os.kill(victim, signal.SIGKILL)
+        started, looks = time.time(), 0
+        while True:
+            looks += 1
+            seen = {pid: connections(pid, proc, args.port) for pid in workers}
+            victim, share = busiest(before, after, workers, seen)
+            asked = time.time()
+            held = stop_and_count(victim, proc, args.port)
+            if held != 0 or args.port is None or asked >= started + args.busy_timeout:
+                break
+            # it held none once stopped: a kill would cut nothing off
+            os.kill(victim, signal.SIGCONT)
+            time.sleep(BUSY_LOOK_S)
+        waited = round(asked - started, 3)
+        os.kill(victim, signal.SIGKILL)
         gone = [victim]
     else:
         asked = time.time()
@@ -424,6 +470,8 @@ def run(args, proc=PROC):
         "cpu_share_percent": share,
         "victim_connections": held,
         "connections_seen": {str(pid): count for pid, count in seen.items()} if seen else None,
+        "looks": looks,
+        "busy_waited_s": waited,
         "asked_at": round(asked, 3),
         "at": round(at, 3),
         "replaced_s": replaced_s,
