@@ -268,7 +268,7 @@ SLOW_DONE = slow_clients.Done(
     stagger_s=2.4,
     queue_wait_s=0.0,
 )
-WINDOWS = (1002, 1010, 1018, 1026, 1034, 1042, 1050)
+WINDOWS = (1002, 1010, 1018, 1026, 1044, 1062, 1070)
 BODIES = {"kind": "body", "open_max": 180, "statuses": {"202": 181}, "responses": {"202": 180}}
 READERS = {"kind": "reader", "open_max": 20, "statuses": {"200": 20}, "responses": {}}
 # the control: the same requests once each, at full speed
@@ -298,6 +298,7 @@ def slow_seen(rates=(100, 98, 102, 99, 97, 100), **changes):
         "control_readers": CONTROL_READERS,
         "nginx_active_connections": 221,
         "app_established_connections": 20,
+        "queued_at_end": (0, 0),
     }
     return slow_clients.Observation(**(seen | changes))
 

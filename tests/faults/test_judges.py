@@ -23,6 +23,7 @@ from flask_deploy_lab.faults.pool_exhaustion import PoolExhaustion
 from flask_deploy_lab.faults.reload import Reload
 from flask_deploy_lab.faults.slow_clients import SlowClients
 from flask_deploy_lab.faults.stack import Answer, UnitState
+from flask_deploy_lab.report.samples import HostSamples
 from tests.faults import fabricated as f
 
 
@@ -464,11 +465,11 @@ def test_slow_clients_are_judged_against_the_spread_of_a_repeated_baseline():
 
 def test_slow_clients_cannot_be_judged_when_the_run_ends_inside_the_last_window():
     # a start found late put the windows 5 s later than the run (which ends at
-    # 1053.9): the last one holds its partial last second and a second without it
+    # 1073.9): the last one holds its partial last second and a second without it
     seen = f.slow_seen(windows=tuple(w + 5 for w in f.WINDOWS))
     assert verdict(SlowClients.judge(f.SLOW_DONE, seen)) == (
         Verdict.FAIL,
-        ["cannot judge: the run ended at 1053.9, before the end of its last window (1055)"],
+        ["cannot judge: the run ended at 1073.9, before the end of its last window (1075)"],
     )
     # 3 s later: the last window ends with the run's last whole second, and is judged
     later = SlowClients.judge(f.SLOW_DONE, f.slow_seen(windows=tuple(w + 3 for w in f.WINDOWS)))
@@ -527,9 +528,53 @@ def test_a_noisy_baseline_allows_three_of_its_standard_deviations():
 def test_the_window_after_a_change_leaves_out_its_first_second():
     requests = f.slow_requests(100, 100, 100, 100, 100, 100)
     # a burst in the first second of the control and of the window with them does not count
-    burst = tuple(f.steady(1026, 1027, 400, name="/slow") + f.steady(1034, 1035, 400, name="/slow"))
+    control, with_them = f.WINDOWS[3], f.WINDOWS[4]
+    burst = tuple(
+        f.steady(control, control + 1, 400, name="/slow")
+        + f.steady(with_them, with_them + 1, 400, name="/slow")
+    )
     seen = f.slow_seen(requests=f.log(requests.requests + burst))
     assert (seen.control, seen.with_them) == (100.0, 100.0)
+
+
+@pytest.mark.parametrize(
+    ("queued", "reasons"),
+    [
+        ((0, 0), []),
+        (
+            (156, 0),
+            ["cannot judge: 156 tasks still queued at the end of the control's window: their "
+             "work fell into the next one"],
+        ),
+        (
+            (0, None),
+            ["cannot judge: the broker's queue was not sampled at the end of the slow clients' "
+             "window"],
+        ),
+    ],
+    ids=["drained", "the control's left", "not sampled"],
+)  # fmt: skip
+def test_each_window_holds_the_tasks_its_clients_queued(queued, reasons):
+    outcome = SlowClients.judge(f.SLOW_DONE, f.slow_seen(queued_at_end=queued))
+    assert list(outcome.reasons) == reasons
+
+
+def test_the_queue_at_a_windows_end_is_the_samplers_last_reading_before_it():
+    db = HostSamples(
+        "db1",
+        [
+            {"time": str(t), "broker_queued": str(q)}
+            for t, q in ((1040.2, 170), (1041.2, 12), (1042.2, 0), (1043.2, 59))
+        ],
+    )
+    app = HostSamples("app1", [{"time": "1042.5", "broker_queued": ""}])
+    samples = {"app1": app, "db1": db}
+    assert slow_clients.queued_at(samples, 1043) == 0
+    assert slow_clients.queued_at(samples, 1042) == 12
+    assert slow_clients.queued_at(samples, 1044) == 59
+    # no reading in the 2 s before: not known
+    assert slow_clients.queued_at(samples, 1050) is None
+    assert slow_clients.queued_at({"app1": app}, 1043) is None
 
 
 def test_slow_clients_must_reach_the_app_and_be_held():

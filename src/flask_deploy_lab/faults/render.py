@@ -377,8 +377,9 @@ def slow_clients_words(outcome: Outcome):
         f"and {done.readers} slow readers of /queries?n={slow_fault.READER_QUERIES} "
         f"({slow_fault.READER_BYTES} bytes every {slow_fault.READER_INTERVAL_S:g} s) from "
         f"{done.prober} in window {slow_fault.WITH_THEM + 1} of {len(rates)} ({done.window_s} s "
-        f"each) of {what(done.load)} ({with_delay(done.load)}); the same requests at full speed "
-        f"in window {slow_fault.CONTROL + 1}"
+        f"each; the control's and theirs {done.window_s + slow_fault.DRAIN_S} s, for the tasks "
+        f"they queued) of {what(done.load)} ({with_delay(done.load)}); the same requests at "
+        f"full speed in window {slow_fault.CONTROL + 1}"
     )
     bodies_held, readers_held = seen.held
     bodies_reached, readers_reached = seen.reached
@@ -390,7 +391,8 @@ def slow_clients_words(outcome: Outcome):
         f"{100 * seen.control_change:+.1f} %); {failures_text(seen.requests)}; held "
         f"{bodies_held} bodies, {readers_held} readers; {bodies_reached} bodies answered by the "
         f"app, {readers_reached} readers saw a 2xx status (fast: {control_bodies}, "
-        f"{control_readers}); nginx active connections "
+        f"{control_readers}); tasks queued at the end of the control's window and theirs: "
+        f"{', '.join(str(known(q)) for q in seen.queued_at_end)}; nginx active connections "
         f"{known(seen.nginx_active_connections)}, app connections "
         f"{seen.app_established_connections}"
     )
@@ -404,6 +406,8 @@ def slow_clients_words(outcome: Outcome):
         "baseline_sd": sd,
         "baseline_limit": seen.baseline_bound,
         "control_limit": seen.control_bound,
+        "windows": list(seen.windows),
+        "queued_at_end": list(seen.queued_at_end),
         "control_change_percent": round(100 * seen.control_change, 1),
         "limit": seen.bound,
         "change_percent": round(100 * seen.change, 1),
