@@ -298,7 +298,7 @@ def slow_seen(rates=(100, 98, 102, 99, 97, 100), **changes):
         "control_readers": CONTROL_READERS,
         "nginx_active_connections": 221,
         "app_established_connections": 20,
-        "queued_at_end": (0, 0),
+        "queued_at_end": (0, 0, 0),
     }
     return slow_clients.Observation(**(seen | changes))
 

@@ -540,19 +540,24 @@ def test_the_window_after_a_change_leaves_out_its_first_second():
 @pytest.mark.parametrize(
     ("queued", "reasons"),
     [
-        ((0, 0), []),
+        ((0, 0, 0), []),
         (
-            (156, 0),
+            (0, 156, 0),
             ["cannot judge: 156 tasks still queued at the end of the control's window: their "
              "work fell into the next one"],
         ),
         (
-            (0, None),
+            (3, 0, 0),
+            ["cannot judge: 3 tasks still queued at the end of the warm-up's window: their "
+             "work fell into the next one"],
+        ),
+        (
+            (0, 0, None),
             ["cannot judge: the broker's queue was not sampled at the end of the slow clients' "
              "window"],
         ),
     ],
-    ids=["drained", "the control's left", "not sampled"],
+    ids=["drained", "the control's left", "the warm-up's left", "not sampled"],
 )  # fmt: skip
 def test_each_window_holds_the_tasks_its_clients_queued(queued, reasons):
     outcome = SlowClients.judge(f.SLOW_DONE, f.slow_seen(queued_at_end=queued))

@@ -332,8 +332,11 @@ def test_the_windows_begin_once_the_launches_settle_and_end_inside_the_run(late)
     t0 = 1000.4
     launch = t0 + late
     bounds = fault.window_bounds(launch)
-    assert bounds[0] >= launch + fault.LAUNCH_SETTLE_S
-    assert bounds[0] - (launch + fault.LAUNCH_SETTLE_S) < 1
+    # the warm-up, once the launches have settled, then the windows
+    warm = fault.warmup_start(bounds)
+    assert warm >= launch + fault.LAUNCH_SETTLE_S
+    assert warm - (launch + fault.LAUNCH_SETTLE_S) < 1
+    assert bounds[0] - warm == fault.WINDOW_S + fault.DRAIN_S
     assert [b - a for a, b in itertools.pairwise(bounds)] == [8, 8, 8, 18, 18, 8]
     # the last window ends by the run's last whole second
     assert bounds[-1] <= int(t0 + fault.LOAD.duration)

@@ -379,7 +379,7 @@ def slow_clients_words(outcome: Outcome):
         f"{done.prober} in window {slow_fault.WITH_THEM + 1} of {len(rates)} ({done.window_s} s "
         f"each; the control's and theirs {done.window_s + slow_fault.DRAIN_S} s, for the tasks "
         f"they queued) of {what(done.load)} ({with_delay(done.load)}); the same requests at "
-        f"full speed in window {slow_fault.CONTROL + 1}"
+        f"full speed in window {slow_fault.CONTROL + 1}, and once before the first (a warm-up)"
     )
     bodies_held, readers_held = seen.held
     bodies_reached, readers_reached = seen.reached
@@ -391,7 +391,8 @@ def slow_clients_words(outcome: Outcome):
         f"{100 * seen.control_change:+.1f} %); {failures_text(seen.requests)}; held "
         f"{bodies_held} bodies, {readers_held} readers; {bodies_reached} bodies answered by the "
         f"app, {readers_reached} readers saw a 2xx status (fast: {control_bodies}, "
-        f"{control_readers}); tasks queued at the end of the control's window and theirs: "
+        f"{control_readers}); tasks queued at the end of the warm-up, the control's window "
+        f"and theirs: "
         f"{', '.join(str(known(q)) for q in seen.queued_at_end)}; nginx active connections "
         f"{known(seen.nginx_active_connections)}, app connections "
         f"{seen.app_established_connections}"

@@ -108,6 +108,14 @@ DRAIN_S = 10
 WINDOW_LENGTHS = tuple(
     WINDOW_S + DRAIN_S if n in (CONTROL, WITH_THEM) else WINDOW_S for n in range(WINDOWS)
 )
+# Before the first window the same requests are sent once, fast, and their tasks
+# run: a warm-up, not measured. The first POSTs of a run cost the app more than
+# the same POSTs later: in every run of faults-20261201-214739 and -220635 but
+# Gunicorn's sync one, /slow dipped in the second the control's bodies began
+# to arrive (54-86 req/s against 80-99 in the same second with the slow
+# clients), and the control fell 2.1-6.1 % where the slow clients cost 0.8-2.7 %,
+# which lowered the bar for the slow clients wherever it came from the control.
+WARMUP_S = WINDOW_S + DRAIN_S
 # A window after a change leaves out its first second.
 SKIP_S = 1
 # The windows begin once the fault's own launches have settled: five Ansible
@@ -120,7 +128,7 @@ SKIP_S = 1
 LAUNCH_SETTLE_S = CONTROLLER_SETTLE_S + 2
 # The wait for the measured run returns up to about 5.3 s after it began; the
 # windows must end inside the run, with its last whole second.
-LOAD = LoadSpec("slow", duration=sum(WINDOW_LENGTHS) + 16, delay=0.2)
+LOAD = LoadSpec("slow", duration=WARMUP_S + sum(WINDOW_LENGTHS) + 16, delay=0.2)
 # What stops a generator left running (its command line on the prober).
 CLIENTS_PATTERN = r"^python3 .*slow_clients\.py"
 # The connections nginx and the app hold, read in the middle of the window with
@@ -191,9 +199,9 @@ class Observation:
     control_readers: dict
     nginx_active_connections: int | None
     app_established_connections: int
-    # tasks in the broker's queue at the end of the control's window and theirs
-    # (the sampler's last reading inside each; None: not sampled)
-    queued_at_end: tuple[int | None, int | None] = (None, None)
+    # tasks in the broker's queue at the end of the warm-up, the control's window
+    # and theirs (the sampler's last reading before each; None: not sampled)
+    queued_at_end: tuple[int | None, ...] = (None, None, None)
 
     def rate(self, index: int) -> float:
         """/slow's rate in window `index`; a window after a change leaves out its first second."""
@@ -331,8 +339,19 @@ class SlowClients(Fault):
         # slow ones do: the readers' at once, from the window's start over half of it;
         # the bodies' once whole, BODY_S in, over the same stagger. Sent earlier, they
         # would pile onto the readers' queries, which the slow ones never meet.
-        c_start = windows[CONTROL]
-        c_bodies = c_start + BODY_S
+        c_start, warm = windows[CONTROL], warmup_start(windows)
+        fast = {
+            start: {
+                "bodies": generator_args(
+                    "body", body_url, clients.bodies, BODY_INTERVAL_S, start + BODY_S,
+                    WINDOW_S - BODY_S,
+                    ["--stagger", clients.stagger_s, "--total", clients.bodies, "--fast"]),
+                "readers": generator_args(
+                    "reader", reader_url, clients.readers, READER_INTERVAL_S, start, WINDOW_S,
+                    ["--stagger", WINDOW_S / 2, "--total", clients.readers, "--fast"]),
+            }
+            for start in (c_start, warm)
+        }  # fmt: skip
         argvs = {
             "bodies": generator_args(
                 "body", body_url, clients.bodies, BODY_INTERVAL_S, w_start, WINDOW_S,
@@ -341,12 +360,11 @@ class SlowClients(Fault):
                 "reader", reader_url, clients.readers, READER_INTERVAL_S, w_start, WINDOW_S,
                 ["--read-bytes", READER_BYTES, "--rcvbuf", READER_RCVBUF,
                  "--stagger", WINDOW_S / 2]),
-            "control-bodies": generator_args(
-                "body", body_url, clients.bodies, BODY_INTERVAL_S, c_bodies, WINDOW_S - BODY_S,
-                ["--stagger", clients.stagger_s, "--total", clients.bodies, "--fast"]),
-            "control-readers": generator_args(
-                "reader", reader_url, clients.readers, READER_INTERVAL_S, c_start, WINDOW_S,
-                ["--stagger", WINDOW_S / 2, "--total", clients.readers, "--fast"]),
+            "control-bodies": fast[c_start]["bodies"],
+            "control-readers": fast[c_start]["readers"],
+            # last: the summaries kept are the first four
+            "warmup-bodies": fast[warm]["bodies"],
+            "warmup-readers": fast[warm]["readers"],
         }  # fmt: skip
         script = Path(slow_clients.__file__)
         generators = [
@@ -380,7 +398,7 @@ class SlowClients(Fault):
         done = Done(LOAD, clients.bodies, clients.readers, stack.prober, WINDOW_S,
                     clients.stagger_s, clients.queue_wait_s)  # fmt: skip
         injected = _Injected(
-            load, windows, tuple(summaries), seen[stack.proxy].stdout, seen[stack.app].stdout
+            load, windows, tuple(summaries[:4]), seen[stack.proxy].stdout, seen[stack.app].stdout
         )
         return done, injected
 
@@ -401,7 +419,7 @@ class SlowClients(Fault):
             nginx_active_connections=active,
             app_established_connections=len(injected.app_sockets.splitlines()),
             queued_at_end=tuple(
-                queued_at(samples, injected.windows[n + 1]) for n in (CONTROL, WITH_THEM)
+                queued_at(samples, injected.windows[n]) for n in (0, CONTROL + 1, WITH_THEM + 1)
             ),
         )
 
@@ -435,8 +453,7 @@ class SlowClients(Fault):
                     f"baseline's {mean} - max({SPREAD_SDS} x sd {sd}, {MIN_ALLOWED_DROP:.0%})); "
                     f"the same requests sent fast: {seen.control}"
                 )
-        for n, queued in zip((CONTROL, WITH_THEM), seen.queued_at_end, strict=True):
-            name = "the control's" if n == CONTROL else "the slow clients'"
+        for name, queued in zip(QUEUED_WINDOWS, seen.queued_at_end, strict=True):
             if queued is None:
                 missed.append(
                     f"cannot judge: the broker's queue was not sampled at the end of {name} window"
@@ -470,9 +487,18 @@ class SlowClients(Fault):
 
 
 def window_bounds(launch: float) -> tuple[int, ...]:
-    """The windows' bounds (whole Unix seconds) for launches made at `launch`."""
-    b0 = math.ceil(launch + LAUNCH_SETTLE_S)
+    """The windows' bounds (whole Unix seconds) for launches made at `launch`, after
+    the warm-up, which begins once they have settled."""
+    b0 = math.ceil(launch + LAUNCH_SETTLE_S) + WARMUP_S
     return tuple(itertools.accumulate(WINDOW_LENGTHS, initial=b0))
+
+
+def warmup_start(windows: tuple[int, ...]) -> int:
+    return windows[0] - WARMUP_S
+
+
+# the windows at whose end the broker's queue is read, as the judge names them
+QUEUED_WINDOWS = ("the warm-up's", "the control's", "the slow clients'")
 
 
 # The sampler's reading of the queue that counts for a window's end: the last
