@@ -2,16 +2,17 @@
 the most connections on the app's port, of those the one using the most CPU.
 
 Targets, from the request log (request_log.py): no more requests fail than the
-killed worker held at the kill, and it held at least one (the kill waits, a few
-seconds at most, for a worker that does) (its established connections the moment before
-the SIGKILL, counted on the app host: a request it was serving holds one); not
-one ``200`` with a cut-off body (told OK, handed half an answer: a client must
-get a complete body or an error it can see, a status or a length that does
-not match); the server starts a new worker (the same number of workers
-afterwards, under the same master). How many requests nginx sent to the app
-again (its access log's ``$upstream_addr`` with more than one try) is
-reported. A server that runs one process is a SKIP: kill -9 of it is a crash
-(systemd restarts the unit), not a worker replacement.
+killed worker held at the kill (its established connections the moment before
+the SIGKILL, counted on the app host: a request it was serving holds one), and
+it held at least one (the kill waits, a few seconds at most, for a worker that
+does: a kill that cuts nothing off measures nothing); not one ``200`` with a
+cut-off body (told OK, handed half an answer: a client must get a complete body
+or an error it can see, a status or a length that does not match); the server
+starts a new worker (the same number of workers afterwards, under the same
+master). How many requests nginx sent to the app again (its access log's
+``$upstream_addr`` with more than one try) is reported. A server that runs one
+process is a SKIP: kill -9 of it is a crash (systemd restarts the unit), not a
+worker replacement.
 """
 
 from __future__ import annotations

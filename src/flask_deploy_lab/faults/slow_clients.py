@@ -1,7 +1,8 @@
 """slow-clients: one /slow run in six windows: three without slow clients (the
 baseline, repeated to know its spread), the control, one with them, one without
-again. The control's window and theirs last DRAIN_S longer than the clients do,
-for the Celery tasks their POSTs queued to run in. The slow clients reach the
+again, after a warm-up round of the control's requests that is not measured.
+The control's window and theirs last DRAIN_S longer than the clients do, for
+the Celery tasks their POSTs queued to run in. The slow clients reach the
 app: POST /tasks bodies sent a byte at a time, opened over a few seconds as
 independent clients would be (the app reads the body; nginx holds it until it
 is whole) and slow readers of the app's largest answer (/queries?n=500, read a
@@ -18,8 +19,8 @@ control's rate minus the same allowance instead: slowness may cost nothing the
 same requests sent fast do not. The slow clients and the control must have
 reached the app (90 % of the body connections answered, 90 % of the readers saw
 their answer's status) and the slow ones been held (90 % of each at once), and
-the broker's queue be empty at the end of the control's window and theirs (the
-sampler's reading). Comparing windows of one run keeps the noise of a shared
+the broker's queue be empty at the end of the warm-up, the control's window and
+theirs (the sampler's reading). Comparing windows of one run keeps the noise of a shared
 machine out of the comparison as far as it can; the spread of the repeated
 baseline says how much noise is left.
 """
@@ -118,13 +119,13 @@ WINDOW_LENGTHS = tuple(
 WARMUP_S = WINDOW_S + DRAIN_S
 # A window after a change leaves out its first second.
 SKIP_S = 1
-# The windows begin once the fault's own launches have settled: five Ansible
-# runs started together (the four generators, one for the two readings) kept the
-# machine's two CPUs 1.4-2.0 busy for about 5 s (0.3-0.6 before and after) and
-# took gevent's /slow from 100 to 61 req/s inside the first baseline window
-# (faults-20261201-185049), which was lower than the two after it in 13 of the
-# 14 runs kept, by 0.6-9.8 req/s. LAUNCH_SETTLE_S after the launch: 2 s more
-# than one launch needs.
+# The warm-up, then the windows, begin once the fault's own launches have
+# settled: five Ansible runs started together (then four generators, one for
+# the two readings; six generators now) kept the machine's two CPUs 1.4-2.0
+# busy for about 5 s (0.3-0.6 before and after) and took gevent's /slow from
+# 100 to 61 req/s inside the first baseline window (faults-20261201-185049),
+# which was lower than the two after it in 13 of the 14 runs kept, by 0.6-9.8
+# req/s. LAUNCH_SETTLE_S after the launch: 2 s more than one launch needs.
 LAUNCH_SETTLE_S = CONTROLLER_SETTLE_S + 2
 # The wait for the measured run returns up to about 5.3 s after it began; the
 # windows must end inside the run, with its last whole second.
