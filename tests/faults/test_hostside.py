@@ -274,37 +274,44 @@ def process_state(pid):
 
 
 def counted_as(monkeypatch, counts):
-    """Workers whose connections count as `counts` says, one a call: a stopped
-    worker is counted last, after every worker's look."""
+    """Workers whose connections count as `counts(call, pid)` says; each look counts
+    every worker running, then the one it stopped."""
     calls = []
 
     def connections(pid, proc=workers.PROC, port=None, remote_port=None):
         calls.append((pid, process_state(pid)))
-        return counts(len(calls))
+        return counts(len(calls), pid)
 
     monkeypatch.setattr(workers, "connections", connections)
     return calls
 
 
 def test_the_kill_waits_for_a_worker_that_holds_a_request_once_stopped(server, monkeypatch):
-    # three looks (3 workers counted, then the stopped one): the first two stopped
-    # ones hold none, the third holds 2
-    calls = counted_as(monkeypatch, lambda n: 2 if n == 12 else 0)
+    # look n (of 3 workers) sees worker n busy; stopped, the first two hold none,
+    # the third holds 2
+    pids = sorted(workers.children(server.pid))
+
+    def counts(call, pid):
+        look, k = divmod(call - 1, 4)
+        if k < 3:
+            return 1 if pid == pids[look] else 0
+        return 2 if look == 2 else 0
+
+    calls = counted_as(monkeypatch, counts)
     found = act("kill-busiest", extra=["--port", "8000", "--busy-timeout", "5"])
     assert (found["looks"], found["victim_connections"]) == (3, 2)
     assert len(calls) == 12
-    # each stopped worker was counted stopped, and those let go on are running again
-    stopped = [calls[n] for n in (3, 7, 11)]
-    assert all(state == "T" for _, state in stopped)
-    assert found["victim"] == stopped[-1][0] not in found["workers_after"]
-    for pid in set(found["workers_before"]) - {found["victim"]}:
-        assert process_state(pid) in ("R", "S")
+    # each look stopped its busy worker and counted it stopped
+    assert [calls[n] for n in (3, 7, 11)] == [(pid, "T") for pid in pids]
+    assert found["victim"] == pids[2] not in found["workers_after"]
+    # the two that held none were let go on: running again, not stopped
+    assert all(process_state(pid) in ("R", "S") for pid in pids[:2])
     assert 2 * workers.BUSY_LOOK_S <= found["busy_waited_s"] < 2
     assert len(found["workers_after"]) == 3
 
 
 def test_a_kill_that_finds_no_busy_worker_kills_after_its_timeout(server, monkeypatch):
-    counted_as(monkeypatch, lambda n: 0)
+    counted_as(monkeypatch, lambda call, pid: 0)
     started = time.monotonic()
     found = act("kill-busiest", extra=["--port", "8000", "--busy-timeout", "0.3"])
     assert found["victim_connections"] == 0 and found["looks"] > 1
