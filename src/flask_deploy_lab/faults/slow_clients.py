@@ -46,7 +46,7 @@ from flask_deploy_lab.faults.request_log import (
     per_second,
 )
 from flask_deploy_lab.faults.stack import Stack
-from flask_deploy_lab.report.samples import HostSamples, read_samples
+from flask_deploy_lab.report.samples import HostSamples, in_window, read_samples
 
 NAME = "slow-clients"
 # The allowance under the baseline's mean: the larger of 3 standard deviations
@@ -511,10 +511,9 @@ def queued_at(samples: dict[str, HostSamples], end: float) -> int | None:
     """Tasks in the broker's queue at `end`: the last reading of the host that
     samples it, in the QUEUE_READING_S before; None without one."""
     readings = [
-        (t, v)
+        point
         for host in samples.values()
-        for t, v in host.column("broker_queued")
-        if end - QUEUE_READING_S <= t <= end
+        for point in in_window(host, (end - QUEUE_READING_S, end)).column("broker_queued")
     ]
     return int(max(readings)[1]) if readings else None
 

@@ -20,9 +20,9 @@ them. Prints one JSON object:
      "busy_waited_s": 0.0, "at": 1795274642.01, "replaced_s": 0.3,
      "workers_after": [901, 903, 977]}
 
-``victim_connections`` is how many established TCP connections the victim
-held on the server's port (--port) at the SIGKILL: the victim is stopped
-(SIGSTOP), counted, then killed, so that it accepts nothing in between (its socket
+``victim_connections`` is how many established TCP connections the victim held
+on the server's port (--port) at the SIGKILL: the victim is stopped (SIGSTOP),
+counted, then killed, so that it accepts nothing in between (its socket
 descriptors in /proc/<pid>/fd, read as the victim's owner where root may not
 read them, found in state ESTABLISHED in /proc/net/tcp and tcp6, local port
 --port: not its own connections to the database): a request the worker was
@@ -32,11 +32,10 @@ the victim's descriptors cannot be read. A kill of a worker that holds none
 cuts nothing off and measures nothing: with ``--port``, a victim that holds no
 connection once stopped is let go on (SIGCONT) and the workers looked at again
 every 20 ms, for at most ``--busy-timeout`` seconds (``looks``: how many times
-it stopped one; ``busy_waited_s``: from the first look to the kill's). Then
-``replaced_s`` is null when they were
-not all replaced in time; ``victim``, ``cpu_share_percent``,
-``victim_connections``, ``connections_seen``, ``looks`` and ``busy_waited_s``
-are null for a reload.
+it stopped one; ``busy_waited_s``: from the first look to the kill's).
+``replaced_s`` is null when they were not all replaced in time; ``victim``,
+``cpu_share_percent``, ``victim_connections``, ``connections_seen``, ``looks``
+and ``busy_waited_s`` are null for a reload.
 ``asked_at`` is when the kill or the reload was asked for, ``at`` when it had
 been done (the reload command returned).
 
