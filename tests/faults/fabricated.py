@@ -296,6 +296,8 @@ def slow_seen(rates=(100, 98, 102, 99, 97, 100), **changes):
         "readers": READERS,
         "control_bodies": CONTROL_BODIES,
         "control_readers": CONTROL_READERS,
+        "warmup_bodies": CONTROL_BODIES,
+        "warmup_readers": CONTROL_READERS,
         "nginx_active_connections": 221,
         "app_established_connections": 20,
         "queued_at_end": (0, 0, 0),

@@ -504,7 +504,7 @@ def test_the_work_the_slow_clients_bring_is_told_from_their_slowness():
     assert f.slow_seen(rates=(100, 98, 102, 110, 96, 100)).bound == 95.0
 
 
-def test_a_control_that_did_not_reach_the_app_cannot_judge():
+def test_a_control_or_warm_up_that_did_not_reach_the_app_cannot_judge():
     seen = f.slow_seen(
         control_bodies=dict(f.CONTROL_BODIES, statuses={"202": 100, "502": 80}),
         control_readers={},
@@ -512,6 +512,11 @@ def test_a_control_that_did_not_reach_the_app_cannot_judge():
     assert SlowClients.judge(f.SLOW_DONE, seen).reasons == (
         "cannot judge: only 100 of the control's 180 body requests reached the app",
         "cannot judge: only 0 of the control's 20 reader requests reached the app",
+    )
+    # the warm-up's too: the first POSTs' cost would fall in the control
+    seen = f.slow_seen(warmup_bodies=dict(f.CONTROL_BODIES, statuses={"502": 180}))
+    assert SlowClients.judge(f.SLOW_DONE, seen).reasons == (
+        "cannot judge: only 0 of the warm-up's 180 body requests reached the app",
     )
 
 

@@ -180,8 +180,9 @@ def test_the_slow_clients_line():
         "/slow at 97.0 req/s with them, limit 95.0 (baseline 100 98 102 100: mean 100.0, sd "
         "1.63; -3.0 %; the same requests fast: 99.0 req/s, -1.0 %); 0 of 7128 requests failed "
         "(none); held 180 bodies, 20 readers; 181 bodies answered by the app, 20 readers saw a "
-        "2xx status (fast: 180, 20); tasks queued at the end of the warm-up, the control's "
-        "window and theirs: 0, 0, 0; nginx active connections 221, app connections 20"
+        "2xx status (fast: 180, 20; the warm-up: 180, 20); tasks queued at the end of the "
+        "warm-up, the control's window and theirs: 0, 0, 0; nginx active connections 221, app "
+        "connections 20"
     )
     assert result.figures["change_percent"] == -3.0
     assert result.figures["windows"] == list(f.WINDOWS)

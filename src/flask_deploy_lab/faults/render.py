@@ -384,6 +384,7 @@ def slow_clients_words(outcome: Outcome):
     bodies_held, readers_held = seen.held
     bodies_reached, readers_reached = seen.reached
     control_bodies, control_readers = seen.control_reached
+    warmup_bodies, warmup_readers = seen.warmup_reached
     measured = (
         f"{path(done.load)} at {seen.with_them} req/s with them, limit {seen.bound} (baseline "
         f"{' '.join(f'{r:g}' for r in seen.baseline)}: mean {mean}, sd {sd}; "
@@ -391,8 +392,8 @@ def slow_clients_words(outcome: Outcome):
         f"{100 * seen.control_change:+.1f} %); {failures_text(seen.requests)}; held "
         f"{bodies_held} bodies, {readers_held} readers; {bodies_reached} bodies answered by the "
         f"app, {readers_reached} readers saw a 2xx status (fast: {control_bodies}, "
-        f"{control_readers}); tasks queued at the end of the warm-up, the control's window "
-        f"and theirs: "
+        f"{control_readers}; the warm-up: {warmup_bodies}, {warmup_readers}); tasks queued at "
+        "the end of the warm-up, the control's window and theirs: "
         f"{', '.join(str(known(q)) for q in seen.queued_at_end)}; nginx active connections "
         f"{known(seen.nginx_active_connections)}, app connections "
         f"{seen.app_established_connections}"
@@ -418,6 +419,8 @@ def slow_clients_words(outcome: Outcome):
         "slow_readers": seen.readers,
         "control_bodies": seen.control_bodies,
         "control_readers": seen.control_readers,
+        "warmup_bodies": seen.warmup_bodies,
+        "warmup_readers": seen.warmup_readers,
         "nginx_active_connections": seen.nginx_active_connections,
         "app_established_connections": seen.app_established_connections,
         "key": f"{100 * seen.change:+.1f} % (limit {seen.bound})",

@@ -198,6 +198,9 @@ class Observation:
     readers: dict
     control_bodies: dict
     control_readers: dict
+    # the warm-up's, the same requests as the control's
+    warmup_bodies: dict
+    warmup_readers: dict
     nginx_active_connections: int | None
     app_established_connections: int
     # tasks in the broker's queue at the end of the warm-up, the control's window
@@ -291,6 +294,10 @@ class Observation:
     def control_reached(self) -> tuple[int, int]:
         return reached(self.control_bodies, self.control_readers)
 
+    @property
+    def warmup_reached(self) -> tuple[int, int]:
+        return reached(self.warmup_bodies, self.warmup_readers)
+
 
 def reached(bodies: dict, readers: dict) -> tuple[int, int]:
     """A body is the app's to answer once nginx has it whole: any status but nginx's
@@ -309,8 +316,8 @@ def reached(bodies: dict, readers: dict) -> tuple[int, int]:
 class _Injected:
     load: object
     windows: tuple[int, ...]
-    # the summaries of the slow bodies, slow readers, and the control's two
-    summaries: tuple[dict, dict, dict, dict]
+    # the summaries of the slow bodies, slow readers, the control's two, the warm-up's two
+    summaries: tuple[dict, dict, dict, dict, dict, dict]
     nginx_status: str
     app_sockets: str
 
@@ -363,7 +370,6 @@ class SlowClients(Fault):
                  "--stagger", WINDOW_S / 2]),
             "control-bodies": fast[c_start]["bodies"],
             "control-readers": fast[c_start]["readers"],
-            # last: the summaries kept are the first four
             "warmup-bodies": fast[warm]["bodies"],
             "warmup-readers": fast[warm]["readers"],
         }  # fmt: skip
@@ -399,7 +405,7 @@ class SlowClients(Fault):
         done = Done(LOAD, clients.bodies, clients.readers, stack.prober, WINDOW_S,
                     clients.stagger_s, clients.queue_wait_s)  # fmt: skip
         injected = _Injected(
-            load, windows, tuple(summaries[:4]), seen[stack.proxy].stdout, seen[stack.app].stdout
+            load, windows, tuple(summaries), seen[stack.proxy].stdout, seen[stack.app].stdout
         )
         return done, injected
 
@@ -417,6 +423,8 @@ class SlowClients(Fault):
             readers=injected.summaries[1],
             control_bodies=injected.summaries[2],
             control_readers=injected.summaries[3],
+            warmup_bodies=injected.summaries[4],
+            warmup_readers=injected.summaries[5],
             nginx_active_connections=active,
             app_established_connections=len(injected.app_sockets.splitlines()),
             queued_at_end=tuple(
@@ -475,15 +483,20 @@ class SlowClients(Fault):
                     f"only {reached} slow {kind} requests {what} (of {asked} connections): "
                     "they did not reach the app"
                 )
-        for kind, asked, reached in (
-            ("body", done.bodies, seen.control_reached[0]),
-            ("reader", done.readers, seen.control_reached[1]),
+        # a warm-up that did not reach the app leaves the first POSTs' cost in the control
+        for which, (bodies, readers) in (
+            ("the control's", seen.control_reached),
+            ("the warm-up's", seen.warmup_reached),
         ):
-            if reached < MIN_REACHED_SHARE * asked:
-                missed.append(
-                    f"cannot judge: only {reached} of the control's {asked} {kind} requests "
-                    "reached the app"
-                )
+            for kind, asked, reached in (
+                ("body", done.bodies, bodies),
+                ("reader", done.readers, readers),
+            ):
+                if reached < MIN_REACHED_SHARE * asked:
+                    missed.append(
+                        f"cannot judge: only {reached} of {which} {asked} {kind} requests "
+                        "reached the app"
+                    )
         return Outcome.judged(NAME, done, seen, missed)
 
 

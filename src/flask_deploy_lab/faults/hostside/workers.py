@@ -32,7 +32,9 @@ the victim's descriptors cannot be read. A kill of a worker that holds none
 cuts nothing off and measures nothing: with ``--port``, a victim that holds no
 connection once stopped is let go on (SIGCONT) and the workers looked at again
 every 20 ms, for at most ``--busy-timeout`` seconds (``looks``: how many times
-it stopped one; ``busy_waited_s``: from the first look to the kill's).
+it looked; ``busy_waited_s``: from the first look to the kill's). A victim that
+exited between its look and its stop (a server that recycles its workers) is
+passed over, and the workers living then looked at again.
 ``replaced_s`` is null when they were not all replaced in time; ``victim``,
 ``cpu_share_percent``, ``victim_connections``, ``connections_seen``, ``looks``
 and ``busy_waited_s`` are null for a reload.
@@ -184,7 +186,8 @@ def stat_fields(text):
 
 
 def children(parent, proc=PROC):
-    """The pids whose parent is `parent`, from /proc/<pid>/stat."""
+    """The living pids whose parent is `parent`, from /proc/<pid>/stat (a child
+    that exited and is not yet reaped, state Z, is not one)."""
     found = []
     for entry in proc.iterdir():
         if not entry.name.isdigit():
@@ -193,7 +196,7 @@ def children(parent, proc=PROC):
             fields = stat_fields((entry / "stat").read_text())
         except OSError:
             continue  # it ended meanwhile
-        if len(fields) > 1 and fields[1] == str(parent):
+        if len(fields) > 1 and fields[1] == str(parent) and fields[0] != "Z":
             found.append(int(entry.name))
     return sorted(found)
 
@@ -387,15 +390,23 @@ def kill_main(args, proc=PROC):
     }
 
 
+def process_state(pid, proc=PROC):
+    """R, S, T (stopped), Z (exited, not reaped)...; None once it is gone."""
+    try:
+        return stat_fields((proc / str(pid) / "stat").read_text())[0]
+    except (OSError, IndexError):
+        return None
+
+
 def wait_stopped(pid, proc=PROC, timeout=0.1):
     """Until the kernel shows the process stopped (state T): SIGSTOP takes effect
     once the process is next scheduled, not when kill() returns."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            if stat_fields((proc / str(pid) / "stat").read_text())[0] in ("T", "t"):
-                return True
-        except (OSError, IndexError):
+        state = process_state(pid, proc)
+        if state in ("T", "t"):
+            return True
+        if state in (None, "Z"):
             return False
         time.sleep(0.001)
     return False
@@ -407,10 +418,13 @@ def stop_and_count(pid, proc=PROC, port=None):
     count and the kill; counted running, the connections swung (2 and 8 held by
     gunicorn-gthread's workers, 0 by the one stopped a moment later; 0 and 0 by
     uWSGI's, 6 by the one stopped), as the count itself takes milliseconds at
-    1,000 requests a second. Left stopped: the caller kills or continues it."""
+    1,000 requests a second. Left stopped: the caller kills or continues it.
+    ProcessLookupError when the worker has exited (gone, or a zombie its master
+    has not reaped yet) since it was looked at."""
     os.kill(pid, signal.SIGSTOP)
     try:
-        wait_stopped(pid, proc)
+        if not wait_stopped(pid, proc) and process_state(pid, proc) in (None, "Z"):
+            raise ProcessLookupError(f"worker {pid} exited")
         return connections(pid, proc, port)
     except BaseException:
         os.kill(pid, signal.SIGCONT)
@@ -437,10 +451,18 @@ def run(args, proc=PROC):
         started, looks = time.time(), 0
         while True:
             looks += 1
-            seen = {pid: connections(pid, proc, args.port) for pid in workers}
-            victim, share = busiest(before, after, workers, seen)
+            # the workers now: one may have exited (a server recycling them)
+            living = children(master, proc) or workers
+            seen = {pid: connections(pid, proc, args.port) for pid in living}
+            victim, share = busiest(before, after, living, seen)
             asked = time.time()
-            held = stop_and_count(victim, proc, args.port)
+            try:
+                held = stop_and_count(victim, proc, args.port)
+            except ProcessLookupError:
+                if asked >= started + args.busy_timeout + args.timeout:
+                    raise SystemExit(f"{args.unit}: every worker looked at had exited") from None
+                time.sleep(BUSY_LOOK_S)
+                continue  # it exited since the look: look again
             if held != 0 or args.port is None or asked >= started + args.busy_timeout:
                 break
             # it held none once stopped: a kill would cut nothing off
