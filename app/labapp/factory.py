@@ -4,7 +4,7 @@ import logging
 
 from flask import Flask
 
-from labapp import broker, errors, schema, tasks, views
+from labapp import broker, errors, schema, tasks, timing, views
 from labapp import config as settings
 from labapp.db import make_database
 
@@ -34,4 +34,6 @@ def create_app(config=None):
     app.register_blueprint(tasks.bp)
     errors.register(app)
     app.cli.add_command(schema.init_db_command)
+    # a request nginx stamped is answered with where its time went on this host
+    app.wsgi_app = timing.ServerTiming(app.wsgi_app)
     return app

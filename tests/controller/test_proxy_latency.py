@@ -23,11 +23,13 @@ T0 = 1_800_000_000  # a whole Unix second
 APP1, APP2 = "10.0.0.1:8000", "10.0.0.2:8000"
 
 
-def line(second, rt, urt, ua=APP1, path="/slow?delay=0.5", status=200):
+def line(second, rt, urt, ua=APP1, path="/slow?delay=0.5", status=200, st=None):
+    """A line of the role's format; `st` (the app's Server-Timing) appended when given,
+    as nginx writes it now (a line without it is one of an older log)."""
     stamp = datetime.fromtimestamp(T0 + second, UTC).strftime(proxy.TIME_FORMAT)
     return (
         f'10.89.0.9 [{stamp}] "GET {path} HTTP/1.1" {status} 42 rt={rt} urt={urt} '
-        f'ua="{ua}" us="{status}"'
+        f'ua="{ua}" us="{status}"' + ("" if st is None else f' st="{st}"')
     )
 
 
@@ -80,6 +82,35 @@ def test_a_hundred_requests_give_a_value_of_the_log_never_an_interpolation():
     assert (latency.proxy_p50_ms, latency.proxy_p99_ms) == (50.0, 99.0)
     assert (latency.upstream_p50_ms, latency.upstream_p99_ms) == (49.0, 98.0)
     assert latency.requests == 100
+
+
+def test_the_apps_own_split_is_read_from_its_server_timing_answer():
+    lines = [
+        line(1, "0.520", "0.518", st="queue;dur=12.5, app;dur=505.0"),
+        line(1, "0.900", "0.898", st="queue;dur=390.0, app;dur=507.5"),
+        line(2, "0.510", "0.509", st="queue;dur=-0.4, app;dur=508.1"),
+        # a stamp the app could not read: its own time alone
+        line(2, "0.505", "0.504", st="app;dur=503.9"),
+        # no answer's header ("-"), and a line of an older log without st=
+        line(2, "0.004", "-", ua="-", status=502, st="-"),
+        line(2, "0.506", "0.505"),
+        line(2, "0.001", "0.001", path="/healthz", st="queue;dur=900.0, app;dur=900.0"),
+    ]
+    counted = proxy.tally(lines, *WINDOW)
+    assert counted.queue_ms == [12.5, 390.0, -0.4]
+    assert counted.app_ms == [505.0, 507.5, 508.1, 503.9]
+    # every line in the window counted by nginx, the app's split where it has one
+    assert len(counted.proxy_ms) == 6
+    latency, why_not = proxy.proxy_latency(counted)
+    assert why_not is None
+    assert (latency.app_queue_p50_ms, latency.app_queue_p99_ms) == (12.5, 390.0)
+    assert (latency.app_p50_ms, latency.app_p99_ms) == (505.0, 508.1)
+
+
+def test_a_log_without_the_apps_split_has_none_of_it():
+    latency, _ = proxy.proxy_latency(proxy.tally(LINES, *WINDOW))
+    assert (latency.app_queue_p50_ms, latency.app_queue_p99_ms) == (None, None)
+    assert (latency.app_p50_ms, latency.app_p99_ms) == (None, None)
 
 
 def test_a_window_of_healthz_and_upstreamless_requests_says_why():
@@ -160,6 +191,7 @@ def cell(run_dir, name, lines=None, history=True):
 
 PROXY_COLUMNS = ("proxy_requests", "proxy_p50_ms", "proxy_p99_ms", "upstream_p50_ms",
                  "upstream_p99_ms")  # fmt: skip
+APP_COLUMNS = ("app_queue_p50_ms", "app_queue_p99_ms", "app_p50_ms", "app_p99_ms")
 
 
 def figures(row):
@@ -175,6 +207,12 @@ def run(tmp_path):
     cell(tmp_path, "b--unlogged")
     cell(tmp_path, "c--no-window", LINES, history=False)
     cell(tmp_path, "d--unanswered", [line(1, "0.004", "-", ua="-", status=502)])
+    cell(
+        tmp_path,
+        "e--split",
+        [line(1, "0.520", "0.518", st="queue;dur=12.5, app;dur=505.0"),
+         line(2, "0.900", "0.898", st="queue;dur=390.0, app;dur=507.5")],
+    )  # fmt: skip
     environment, rows = model.summarize_run(tmp_path)
     return tmp_path, environment, {row.cell: row for row in rows}
 
@@ -186,6 +224,15 @@ def test_the_row_holds_nginxs_and_the_upstreams_figures(run):
     assert figures(row) == (6, 20.0, 9000.0, 40.0, 9000.0)
     assert row.app_hosts_rps == ("app1=1.3", "app2=0.3")
     assert "nginx" not in (row.note or "")
+
+
+def test_the_row_holds_the_apps_own_split_where_the_log_has_it(run):
+    _, _, rows = run
+    assert tuple(getattr(rows["e--split"], n) for n in APP_COLUMNS) == (
+        12.5, 390.0, 505.0, 507.5
+    )  # fmt: skip
+    # LINES are of an older log: no split
+    assert tuple(getattr(rows["a--timed"], n) for n in APP_COLUMNS) == (None,) * 4
 
 
 def test_a_cell_without_a_proxy_log_has_none_and_no_note(run):
@@ -242,7 +289,9 @@ def test_the_page_shows_them_beside_the_clients_latencies_and_says_what_they_spl
     assert headers[at + 1 : at + 5] == [
         "nginx p50 ms", "nginx p99 ms", "upstream p50 ms", "upstream p99 ms"
     ]  # fmt: skip
+    assert headers[at + 5 : at + 7] == ["app queue p99 ms", "app p99 ms"]
     assert "nginx requests" in headers
+    assert "a wait for a slot, one in the app's own is the work" in page
     assert "Where a request's time goes" in page
     assert "time spent in the client or the network" in page
     # without a timed cell the page has no such paragraph

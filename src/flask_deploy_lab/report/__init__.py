@@ -175,7 +175,12 @@ Numbers per cell
   ``$upstream_response_time`` of the try that answered), exact over the
   ``proxy_requests`` lines whose second lies whole inside the window,
   ``/healthz`` left out. The clients' p99 less nginx's is the client and the
-  network; nginx's less the upstream's is nginx. Null without the log.
+  network; nginx's less the upstream's is nginx. Null without the log. The
+  app's own split of the upstream's time, from its Server-Timing answer
+  (labapp.timing) in the same lines: ``app_queue_p50_ms``,
+  ``app_queue_p99_ms`` (from nginx's send to the app's first look: the
+  server's backlog, a wait for a free worker) and ``app_p50_ms``,
+  ``app_p99_ms`` (the view's own time); null for an app or a log before it.
 - throttling: increase of ``nr_throttled`` (and ``nr_periods``, throttled
   seconds) over the window, summed over app hosts.
 - load generators, each figure the highest of any of them: the busiest

@@ -11,7 +11,8 @@ one request a line, in the role's ``timed`` format
 (roles/nginx/templates/nginx.conf.j2)::
 
     $remote_addr [$time_local] "$request" $status $body_bytes_sent
-    rt=$request_time urt=$upstream_response_time ua="$upstream_addr" ...
+    rt=$request_time urt=$upstream_response_time ua="$upstream_addr"
+    us="$upstream_status" st="$upstream_http_server_timing"
 
 ``$time_local`` is when nginx finished the request, to the second;
 ``$upstream_addr`` lists every app host nginx tried, comma-separated, and the
@@ -19,7 +20,11 @@ last one answered; ``$request_time`` is nginx's whole time for the request
 (from the first bytes it read of it to the last it wrote of the answer) and
 ``$upstream_response_time`` each try's wait for the app, both in seconds to
 the millisecond, the tries comma-separated (`-`: no upstream answered; " : "
-between the upstream groups of an internal redirect).
+between the upstream groups of an internal redirect). ``st`` is the app's
+own answer's Server-Timing header (labapp.timing: ``queue;dur=12.0,
+app;dur=503.4``, ms): the wait from nginx's send to the app's first look at
+the request, then the app's own time to its answer's headers (``-`` or
+absent: an app or a log from before it, or no answer).
 
 The lines used are those whose second lies whole inside the measured window
 (its first whole second to its last), ``/healthz`` (the playbook's drain
@@ -36,7 +41,9 @@ figures:
   nearest rank (report.exact.percentile), and how many lines were used. Beside
   the clients' latencies they split a request's time: the client's figure
   less nginx's is the client and the network, nginx's less the upstream's is
-  nginx.
+  nginx. The app's own two from ``st`` split the upstream's: its queue (the
+  server's backlog, a wait for a free worker) and the view's time, p50 and
+  p99 each, over the lines that have them.
 
 Either is None for a cell without the log (an older run), with a reason
 (why_not) when the cell has the log but the figure cannot be had.
@@ -58,7 +65,10 @@ DIRECTORY = "proxy"
 LINE = re.compile(
     r'^\S+ \[(?P<time>[^\]]+)\] "(?P<method>\S+) (?P<path>\S+)[^"]*" \d{3} \S+ '
     r'rt=(?P<rt>\d+(?:\.\d+)?) urt=(?P<urt>[^"]*?) ua="(?P<ua>[^"]*)"'
+    r'(?: us="[^"]*")?(?: st="(?P<st>[^"]*)")?'
 )
+# one metric of a Server-Timing header: its name and its duration in ms
+TIMING = re.compile(r"(?:^|,)\s*([\w-]+);dur=(-?\d+(?:\.\d+)?)")
 TIME_FORMAT = "%d/%b/%Y:%H:%M:%S %z"
 HEALTH = "/healthz"
 # what separates the tries of $upstream_response_time: ", " between the servers
@@ -77,6 +87,9 @@ class Tally:
     counts: dict[str, int] = field(default_factory=dict)
     proxy_ms: list[float] = field(default_factory=list)
     upstream_ms: list[float] = field(default_factory=list)
+    # the app's own split (labapp.timing), of the lines that have it
+    queue_ms: list[float] = field(default_factory=list)
+    app_ms: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,11 @@ class ProxyLatency:
     proxy_p99_ms: float | None
     upstream_p50_ms: float | None
     upstream_p99_ms: float | None
+    # the app's wait before its first look at a request, and its own time after
+    app_queue_p50_ms: float | None = None
+    app_queue_p99_ms: float | None = None
+    app_p50_ms: float | None = None
+    app_p99_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +142,11 @@ def tally(lines, window_start: float, window_end: float) -> Tally:
         waited = _TRIES.split(match["urt"])[-1].strip()
         if waited and waited != "-":
             result.upstream_ms.append(_ms(waited))
+        timing = dict(TIMING.findall(match["st"] or ""))
+        if "queue" in timing:
+            result.queue_ms.append(float(timing["queue"]))
+        if "app" in timing:
+            result.app_ms.append(float(timing["app"]))
     return result
 
 
@@ -182,12 +205,17 @@ def proxy_latency(counted: Tally) -> tuple[ProxyLatency, str | None]:
     """nginx's p50 and p99 of its own time and of the upstream's answer, over the
     tally's requests, and why a percentile is missing (None when none is)."""
     proxy_ms, upstream_ms = sorted(counted.proxy_ms), sorted(counted.upstream_ms)
+    queue_ms, app_ms = sorted(counted.queue_ms), sorted(counted.app_ms)
     latency = ProxyLatency(
         requests=len(proxy_ms),
         proxy_p50_ms=percentile(proxy_ms, 50),
         proxy_p99_ms=percentile(proxy_ms, 99),
         upstream_p50_ms=percentile(upstream_ms, 50),
         upstream_p99_ms=percentile(upstream_ms, 99),
+        app_queue_p50_ms=percentile(queue_ms, 50),
+        app_queue_p99_ms=percentile(queue_ms, 99),
+        app_p50_ms=percentile(app_ms, 50),
+        app_p99_ms=percentile(app_ms, 99),
     )
     why_not = None
     if not proxy_ms:

@@ -81,6 +81,18 @@ _UPSTREAM = (
     "requests whose second lies whole inside the measured window that an upstream "
     "answered, /healthz left out"
 )
+# the end of the app's own columns' tooltips (its Server-Timing answer, logged by nginx)
+_APP_SPLIT = (
+    " (the app's Server-Timing answer in the proxy's access log, labapp.timing; to 0.1 ms), "
+    "exact (nearest rank) over the requests of the nginx columns that have it (n/a: an app "
+    "or a log from before it)"
+)
+_APP_QUEUE = (
+    ": from nginx's send to the app's first look at the request, its wait in the server's "
+    "backlog or for a free worker, thread or greenlet (with the network; on hosts with "
+    "their own clocks, their offset)" + _APP_SPLIT
+)
+_APP_OWN = ": from its first look at the request to its answer's headers" + _APP_SPLIT
 # the end of the HDR and Locust columns' tooltips
 _HDR = (
     " from the HDR histograms of every request (locust_latency.hlog: one per second of "
@@ -104,7 +116,7 @@ class Row:
         table=1,
     )
     server: str = column("server", "the `server` switch value")
-    db_mode: str | None = column("db mode", "naive (a connection per request) or pool", table=69)
+    db_mode: str | None = column("db mode", "naive (a connection per request) or pool", table=71)
     endpoint: str = column("endpoint", "the endpoint under load", table=2)
     users: int = column(
         "users", "concurrent Locust users (closed loop, wait 0)", table=3, result=False
@@ -133,14 +145,14 @@ class Row:
     requests: int | None = column(
         "requests",
         "requests in the measured run: Locust's Request Count (locust_stats.csv)",
-        table=37,
+        table=39,
     )
     failures: int | None = column(
         "failures",
         "failed requests in the measured run: Locust's Failure Count (locust_stats.csv)",
-        table=38,
+        table=40,
     )
-    failure_ratio: float | None = column("fail ratio", "failures / requests", digits=4, table=39)
+    failure_ratio: float | None = column("fail ratio", "failures / requests", digits=4, table=41)
     rps: float | None = column(
         "req/s",
         "throughput, the headline figure. From the request log (locust_requests.csv) when "
@@ -220,7 +232,7 @@ class Row:
         "requests in the HDR histograms' seconds whole inside the window (the request log's, "
         "else their own): fewer than the log's there by the edges' seconds; n/a: no "
         "locust_latency.hlog (an older run)",
-        table=40,
+        table=42,
     )
     hdr_p50_ms: float | None = column(
         "HDR p50 ms", "median latency" + _HDR, unit="ms", digits=3, table=18
@@ -304,13 +316,13 @@ class Row:
     )
     # hey, the second client of the I/O-bound cells (hey.csv, hey.json)
     hey_requests: int | None = column(
-        "hey requests", "hey's requests completed in its measured window", table=41
+        "hey requests", "hey's requests completed in its measured window", table=43
     )
     hey_failures: int | None = column(
         "hey non-2xx",
         "of hey's requests in the window, those with a status outside 2xx "
         "(requests that failed below HTTP are not in hey.csv: see hey identity)",
-        table=42,
+        table=44,
     )
     hey_rps: float | None = column(
         "hey req/s",
@@ -360,7 +372,7 @@ class Row:
         "requests in the proxy's access log whose second lies whole inside the measured "
         "window (/healthz left out): what the nginx and upstream percentiles are of "
         "(n/a: no proxy log, an older run)",
-        table=43,
+        table=45,
     )
     proxy_p50_ms: float | None = column(
         "nginx p50 ms", "median of nginx's own time for a request" + _NGINX, unit="ms", table=33
@@ -382,11 +394,32 @@ class Row:
         unit="ms",
         table=36,
     )
+    # the app's own split of the upstream's time (Server-Timing, labapp.timing)
+    app_queue_p50_ms: float | None = column(
+        "app queue p50 ms", "median of the app's queue" + _APP_QUEUE, unit="ms"
+    )
+    app_queue_p99_ms: float | None = column(
+        "app queue p99 ms",
+        "99th percentile of the app's queue" + _APP_QUEUE + ". Beside the upstream's p99: a "
+        "tail made of waiting for a worker, not of the work",
+        unit="ms",
+        table=37,
+    )
+    app_p50_ms: float | None = column(
+        "app p50 ms", "median of the app's own time for a request" + _APP_OWN, unit="ms"
+    )
+    app_p99_ms: float | None = column(
+        "app p99 ms",
+        "99th percentile of the app's own time for a request" + _APP_OWN + ". Beside the "
+        "app queue's: the tail is the work itself (the view and what it calls)",
+        unit="ms",
+        table=38,
+    )
     # the ceiling
     ceiling_model: str = column(
         "ceiling model",
         "littles_law for delay-bound endpoints, cpu for the others",
-        table=44,
+        table=46,
     )
     ceiling_rps: float | None = column(
         "ceiling req/s",
@@ -395,16 +428,16 @@ class Row:
         "per request (the app alone, the same for every server)",
         unit="requests/s",
         digits=2,
-        table=45,
+        table=47,
     )
-    efficiency: float | None = column("efficiency", "req/s / ceiling", digits=3, table=46)
+    efficiency: float | None = column("efficiency", "req/s / ceiling", digits=3, table=48)
     cpu_s_per_request: float | None = column(
         "CPU s/req",
         "the server's CPU-seconds per request: app CPU cores / req/s, from the unit's CPU "
         "counter (the app and the server under test together)",
         unit="CPU-seconds",
         digits=6,
-        table=47,
+        table=49,
     )
     inprocess_cpu_s_per_request: float | None = column(
         "in-process CPU s/req",
@@ -413,14 +446,14 @@ class Row:
         "hosts as one). The denominator of a CPU-bound cell's ceiling",
         unit="CPU-seconds",
         digits=7,
-        table=48,
+        table=50,
     )
     server_overhead_us: float | None = column(
         "server overhead µs",
         "what the server itself costs a request: (CPU s/req - in-process CPU s/req) x 1e6",
         unit="CPU-microseconds",
         digits=1,
-        table=49,
+        table=51,
     )
     # the app hosts' samples
     app_cpu_cores: float | None = column(
@@ -428,78 +461,78 @@ class Row:
         "CPUs the app used, summed over the app hosts",
         unit="CPUs",
         digits=3,
-        table=50,
+        table=52,
     )
     app_cpu_source: str | None = column(
         "app CPU from",
         "unit: the app unit's CPU counter; host: the app hosts' whole CPU",
-        table=51,
+        table=53,
     )
     app_cpus: float | None = column(
         "app CPUs",
         "CPUs the app may use, summed over the app hosts",
         unit="CPUs",
-        table=52,
+        table=54,
         result=False,
     )
     throttled_periods: int | None = column(
-        "throttled periods", "increase of the unit's nr_throttled over the window", table=53
+        "throttled periods", "increase of the unit's nr_throttled over the window", table=55
     )
     throttled_ratio: float | None = column(
-        "throttled ratio", "throttled periods / CFS periods", digits=3, table=54
+        "throttled ratio", "throttled periods / CFS periods", digits=3, table=56
     )
     throttled_s: float | None = column(
         "throttled s",
         "time the unit was throttled over the window",
         unit="s",
         digits=3,
-        table=55,
+        table=57,
     )
     # the db and load-generator hosts' samples
     peak_db_connections: int | None = column(
-        "peak DB conns", "most client backends in pg_stat_activity over the window", table=56
+        "peak DB conns", "most client backends in pg_stat_activity over the window", table=58
     )
     # a tasks cell: the background tasks and the broker's queue (report.tasks)
     tasks_done: int | None = column(
-        "tasks done", "tasks created in the window and done when the cell ended", table=57
+        "tasks done", "tasks created in the window and done when the cell ended", table=59
     )
     tasks_failed: int | None = column(
-        "tasks failed", "tasks created in the window that failed (status failed)", table=58
+        "tasks failed", "tasks created in the window that failed (status failed)", table=60
     )
     tasks_unfinished: int | None = column(
         "tasks unfinished",
         "tasks created in the window still queued or running when the cell ended: their "
         "latency is not in the task percentiles",
-        table=59,
+        table=61,
     )
     task_p50_ms: float | None = column(
         "task p50 ms",
         "median time from POST to done of the done tasks (the queue's wait included)",
         unit="ms",
         digits=1,
-        table=60,
+        table=62,
     )
     task_p99_ms: float | None = column(
         "task p99 ms", "p99 of the time from POST to done of the done tasks", unit="ms",
-        digits=1, table=61,
+        digits=1, table=63,
     )  # fmt: skip
     broker_queue_max: int | None = column(
         "queue max",
         "most task messages waiting in the broker's queue in a 1-s sample of the window",
-        table=62,
+        table=64,
     )
     broker_queue_mean: float | None = column(
         "queue mean",
         "mean of the broker queue's samples in the window",
         digits=1,
-        table=63,
+        table=65,
     )
     loadgen_cpu_peak_pct: float | None = column(
         "loadgen CPU peak %",
         "busiest sample of the busiest load generator",
         unit="% of what the host may use",
         digits=1,
-        table=64,
+        table=66,
         result=False,
     )
     loadgen_cpu_mean_pct: float | None = column(
@@ -507,7 +540,7 @@ class Row:
         "mean over the window of the busiest load generator",
         unit="% of what the host may use",
         digits=1,
-        table=65,
+        table=67,
         result=False,
     )
     loadgen_process_cores: float | None = column(
@@ -515,7 +548,7 @@ class Row:
         "mean CPU of the busiest Locust process (one process cannot use more than 1)",
         unit="CPUs",
         digits=3,
-        table=66,
+        table=68,
         result=False,
     )
     loadgen_process_peak_cores: float | None = column(
@@ -523,14 +556,14 @@ class Row:
         "busiest sample of the busiest Locust process",
         unit="CPUs",
         digits=3,
-        table=67,
+        table=69,
         result=False,
     )
     locust_cpu_warning: bool | None = column(
         "Locust CPU warning",
         "Locust's own warning of a process above 90 % CPU, in locust.log (the master's, "
         "which also reports a worker's; n/a: the cell has no locust.log)",
-        table=68,
+        table=70,
         result=False,
     )
     generator_saturated: bool | None = column(
@@ -549,21 +582,21 @@ class Row:
     )
     # the cell's parameters
     delay_s: float | None = column(
-        "delay s", "?delay= of /slow and /sleep", unit="s", table=70, result=False
+        "delay s", "?delay= of /slow and /sleep", unit="s", table=72, result=False
     )
     server_slots: int | None = column(
         "server slots",
         "requests all app hosts can hold at once (None: no bound)",
-        table=71,
+        table=73,
         result=False,
     )
     pool_size: int | None = column(
-        "pool size", "connections the app's pools can hold in total", table=72, result=False
+        "pool size", "connections the app's pools can hold in total", table=74, result=False
     )
     top_failure: str | None = column(
-        "top failure", "the most frequent failure: METHOD name: error", table=73
+        "top failure", "the most frequent failure: METHOD name: error", table=75
     )
-    note: str | None = column("note", "why a number is missing or partial", table=74)
+    note: str | None = column("note", "why a number is missing or partial", table=76)
 
     def __post_init__(self):
         # Rounded here, once, so the files and the page show the same figure.
