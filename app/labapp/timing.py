@@ -15,6 +15,11 @@ then to the response's status and headers, the view's own time. nginx logs
 the header (``$upstream_http_server_timing``) and hides it from the client;
 the report reads it from the proxy's log (report/proxy.py).
 
+A view may add its own parts of ``app`` (`record`): /slow adds ``api``, its
+call to the slow API from the request's send to the answer read, and
+``api-sleep``, the sleep the slow API says it took (the rest of ``api`` is
+the network, the slow API's own queue and the app's wait to run again).
+
 A request without the stamp (the tests, the in-process cost, a request from
 the app host itself) is passed through untouched: one dictionary lookup.
 """
@@ -23,6 +28,13 @@ import time
 
 HEADER = "HTTP_X_REQUEST_START"
 PREFIX = "t="
+# the environ key of a view's own metrics: [(name, ms), ...]
+METRICS = "labapp.server_timing"
+
+
+def record(environ, name, ms):
+    """Add a view's own metric (a part of its time, in ms) to its answer's header."""
+    environ.setdefault(METRICS, []).append((name, ms))
 
 
 def stamp_seconds(value):
@@ -56,6 +68,8 @@ class ServerTiming:
             timing = f"app;dur={app_ms:.1f}"
             if sent is not None:
                 timing = f"queue;dur={(seen - sent) * 1000:.1f}, {timing}"
+            for name, ms in environ.get(METRICS, ()):
+                timing += f", {name};dur={ms:.1f}"
             headers.append(("Server-Timing", timing))
             return start_response(status, headers, exc_info)
 

@@ -2,6 +2,7 @@
 
 import json
 import random
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -9,7 +10,7 @@ import urllib.request
 import markdown
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
 
-from labapp import params
+from labapp import params, timing
 from labapp.db import get_db
 from labapp.errors import UpstreamError
 from labapp.schema import WORLD_ROWS
@@ -43,6 +44,7 @@ def slow():
     delay = params.seconds(request.args, "delay")
     base = current_app.config["UPSTREAM_URL"].rstrip("/")
     url = f"{base}/?{urllib.parse.urlencode({'delay': f'{delay:g}'})}"
+    began = time.perf_counter()
     try:
         with _upstream_opener.open(url, timeout=delay + UPSTREAM_GRACE) as response:
             body = json.load(response)
@@ -54,6 +56,9 @@ def slow():
         if isinstance(reason, TimeoutError):
             raise UpstreamError("upstream timed out", status=504) from exc
         raise UpstreamError(f"upstream request failed: {reason}") from exc
+    timing.record(request.environ, "api", (time.perf_counter() - began) * 1000)
+    if isinstance(body, dict) and isinstance(body.get("slept"), int | float):
+        timing.record(request.environ, "api-sleep", body["slept"] * 1000)
     return jsonify(body)
 
 

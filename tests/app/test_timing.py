@@ -27,6 +27,20 @@ def test_the_app_time_is_the_views_own(client):
     assert 200 <= app < 1000
 
 
+def test_slow_adds_its_call_to_the_slow_api_and_the_sleep_it_took(make_app, upstream):
+    client = make_app(UPSTREAM_URL=upstream.url).test_client()
+    response = client.get("/slow?delay=0.2", headers={"X-Request-Start": f"t={time.time():.3f}"})
+    assert response.status_code == 200
+    parts = dict(
+        (name, float(ms))
+        for name, ms in re.findall(r"([\w-]+);dur=(-?\d+\.\d)", response.headers["Server-Timing"])
+    )
+    assert list(parts) == ["queue", "app", "api", "api-sleep"]
+    # the sleep inside the call inside the view
+    assert 200 <= parts["api-sleep"] <= parts["api"] <= parts["app"] < 1000
+    assert parts["api-sleep"] == round(response.json["slept"] * 1000, 1)
+
+
 def test_an_error_answer_is_timed_too(client):
     # no upstream where the test app looks for it: /slow answers 502
     response = client.get("/slow?delay=0", headers={"X-Request-Start": f"t={time.time():.3f}"})
