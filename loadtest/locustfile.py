@@ -44,8 +44,24 @@ Parameters
     ``--loadtest-max-run-time`` / ``LOADTEST_MAX_RUN_TIME``
         seconds after which the master stops a test by itself, even one the
         web UI started without a run time (default 0: no limit)
+    ``--loadtest-in-step`` / ``LOADTEST_IN_STEP``
+        users of ``/slow`` and ``/sleep`` send their first request at once
+        (default: each after a random share of one delay; below)
 
     The target is Locust's own ``--host``; nothing here names a lab.
+
+Users start out of step
+    Locust's master hands out every user of a second in one message (all of a
+    cell's, at its default spawn rate) and a worker starts them at once, so a
+    closed loop of users waiting on the same delay sends its requests in
+    bursts, which fade only as the users drift apart, over 15-20 s (the
+    figures: docs/bench.md, "Users out of step"). A user of a delay-bound
+    endpoint (``/slow``, ``/sleep``) therefore waits a random share of one
+    delay before its first request: from one delay after the start on, the
+    users' rounds are spread evenly over it, as those of independent clients
+    are, and every user has a request in flight. The report's window begins
+    at least a second, and a mean response time, after all users run: past
+    that wait.
 
 Measured runs
     Add ``--reset-stats`` (master and workers) so the CSVs leave out the
@@ -179,6 +195,7 @@ import itertools
 import logging
 import math
 import os
+import random
 import time
 from array import array
 from datetime import UTC, datetime
@@ -211,6 +228,7 @@ DEFAULTS = {
     "loadtest_task_timeout": 30.0,
     "loadtest_allowed_hosts": "",
     "loadtest_max_run_time": 0.0,
+    "loadtest_in_step": False,
 }
 QUERIES_MIN, QUERIES_MAX = 1, 500
 
@@ -323,6 +341,14 @@ def _add_arguments(parser):
         default=DEFAULTS["loadtest_max_run_time"],
         help="seconds after which a test stops by itself, whatever the web UI asked (0: no limit)",
     )
+    group.add_argument(
+        "--loadtest-in-step",
+        action="store_true",
+        env_var="LOADTEST_IN_STEP",
+        default=DEFAULTS["loadtest_in_step"],
+        help="users of /slow and /sleep send their first request at once, not each after a "
+        "random share of one delay",
+    )
 
 
 def _option(environment, name):
@@ -332,7 +358,11 @@ def _option(environment, name):
         return getattr(options, name)
     default = DEFAULTS[name]
     raw = os.environ.get(name.upper())
-    return type(default)(raw) if raw not in (None, "") else default
+    if raw in (None, ""):
+        return default
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return type(default)(raw)
 
 
 def _local_path(location):
@@ -494,6 +524,9 @@ class _EndpointUser(FastHttpUser):
     abstract = True
     wait_time = constant(0)
     endpoint = ""
+    # the option whose seconds are one round of a request (a delay-bound
+    # endpoint's ?delay=): the first request waits a random share of it
+    round_option = None
 
     def __init__(self, environment):
         super().__init__(environment)
@@ -507,6 +540,9 @@ class _EndpointUser(FastHttpUser):
         if refused:
             logger.error("%s: this user sends nothing", refused)
             raise StopUser()
+        if self.round_option and not self.option("loadtest_in_step"):
+            # out of step with the users started with it (the module's docstring)
+            gevent.sleep(random.random() * self.option(self.round_option))  # noqa: S311
 
     def option(self, name):
         return _option(self.environment, name)
@@ -543,6 +579,7 @@ class JsonUser(_GetUser):
 class SlowUser(_GetUser):
     endpoint = "slow"
     params = (("delay", "loadtest_delay"),)
+    round_option = "loadtest_delay"
 
 
 class DbUser(_GetUser):
@@ -577,6 +614,7 @@ class FortunesUser(_GetUser):
 class SleepUser(_GetUser):
     endpoint = "sleep"
     params = (("delay", "loadtest_delay"),)
+    round_option = "loadtest_delay"
 
 
 class RenderUser(_GetUser):

@@ -64,6 +64,8 @@ REQUEST_LOG_HEADER = [
 ]  # fmt: skip
 # a request of the stuck runs: far longer than they run
 STUCK_DELAY_S = 30
+# the users of the run whose first requests spread over a delay of 1 s
+SPREAD_USERS = 20
 # the request log writes the start in whole microseconds and the response time in
 # thousandths of a millisecond: half a unit either way
 START_ROUNDING_S = 0.5e-6
@@ -224,7 +226,7 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("locust")
     names = [
         "all", "by_class", "capped", "broken", "distributed", "worker", "signalled",
-        "signalled_worker", "list", "bad", "stuck", "stuck_worker", "stuck_single",
+        "signalled_worker", "list", "bad", "stuck", "stuck_worker", "stuck_single", "spread",
     ]  # fmt: skip
     out = {name: base / name for name in names}
     for path in out.values():
@@ -233,7 +235,7 @@ def runs(tmp_path_factory):
     try:
         for name in (
             "all", "by_class", "capped", "broken", "distributed", "signalled", "stuck",
-            "stuck_single",
+            "stuck_single", "spread",
         ):  # fmt: skip
             apps[name] = FakeApp(out[name], broken=name == "broken")
 
@@ -271,6 +273,12 @@ def runs(tmp_path_factory):
                     "capped",
                     *_headless(apps["capped"], out["capped"], 1, 4, "SleepUser"),
                     env={"LOADTEST_DELAY": "0.02", "LOADTEST_REQUEST_LOG_CAP": "5"},
+                ),
+                # users waiting 1 s each: their first requests spread over one delay
+                start(
+                    "spread",
+                    *_headless(apps["spread"], out["spread"], SPREAD_USERS, 3, "SlowUser"),
+                    env={"LOADTEST_DELAY": "1"},
                 ),
                 start("list", "--list"),
                 start("bad", "--headless", "-t", "1s", "--loadtest-delay", "-1"),
@@ -351,7 +359,8 @@ def runs(tmp_path_factory):
         # every request waits far longer than the run: all of them in flight at the
         # stop, a master and its worker beside a single process (no load: together)
         port = _free_port()
-        stuck = {"LOADTEST_DELAY": str(STUCK_DELAY_S)}
+        # in step: each user's first request at once, not after a share of 30 s
+        stuck = {"LOADTEST_DELAY": str(STUCK_DELAY_S), "LOADTEST_IN_STEP": "true"}
         _finish(
             [
                 start(
@@ -597,6 +606,25 @@ def test_requests_in_flight_at_the_stop_are_logged_with_their_age(runs, name, us
     # Locust counted none of them
     assert sum(entry["num_requests"] for entry in run.stats().values()) == 0
     assert len(run.app.requests) == users
+    # in step (LOADTEST_IN_STEP): the users started together sent theirs together
+    starts = [start for start, *_ in in_flight]
+    assert max(starts) - min(starts) < 0.5
+
+
+def test_users_of_a_delay_send_their_first_requests_out_of_step(runs):
+    """20 users of /slow?delay=1, started at once: each sends its first request after
+    a random share of the delay, so the first requests spread over about a second
+    (all within 50 ms of one another in step; 20 draws over 1 s span less than 0.5 s
+    once in about 25,000 runs)."""
+    run = runs["spread"]
+    assert run.returncode == 0, run.output
+    _, completed = run.request_log()
+    starts = sorted([start for start, *_ in completed] + [s for s, _, _ in run.in_flight()])
+    # each user's second request starts a delay after its first, so the first
+    # requests are those that start within a delay of the earliest
+    first = [start for start in starts if start < starts[0] + 1]
+    assert len(first) == SPREAD_USERS
+    assert 0.5 < first[-1] - first[0] < 1
 
 
 def test_the_signalled_run_sent_its_requests_in_more_than_one_report(runs):
