@@ -222,6 +222,43 @@ def test_the_control_sends_the_same_requests_once_each_at_full_speed(app_like):
     assert summary["begun"] == 2
 
 
+def test_the_controls_fast_requests_are_spread_over_the_stagger():
+    """Answered and closed at once, the fast requests must still be sent over the
+    stagger, as the slow ones are opened: counting the connections open, all 180 of
+    the control's were sent within 70 ms."""
+    import http.server
+
+    arrivals = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            arrivals.append(time.monotonic())
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        argv = [f"--url=http://127.0.0.1:{server.server_address[1]}/tasks", "--kind=body",
+                "--connections=60", "--interval=0.15", "--duration=2.5", "--stagger=1.5",
+                "--total=60", "--fast"]  # fmt: skip
+        summary = slow_clients.run(slow_clients.parse_args(argv))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert summary["statuses"] == {"202": 60}, summary
+    arrivals.sort()
+    # over the 1.5 s, a tick's share at a time: no more than a few in any 0.1 s
+    assert 1.2 <= arrivals[-1] - arrivals[0] <= 1.5 + 0.3
+    assert max(sum(1 for a in arrivals if t <= a < t + 0.1) for t in arrivals) <= 8
+
+
 def test_fast_is_not_for_a_header_client_and_the_total_is_bounded(capsys):
     for argv in (["--fast"], ["--total=0"], [f"--total={slow_clients.MAX_CONNECTIONS + 1}"]):
         with pytest.raises(SystemExit):
