@@ -880,3 +880,36 @@ def test_requests_in_flight_are_noted_until_they_return_and_kept_when_killed():
         ["GET", "/slow?delay=30", "/slow", {}, 1],
         ["GET", "/slow?delay=31", None, {}, 2],
     ]
+
+
+# _option without Locust's parse (its environment variable), in a process of its own
+OPTION_SCRIPT = """
+import importlib.util, json, os, sys
+spec = importlib.util.spec_from_file_location("locustfile", sys.argv[1])
+lf = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lf)
+class Environment:
+    parsed_options = None
+found = {}
+for raw in ("true", "1", "yes", "false", "0", "", None):
+    if raw is None:
+        os.environ.pop("LOADTEST_IN_STEP", None)
+    else:
+        os.environ["LOADTEST_IN_STEP"] = raw
+    found[str(raw)] = lf._option(Environment, "loadtest_in_step")
+os.environ["LOADTEST_DELAY"] = "0.5"
+found["delay"] = lf._option(Environment, "loadtest_delay")
+print(json.dumps(found))
+"""
+
+
+def test_an_option_locust_did_not_parse_comes_from_its_environment_variable():
+    # a flag's "false" is false (bool("false") would be true), a number a number
+    out = subprocess.run(
+        [sys.executable, "-c", OPTION_SCRIPT, str(LOCUSTFILE)],
+        capture_output=True, text=True, check=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert json.loads(out.stdout.splitlines()[-1]) == {
+        "true": True, "1": True, "yes": True, "false": False, "0": False, "": False,
+        "None": False, "delay": 0.5,
+    }  # fmt: skip
