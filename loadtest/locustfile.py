@@ -60,8 +60,9 @@ Users start out of step
     delay before its first request: from one delay after the start on, the
     users' rounds are spread evenly over it, as those of independent clients
     are, and every user has a request in flight. The report's window begins
-    at least a second, and a mean response time, after all users run: past
-    that wait.
+    a second or a mean response time after all users run, whichever is
+    longer; a request of these endpoints takes at least its delay, so the
+    window begins past that wait.
 
 Measured runs
     Add ``--reset-stats`` (master and workers) so the CSVs leave out the
