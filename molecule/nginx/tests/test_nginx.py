@@ -3,8 +3,12 @@ upstream it was given, with the limits it was given, from a sandboxed unit.
 
 `pytest -s` shows systemd-analyze's exposure of the unit."""
 
+import json
+import time
+
 import pytest
 
+from tests.nginx_log import logged, server_timing
 from tests.systemd_units import exposure, main_process, proc_status, show
 
 CONNECTS = "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 8000))' 2>/dev/null"
@@ -18,6 +22,31 @@ STATUS = (
     "    print(e.code)"
 )
 
+# A stand-in app that answers as labapp.timing does (a Server-Timing header)
+# and sends back, as its body, the X-Request-Start it was sent.
+TIMED_APP = (
+    "import http.server\n"
+    "class TimedApp(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        body = (self.headers.get('X-Request-Start') or '-').encode()\n"
+    "        self.send_response(200)\n"
+    "        self.send_header('Server-Timing', 'queue;dur=1.5, app;dur=2.5')\n"
+    "        self.send_header('Content-Length', str(len(body)))\n"
+    "        self.end_headers()\n"
+    "        self.wfile.write(body)\n"
+    "    def log_message(self, *args):\n"
+    "        pass\n"
+    "http.server.HTTPServer(('127.0.0.1', 8000), TimedApp).serve_forever()\n"
+)
+# a GET through nginx sending its own X-Request-Start (argv[2]): [status, headers, body]
+ANSWER = (
+    "import json, sys, urllib.request\n"
+    "req = urllib.request.Request('http://127.0.0.1' + sys.argv[1],"
+    " headers={'X-Request-Start': sys.argv[2]})\n"
+    "r = urllib.request.urlopen(req, timeout=5)\n"
+    "print(json.dumps([r.status, dict(r.headers), r.read().decode()]))"
+)
+
 
 @pytest.fixture()
 def upstream(host):
@@ -26,6 +55,15 @@ def upstream(host):
     host.run("for i in $(seq 50); do %s && break; sleep 0.1; done", CONNECTS)
     yield
     host.run("pkill -f 'http.server 8000'")
+
+
+@pytest.fixture()
+def timed_app(host):
+    """The stand-in app that answers Server-Timing, for the test's duration (bounded)."""
+    host.run("timeout 60 python3 -c %s >/dev/null 2>&1 &", TIMED_APP)
+    host.run("for i in $(seq 50); do %s && break; sleep 0.1; done", CONNECTS)
+    yield
+    host.run("pkill -f TimedApp")
 
 
 def status(host, path="/", body=""):
@@ -56,6 +94,24 @@ def test_with_the_app_nginx_proxies_to_it(host, upstream):
 
 def test_a_body_over_the_limit_is_refused(host, upstream):
     assert status(host, "/", "x" * 4096) == 413
+
+
+def test_nginx_stamps_the_request_and_logs_the_apps_timing_unseen(host, timed_app):
+    path = f"/timed-{time.time_ns()}"
+    before = time.time()
+    # a client's own stamp (a valid one, from 2001) is replaced by nginx's
+    got, headers, body = json.loads(
+        host.check_output("python3 -c %s %s %s", ANSWER, path, "t=1000000000.000")
+    )
+    after = time.time()
+    assert got == 200
+    assert body.startswith("t="), body
+    assert before - 1 <= float(body[2:]) <= after + 1, (before, body, after)
+    # the app's split is nginx's to log, not the client's to see
+    assert "server-timing" not in {name.lower() for name in headers}, headers
+    match = logged(host, "GET", path)
+    assert match["st"] == "queue;dur=1.5, app;dur=2.5", match.string
+    assert server_timing(match) == {"queue": 1.5, "app": 2.5}
 
 
 def test_the_proxy_host_reuses_ports_in_time_wait(host):
