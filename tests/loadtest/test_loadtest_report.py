@@ -248,7 +248,8 @@ SUMMARY_CSV_COLUMNS = [
     "app_cpus", "throttled_periods", "throttled_ratio", "throttled_s", "peak_db_connections",
     "tasks_done", "tasks_failed", "tasks_unfinished", "task_p50_ms", "task_p99_ms",
     "broker_queue_max", "broker_queue_mean", "loadgen_cpu_peak_pct", "loadgen_cpu_mean_pct",
-    "loadgen_process_cores", "loadgen_process_peak_cores", "locust_cpu_warning",
+    "loadgen_process_cores", "loadgen_process_peak_cores", "machine_busy_cores", "machine_cpus",
+    "locust_cpu_warning",
     "generator_saturated", "workers_lost", "delay_s", "server_slots", "pool_size", "top_failure",
     "note",
 ]  # fmt: skip
@@ -266,7 +267,8 @@ TABLE_HEADERS = [
     "throttled ratio", "throttled s", "peak DB conns", "tasks done", "tasks failed",
     "tasks unfinished", "task p50 ms", "task p99 ms", "queue max", "queue mean",
     "loadgen CPU peak %", "loadgen CPU mean %", "busiest Locust proc cores",
-    "busiest Locust proc peak cores", "Locust CPU warning", "db mode", "delay s", "server slots",
+    "busiest Locust proc peak cores", "machine busy CPUs", "machine CPUs", "Locust CPU warning",
+    "db mode", "delay s", "server slots",
     "pool size", "top failure", "note",
 ]  # fmt: skip
 
@@ -717,6 +719,36 @@ def test_a_busy_locust_process_alone_flags_the_generator(tmp_path):
     assert row.generator_saturated is True
     assert row.valid is False
     assert "a Locust process at 0.98 cores in a sample (above 0.9)" in row.invalid_reasons
+
+
+def test_the_machine_is_the_host_busiest_for_its_cpus_and_a_busy_one_is_noted(tmp_path):
+    cell = {"server": "gevent", "endpoint": "json", "users": 1, "loadgen_hosts": ["lg"]}
+    cell_dir = _minimal_cell(tmp_path, "c", cell)
+    # the window is [100, 105]
+    _history(cell_dir, 100, 5, 1)
+    header = "time,cpu_percent,proc_count,proc_max_cores,procstat_cpus,procstat_busy_cores"
+    # a VM of 4 CPUs, 3.0 of them busy (0.75), and one of 2 CPUs with 1.9 busy
+    # (0.95) in the window; the 2.0 after it does not count
+    _samples(cell_dir, "lg", header, [f"{t},20.0,1,0.2,4,3.0" for t in (101, 102, 103)])
+    _samples(
+        cell_dir, "app1", "time,procstat_cpus,procstat_busy_cores",
+        ["101,2,1.8", "102,2,2.0", "103,2,1.9", "106,2,2.0"],
+    )  # fmt: skip
+    (busy,) = model.summarize_run(tmp_path)[1]
+    assert (busy.machine_busy_cores, busy.machine_cpus) == (1.9, 2)
+    assert "app1's kernel found 1.90 of its 2 CPUs busy (mean)" in busy.note
+    # below 0.9 of its CPUs: the figure, no note
+    _samples(cell_dir, "app1", "time,procstat_cpus,procstat_busy_cores", ["101,2,1.0", "102,2,1.2"])
+    (calm,) = model.summarize_run(tmp_path)[1]
+    assert (calm.machine_busy_cores, calm.machine_cpus) == (3.0, 4)
+    assert "CPUs busy" not in (calm.note or "")
+    # a note, not a verdict: the busy machine changes no rule's outcome
+    assert busy.invalid_reasons == calm.invalid_reasons
+    # samples from before the columns: not known
+    _samples(cell_dir, "app1", "time,cpu_busy_cores", ["101,1.0", "102,1.2"])
+    _samples(cell_dir, "lg", "time,cpu_percent", ["101,20.0", "102,20.0"])
+    (row,) = model.summarize_run(tmp_path)[1]
+    assert (row.machine_busy_cores, row.machine_cpus) == (None, None)
 
 
 def test_one_sample_above_90_percent_invalidates_a_cell_whose_mean_is_below(written):

@@ -73,6 +73,9 @@ def test_bounded_run_on_this_host(sampler, tmp_path):
         assert float(row["cpu_percent"]) >= 0
         assert row["cpu_source"] in ("cgroup", "procstat")
         assert float(row["procstat_busy_cores"]) >= 0
+        # the kernel's CPUs: what this (uncontained) test's machine has online
+        assert int(row["procstat_cpus"]) == os.cpu_count()
+        assert float(row["procstat_busy_cores"]) <= int(row["procstat_cpus"]) + 0.05
         assert float(row["mem_used_mb"]) > 0
         assert float(row["mem_limit_mb"]) >= float(row["mem_used_mb"])
         assert int(row["proc_count"]) >= 1
@@ -183,6 +186,10 @@ def test_proc_parsers(sampler):
     # busy = user+nice+system+irq+softirq+steal; guest is already inside user
     assert sampler.parse_proc_stat(stat) == (170, 990)
     assert sampler.parse_proc_stat("") is None
+    assert sampler.proc_stat_cpus(stat) == 1
+    assert sampler.proc_stat_cpus(stat + "cpu1 1 2 3 4 5 6 7 8 0 0\nintr 1 2\nctxt 3\n") == 2
+    assert sampler.proc_stat_cpus("cpu  1 2 3\n") is None
+    assert sampler.proc_stat_cpus(None) is None
     meminfo = "MemTotal:  2048000 kB\nMemFree:  100 kB\nMemAvailable:  1024000 kB\n"
     assert sampler.parse_meminfo(meminfo) == (1024000 * 1024, 2048000 * 1024)
     assert sampler.parse_meminfo("MemTotal: 1 kB\n") is None
@@ -305,7 +312,10 @@ def test_a_v1_container_counts_the_units_processes_and_its_own(sampler, tmp_path
         for pid, times in stats.items():
             (proc / str(pid)).mkdir(parents=True, exist_ok=True)
             (proc / str(pid) / "stat").write_text(_proc_stat(pid, *times))
-        (proc / "stat").write_text("cpu  100 0 100 800 0 0 0 0 0 0\n")
+        (proc / "stat").write_text(
+            "cpu  100 0 100 800 0 0 0 0 0 0\n"
+            "cpu0 50 0 50 400 0 0 0 0 0 0\ncpu1 50 0 50 400 0 0 0 0 0 0\n"
+        )
 
     write_proc(stats)
     args = SimpleNamespace(
@@ -343,6 +353,9 @@ def test_a_v1_container_counts_the_units_processes_and_its_own(sampler, tmp_path
     assert row["cpu_limit_cores"] == "1.000"
     assert row["cpu_busy_cores"] == "0.500"
     assert row["cpu_percent"] == "50.0"
+    # the kernel's view, the machine's: its CPUs beside the busy ones
+    assert row["procstat_cpus"] == "2"
+    assert row["procstat_busy_cores"] == "0.000"
 
 
 def test_outside_a_container_the_machine_counts(sampler, tmp_path):

@@ -26,6 +26,8 @@ Columns (every file has all of them; empty when not measured):
     cpu_percent          100 * cpu_busy_cores / cpu_limit_cores
     cpu_source           "cgroup", "procfs" or "procstat": where cpu_busy_cores
                          came from
+    procstat_cpus        CPUs /proc/stat lists (inside a container the whole
+                         machine's, which procstat_busy_cores is a share of)
     procstat_busy_cores  CPUs busy by /proc/stat (the kernel's view: inside a
                          container this is the whole machine)
     mem_used_mb          memory in use: cgroup root usage minus inactive file
@@ -90,6 +92,7 @@ COLUMNS = [
     "cpu_busy_cores",
     "cpu_percent",
     "cpu_source",
+    "procstat_cpus",
     "procstat_busy_cores",
     "mem_used_mb",
     "mem_limit_mb",
@@ -260,6 +263,14 @@ def parse_proc_stat(text):
             busy = user + nice + system + irq + softirq + steal
             return busy, busy + idle + iowait
     return None
+
+
+def proc_stat_cpus(text):
+    """How many CPUs /proc/stat lists (its cpu0, cpu1, ... lines); None when unreadable."""
+    count = sum(
+        1 for line in (text or "").splitlines() if line.startswith("cpu") and line[3:4].isdigit()
+    )
+    return count or None
 
 
 def parse_meminfo(text):
@@ -546,6 +557,7 @@ class Sampler:
             node_source = "procfs"
         used, limit = self.cgroups.memory("")
         meminfo = parse_meminfo(_read(self.proc / "meminfo"))
+        proc_stat = _read(self.proc / "stat")
         if used is None and meminfo:
             used = meminfo[0]
         if meminfo:
@@ -555,7 +567,8 @@ class Sampler:
             "mono": time.monotonic(),
             "node_usage_usec": node_usage,
             "node_source": node_source,
-            "proc_stat": parse_proc_stat(_read(self.proc / "stat")),
+            "proc_stat": parse_proc_stat(proc_stat),
+            "proc_stat_cpus": proc_stat_cpus(proc_stat),
             "mem_used": used,
             "mem_limit": limit,
             "unit_cpu": unit_cpu,
@@ -598,6 +611,7 @@ class Sampler:
             "cpu_busy_cores": _fmt(busy),
             "cpu_percent": _fmt(100 * busy / limit if busy is not None else None, 1),
             "cpu_source": source if busy is not None else "",
+            "procstat_cpus": _fmt(new["proc_stat_cpus"]),
             "procstat_busy_cores": _fmt(procstat),
             "mem_used_mb": _fmt(new["mem_used"] / MB if new["mem_used"] is not None else None, 1),
             "mem_limit_mb": _fmt(

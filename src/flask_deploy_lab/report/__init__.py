@@ -192,6 +192,13 @@ Numbers per cell
   whether locust.log holds Locust's own CPU warning (None without the file).
   ``generator_saturated``: validity rule 1 below holds (None: no load
   generator sampled and no warning).
+- the machine: ``machine_busy_cores`` of ``machine_cpus``, the CPUs the
+  kernel's /proc/stat found busy (mean over the window) on the host busiest
+  for its CPUs: in the lab's containers every host's is the one machine's,
+  load generators, proxy, database and app hosts together; on VMs or real
+  hosts each host's own. From 0.9 of its CPUs the note says the servers
+  waited for CPUs they shared (a note, not a validity rule: every cell of a
+  shared machine shares it). None for samples without the columns.
 - requests in flight at the stop (from locust_requests.csv, see
   report.locust): ``unfinished_requests``, the oldest one's age
   (``unfinished_oldest_ms``) and how many had waited longer than the row's

@@ -29,6 +29,9 @@ from flask_deploy_lab.targets import IDENTITY_TOLERANCE, ROUNDING_SLACK, clients
 # A load generator above either in any sample is measuring itself rather than the server.
 SATURATED_CPU_PERCENT = 90.0
 SATURATED_PROCESS_CORES = 0.9  # one Locust process cannot use more than one core
+# the share of its CPUs a host's kernel found busy (mean over the window) from
+# which the cell's note says the servers waited for CPUs they shared
+BUSY_MACHINE_SHARE = 0.9
 # Throughput further above its ceiling than this says the ceiling is wrong.
 MAX_EFFICIENCY = 1.02
 
@@ -440,6 +443,7 @@ class _CellReader:
             v for s in self.hosts("db", "pg_connections") for v in s.values("pg_connections")
         ]
         generator = self.generator_load()
+        machine_busy, machine_cpus = self.machine_load()
         cpu_warning = locust.read_cpu_warning(cell.directory)
         in_flight = self.in_flight(request_log, measured.p99_ms)
 
@@ -540,6 +544,8 @@ class _CellReader:
             loadgen_cpu_mean_pct=generator.mean_pct,
             loadgen_process_cores=generator.process_mean_cores,
             loadgen_process_peak_cores=generator.process_peak_cores,
+            machine_busy_cores=machine_busy,
+            machine_cpus=machine_cpus,
             locust_cpu_warning=cpu_warning,
             generator_saturated=None,
             workers_lost=len(cell.workers_lost),
@@ -754,6 +760,31 @@ class _CellReader:
                 "(cell.json's inprocess_cpu_s_per_request, from inprocess.json)"
             )
         return "no ceiling: app_cpus unknown"
+
+    def machine_load(self) -> tuple[float | None, int | None]:
+        """(CPUs busy, CPUs) by the kernel's /proc/stat, the mean over the window
+        of the host busiest for its CPUs: in the lab's containers every host's is
+        the one machine's (load generators, proxy, database and app hosts
+        together), on VMs or real hosts each host's own. (None, None) for samples
+        without the columns (a run before them); a note when that host's CPUs
+        were nearly all busy, which no figure of the cell is free of."""
+        busiest = None
+        for s in self.cell.samples.values():
+            inside = in_window(s, self.window)
+            busy, cpus = _mean(inside.values("procstat_busy_cores")), inside.values("procstat_cpus")
+            if len(inside.rows) < MIN_SAMPLES or busy is None or not cpus:
+                continue
+            load = (busy / max(cpus), busy, int(max(cpus)), s.host)
+            busiest = max(busiest or load, load)
+        if busiest is None:
+            return None, None
+        share, busy, cpus, host = busiest
+        if share >= BUSY_MACHINE_SHARE:
+            self.notes.append(
+                f"{host}'s kernel found {busy:.2f} of its {cpus} CPUs busy (mean): the "
+                "servers waited for CPUs they shared"
+            )
+        return busy, cpus
 
     def generator_load(self) -> GeneratorLoad:
         """The load generators' CPU over the window, each figure the highest of

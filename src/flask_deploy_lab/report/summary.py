@@ -116,7 +116,7 @@ class Row:
         table=1,
     )
     server: str = column("server", "the `server` switch value")
-    db_mode: str | None = column("db mode", "naive (a connection per request) or pool", table=71)
+    db_mode: str | None = column("db mode", "naive (a connection per request) or pool", table=73)
     endpoint: str = column("endpoint", "the endpoint under load", table=2)
     users: int = column(
         "users", "concurrent Locust users (closed loop, wait 0)", table=3, result=False
@@ -559,11 +559,27 @@ class Row:
         table=69,
         result=False,
     )
+    machine_busy_cores: float | None = column(
+        "machine busy CPUs",
+        "CPUs busy by the kernel's /proc/stat, mean over the window, on the host busiest for "
+        "its CPUs: in the lab's containers the whole machine's (load generators, proxy, "
+        "database and app together), on VMs or real hosts that host's own",
+        unit="CPUs",
+        digits=2,
+        table=70,
+        result=False,
+    )
+    machine_cpus: int | None = column(
+        "machine CPUs",
+        "CPUs that host's /proc/stat lists (in the lab's containers the machine's)",
+        table=71,
+        result=False,
+    )
     locust_cpu_warning: bool | None = column(
         "Locust CPU warning",
         "Locust's own warning of a process above 90 % CPU, in locust.log (the master's, "
         "which also reports a worker's; n/a: the cell has no locust.log)",
-        table=70,
+        table=72,
         result=False,
     )
     generator_saturated: bool | None = column(
@@ -582,21 +598,21 @@ class Row:
     )
     # the cell's parameters
     delay_s: float | None = column(
-        "delay s", "?delay= of /slow and /sleep", unit="s", table=72, result=False
+        "delay s", "?delay= of /slow and /sleep", unit="s", table=74, result=False
     )
     server_slots: int | None = column(
         "server slots",
         "requests all app hosts can hold at once (None: no bound)",
-        table=73,
+        table=75,
         result=False,
     )
     pool_size: int | None = column(
-        "pool size", "connections the app's pools can hold in total", table=74, result=False
+        "pool size", "connections the app's pools can hold in total", table=76, result=False
     )
     top_failure: str | None = column(
-        "top failure", "the most frequent failure: METHOD name: error", table=75
+        "top failure", "the most frequent failure: METHOD name: error", table=77
     )
-    note: str | None = column("note", "why a number is missing or partial", table=76)
+    note: str | None = column("note", "why a number is missing or partial", table=78)
 
     def __post_init__(self):
         # Rounded here, once, so the files and the page show the same figure.
