@@ -81,19 +81,20 @@ def http(inventory, group):
     # the lab's DNS knows each container by its topology name
     proxy = sorted(inventory["proxy"]["hosts"])[0]
 
-    def request(path, method="GET", body_bytes=0, json_body=None):
-        """json_body: a POST's body as JSON (else body_bytes of "x")."""
+    def request(path, method="GET", body_bytes=0, json_body=None, headers=None):
+        """json_body: a POST's body as JSON (else body_bytes of "x"); headers: the
+        request's own."""
+        sent = dict(headers or {})
         if json_body is not None:
             data = f"{json.dumps(json.dumps(json_body))}.encode()"
-            headers = "{'Content-Type': 'application/json'}"
+            sent["Content-Type"] = "application/json"
         else:
             data = f"b'x' * {body_bytes}" if method == "POST" else "None"
-            headers = "{}"
         script = (
             "import json, urllib.request, urllib.error\n"
             f"url = 'http://{proxy}{path}'\n"
             f"req = urllib.request.Request(url, method='{method}', data={data},"
-            f" headers={headers})\n"
+            f" headers={sent!r})\n"
             "try:\n    r = urllib.request.urlopen(req, timeout=20)\n"
             "except urllib.error.HTTPError as e:\n    r = e\n"
             "print(json.dumps([r.status, dict(r.headers), r.read().decode('utf-8')]))\n"

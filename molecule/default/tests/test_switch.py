@@ -13,6 +13,7 @@ import yaml
 from conftest import fact, inventory_dir
 
 from flask_deploy_lab import catalogue
+from tests.nginx_log import logged, server_timing
 
 ROOT = Path(__file__).resolve().parents[3]
 WORKER_UNIT = "labapp-celery.service"
@@ -112,9 +113,20 @@ def test_switch(server, group, http):
     for path in ("/healthz", "/json", "/db", "/slow?delay=0.1"):
         status, _, body = http(path)
         assert status == 200, (server, path, body)
+    # the app's Server-Timing under this server (nginx's uwsgi_pass or
+    # proxy_pass): logged by nginx, hidden from the client; a client's own
+    # stamp (a valid one, from 2001) is replaced by nginx's
+    timed = f"/json?switch={server}-{time.time_ns()}"
+    status, headers, _ = http(timed, headers={"X-Request-Start": "t=1000000000.000"})
+    assert status == 200, (server, timed)
+    assert "server-timing" not in {name.lower() for name in headers}, (server, headers)
     print(f"switch to {server}: {seconds:.1f} s")
     if catalogue.load().servers[server].reload:
         for app in apps:
             reload_replaces_every_worker(app, unit)
         status, _, body = http("/db")
         assert status == 200, (server, "/db after the reload", body)
+    timing = server_timing(logged(group("proxy")[0], "GET", timed))
+    assert set(timing) == {"queue", "app"}, (server, timing)
+    # from nginx's send, not the client's 2001: a wait of ms, not of decades
+    assert -5 <= timing["queue"] < 5000, (server, timing)
