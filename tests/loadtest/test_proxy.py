@@ -3,7 +3,9 @@
 import gzip
 from datetime import UTC, datetime
 
-from flask_deploy_lab.report import proxy
+import pytest
+
+from flask_deploy_lab.report import cli, proxy
 
 T0 = 1_800_000_000  # a whole Unix second
 
@@ -51,7 +53,7 @@ def app_host_rps(cell_dir, window, addresses):
 
 
 def write_cell(tmp_path, lines):
-    (tmp_path / "proxy").mkdir()
+    (tmp_path / "proxy").mkdir(parents=True)
     with gzip.open(tmp_path / "proxy" / "proxy1.log.gz", "wt") as handle:
         handle.write("\n".join(lines) + "\n")
     return tmp_path
@@ -83,3 +85,78 @@ def test_without_the_log_or_a_window_there_is_no_figure(tmp_path):
         None,
         "the measured window holds no whole second",
     )
+
+
+def timed(second, path, rt, urt, st, method="GET", status=200):
+    """A line of the role's format with the app's Server-Timing (st=)."""
+    stamp = datetime.fromtimestamp(T0 + second, UTC).strftime(proxy.TIME_FORMAT)
+    return (
+        f'10.89.0.9 [{stamp}] "{method} {path} HTTP/1.1" {status} 42 rt={rt} urt={urt} '
+        f'ua="10.0.0.1:8000" us="200" st="{st}"'
+    )
+
+
+SLOW = "queue;dur={q}, app;dur={a}, api;dur={api}, api-sleep;dur={s}"
+TIMED = [
+    timed(1, "/slow?delay=0.5", "0.503", "0.502", SLOW.format(q=1.0, a=500.5, api=499.0, s=495.0)),
+    timed(1, "/slow?delay=0.5", "0.601", "0.600", SLOW.format(q=90.0, a=510.0, api=508.0, s=500.0)),
+    timed(1, "/healthz", "0.001", "0.001", "queue;dur=0.1, app;dur=0.2"),
+    timed(3, "/tasks", "0.004", "0.003", "queue;dur=2.0, app;dur=1.5", method="POST", status=202),
+    timed(3, "/slow?delay=0.5", "0.050", "-", "", status=504),
+    "a line of another format",
+]
+
+
+def test_by_second_splits_each_second_and_every_part_of_the_apps_answer():
+    rows = proxy.by_second(TIMED)
+    # the seconds that ended a request, in order; the second between is not invented
+    assert [row["second"] for row in rows] == [T0 + 1, T0 + 3]
+    first, third = rows
+    assert list(first) == [
+        "second", "requests", "nginx_p50_ms", "nginx_p99_ms", "upstream_p50_ms",
+        "upstream_p99_ms", "queue_p50_ms", "queue_p99_ms", "app_p50_ms", "app_p99_ms",
+        "api_p50_ms", "api_p99_ms", "api-sleep_p50_ms", "api-sleep_p99_ms",
+    ]  # fmt: skip
+    # /healthz left out; nearest rank over two: the p50 is the smaller, the p99 the larger
+    assert first["requests"] == 2
+    assert (first["nginx_p50_ms"], first["nginx_p99_ms"]) == (503.0, 601.0)
+    assert (first["queue_p50_ms"], first["queue_p99_ms"]) == (1.0, 90.0)
+    assert (first["api-sleep_p50_ms"], first["api-sleep_p99_ms"]) == (495.0, 500.0)
+    # nginx's own 504: its time, no upstream's and no app's; the POST's parts alone
+    assert third["requests"] == 2
+    assert (third["nginx_p50_ms"], third["nginx_p99_ms"]) == (4.0, 50.0)
+    assert third["upstream_p99_ms"] == 3.0
+    assert (third["queue_p99_ms"], third["app_p99_ms"]) == (2.0, 1.5)
+    assert third["api_p50_ms"] is None and third["api_p99_ms"] is None
+
+
+def test_by_second_keeps_only_the_paths_asked_for():
+    rows = proxy.by_second(TIMED, path_prefix="/tasks")
+    assert [(row["second"], row["requests"]) for row in rows] == [(T0 + 3, 1)]
+    assert "api_p99_ms" not in rows[0]
+    assert proxy.by_second(TIMED, path_prefix="/nowhere") == []
+
+
+def test_fdl_report_by_second_prints_the_cells_split_as_csv(tmp_path, capsys):
+    cell = write_cell(tmp_path / "cell", TIMED)
+    assert cli.main(["--by-second", str(cell), "--path", "/slow"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("second,requests,nginx_p50_ms,nginx_p99_ms,")
+    # second 1's two /slow and second 3's 504, empty where it has no figure
+    assert printed[1].startswith(f"{T0 + 1},2,503.0,601.0,502.0,600.0,1.0,90.0,")
+    assert printed[2] == f"{T0 + 3},1,50.0,50.0" + ",," * 5
+    assert len(printed) == 3
+    # a cell without the log: said, no CSV
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["--by-second", str(tmp_path / "empty")]) == 2
+    assert "no proxy log in the cell" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["reports/run", "--by-second", "reports/run/cell"], [], ["reports/run", "--path", "/slow"]],
+)
+def test_fdl_report_refuses_a_run_and_a_cell_together_or_neither(argv):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2

@@ -1,13 +1,17 @@
-"""fdl-report reports/<run-id>: the report of one run (see the package's docstring)."""
+"""fdl-report reports/<run-id>: the report of one run (see the package's docstring).
+
+fdl-report --by-second <cell dir> [--path PREFIX]: a cell's proxy log split by
+second, as CSV on stdout (report.proxy.by_second)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
 
-from flask_deploy_lab.report import repeats, summary
+from flask_deploy_lab.report import proxy, repeats, summary
 from flask_deploy_lab.report.html import render_html
 from flask_deploy_lab.report.model import ReportError, summarize_run
 
@@ -60,8 +64,36 @@ def main(argv: list[str] | None = None) -> int:
             "(and configurations.csv when its cells were repeated)."
         ),
     )
-    parser.add_argument("run_dir", help="reports/<run-id>")
+    parser.add_argument("run_dir", nargs="?", help="reports/<run-id>")
+    parser.add_argument(
+        "--by-second",
+        metavar="CELL_DIR",
+        help="instead: print the cell's proxy log split by second (requests, p50 and p99 of "
+        "nginx's time, the upstream's and each part of the app's Server-Timing) as CSV",
+    )
+    parser.add_argument(
+        "--path",
+        default="",
+        metavar="PREFIX",
+        help="with --by-second: only the requests whose path starts with PREFIX",
+    )
     args = parser.parse_args(argv)
+    if args.by_second is not None:
+        if args.run_dir is not None:
+            parser.error("give a run directory or --by-second CELL_DIR, not both")
+        try:
+            proxy.write_by_second(Path(args.by_second), args.path)
+        except FileNotFoundError as exc:
+            print(f"report: {exc}", file=sys.stderr)
+            return 2
+        except BrokenPipeError:
+            # the reader had enough (| head): not an error; nothing more to flush
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    if args.run_dir is None:
+        parser.error("a run directory (reports/<run-id>) or --by-second CELL_DIR is needed")
+    if args.path:
+        parser.error("--path goes with --by-second")
     try:
         rows = write_report(args.run_dir)
     except ReportError as exc:

@@ -47,13 +47,23 @@ figures:
 
 Either is None for a cell without the log (an older run), with a reason
 (why_not) when the cell has the log but the figure cannot be had.
+
+`by_second` splits the same lines by the second nginx ended each request
+in, the whole log (the window is a question of the reader's), for the
+moments a window's percentiles hide: a burst, a dip, a stall. Each second
+gives its requests and the p50 and p99 of nginx's time, the upstream's and
+each part of the app's Server-Timing (``queue``, ``app``, and what a view
+adds: /slow's ``api`` and ``api-sleep``). ``fdl-report --by-second CELL``
+prints it as CSV.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -223,3 +233,65 @@ def proxy_latency(counted: Tally) -> tuple[ProxyLatency, str | None]:
     elif not upstream_ms:
         why_not = "no upstream answered a request of the measured window"
     return latency, why_not
+
+
+# the parts of the app's answer that lead the per-second columns (labapp.timing)
+_OWN_PARTS = ("queue", "app")
+
+
+def by_second(lines, path_prefix: str = "") -> list[dict[str, object]]:
+    """One row per second of the log that ended a request (``$time_local``), in
+    time order: ``second`` (Unix), ``requests``, and ``<part>_p50_ms`` and
+    ``<part>_p99_ms`` (exact, nearest rank) of ``nginx`` ($request_time),
+    ``upstream`` (the last $upstream_response_time) and each Server-Timing
+    part the lines hold, None where a second has none. ``/healthz`` left out;
+    with ``path_prefix`` only the requests whose path starts with it."""
+    seconds: dict[int, dict[str, list[float]]] = {}
+    parts: list[str] = []
+    for line in lines:
+        match = LINE.match(line)
+        if not match or match["path"].startswith(HEALTH):
+            continue
+        if not match["path"].startswith(path_prefix):
+            continue
+        second = int(datetime.strptime(match["time"], TIME_FORMAT).timestamp())
+        times = seconds.setdefault(second, {"nginx": [], "upstream": []})
+        times["nginx"].append(_ms(match["rt"]))
+        waited = _TRIES.split(match["urt"])[-1].strip()
+        if waited and waited != "-":
+            times["upstream"].append(_ms(waited))
+        for name, ms in TIMING.findall(match["st"] or ""):
+            times.setdefault(name, []).append(float(ms))
+            if name not in parts:
+                parts.append(name)
+    ordered = ["nginx", "upstream"]
+    ordered += [p for p in _OWN_PARTS if p in parts] + [p for p in parts if p not in _OWN_PARTS]
+    rows = []
+    for second in sorted(seconds):
+        times = seconds[second]
+        row: dict[str, object] = {"second": second, "requests": len(times["nginx"])}
+        for part in ordered:
+            values = sorted(times.get(part, ()))
+            row[f"{part}_p50_ms"] = percentile(values, 50)
+            row[f"{part}_p99_ms"] = percentile(values, 99)
+        rows.append(row)
+    return rows
+
+
+def write_by_second(cell_dir: Path, path_prefix: str = "", out=None) -> int:
+    """`by_second` of a cell's proxy log as CSV on `out` (stdout); the rows
+    written. Raises FileNotFoundError for a cell without the log."""
+    lines = read_lines(Path(cell_dir))
+    if lines is None:
+        raise FileNotFoundError(f"{Path(cell_dir) / DIRECTORY}/*.log.gz: no proxy log in the cell")
+    rows = by_second(lines, path_prefix)
+    header = list(rows[0]) if rows else ["second", "requests"]
+    writer = csv.DictWriter(out or sys.stdout, fieldnames=header, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else _cell(v) for k, v in row.items()})
+    return len(rows)
+
+
+def _cell(value) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
