@@ -3,6 +3,8 @@ at and around their limits, and when a fault does not apply."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from flask_deploy_lab.faults import (
@@ -320,6 +322,39 @@ def test_pool_exhaustion_fails_on_one_target_missed(change):
 def test_pool_exhaustion_skips_without_a_pool():
     outcome = PoolExhaustion.judge(None, pool_exhaustion.Observation("naive"))
     assert verdict(outcome) == (Verdict.SKIP, ["db_mode=naive: there is no pool to exhaust"])
+
+
+def test_pool_exhaustion_skips_a_server_that_holds_no_more_requests_per_process_than_the_pool():
+    outcome = PoolExhaustion.judge(None, pool_exhaustion.Observation("pool", per_process=1.0))
+    assert verdict(outcome) == (
+        Verdict.SKIP,
+        ["the server holds 1 request(s) per process, no more than a pool of 2: its requests "
+         "wait for a worker, never for a connection"],
+    )  # fmt: skip
+    # one more than the pool: judged, and here failed (nothing was exhausted)
+    seen = f.pool_seen(per_process=3.0, requests=f.log([f.req(100.0, name="/sleep")]))
+    assert PoolExhaustion.judge(f.POOL_DONE, seen).verdict is Verdict.FAIL
+
+
+class PoolStack:
+    """What pool-exhaustion reads of a stack before it changes anything."""
+
+    def __init__(self, slots, processes):
+        self.deployment = SimpleNamespace(db_mode="pool", slots=slots, processes=processes)
+        self.converged = []
+
+    def converge(self, *args, **kwargs):
+        self.converged.append(args)
+        raise AssertionError("converged a server whose pool cannot be exhausted")
+
+
+def test_pool_exhaustion_converges_nothing_on_gunicorns_sync_workers():
+    # 2 workers, one request each: the sizing's slots
+    stack = PoolStack(slots=2, processes=2)
+    outcome = PoolExhaustion().run(stack)
+    assert outcome.verdict is Verdict.SKIP
+    assert "1 request(s) per process" in outcome.reasons[0]
+    assert stack.converged == []
 
 
 # ---------------------------------------------------------------- reload

@@ -330,9 +330,26 @@ def test_upstream_stop_passes_with_two_stuck_requests_and_fails_with_three():
     outcome = UpstreamStop.judge(f.UPSTREAM_DONE, with_stuck(3))
     assert verdict(outcome) == (
         Verdict.FAIL,
-        ["3 requests in flight for more than 1.5 s at once during the outage, more than 2: "
+        ["3 requests in flight for more than 1.5 s of the outage at once, more than 2: "
          "they piled up"],
     )  # fmt: skip
+
+
+def test_a_queue_from_before_the_stop_counts_only_what_the_outage_adds():
+    # Gunicorn's sync workers: 2 slots for 20 users, so requests wait ~4 s in the
+    # backlog in normal running; at the stop 18 were queued, and all were
+    # answered (a quick 502) within 0.4 s of it: no wait the outage added
+    stop = f.U_STOP
+    waits = [(stop - 4.0 + i / 10, stop + 0.02 * i) for i in range(18)]
+    queued = [f.req(start, (end - start) * 1000, 502, name="/slow") for start, end in waits]
+    seen = f.upstream_seen(requests=f.upstream_requests(extra=queued))
+    assert seen.stuck == 0
+    assert UpstreamStop.judge(f.UPSTREAM_DONE, seen).verdict is Verdict.PASS
+    # three of them held 2 s into the outage: that wait is the outage's
+    held = [f.req(stop - 4.0, 6000.0, 502, name="/slow") for _ in range(3)]
+    seen = f.upstream_seen(requests=f.upstream_requests(extra=queued + held))
+    assert seen.stuck == 3
+    assert any("piled up" in r for r in UpstreamStop.judge(f.UPSTREAM_DONE, seen).reasons)
 
 
 UPSTREAM_MISSES = {

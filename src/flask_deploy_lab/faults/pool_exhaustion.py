@@ -5,7 +5,9 @@ Targets: every failed response of the load is a 503 with Retry-After, never a
 500 (from the request log, request_log.py; a probe asks 10 times as well and
 must see 503s with it); afterwards PostgreSQL has no more client connections than pool
 size x processes, and none still active. Without a pool (db_mode naive) there
-is nothing to exhaust: a SKIP.
+is nothing to exhaust: a SKIP. So too on a server that holds no more requests
+per process than the pool has connections (Gunicorn's sync workers: one), whose
+requests wait for a worker, never for a connection: nothing is converged.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class Done:
 class Observation:
     # the app's db_mode once converged with the small pool
     db_mode: str
+    # requests the server holds at once per process (None: no bound)
+    per_process: float | None = None
     load: LoadFigures | None = None
     answers: tuple[Answer, ...] = ()
     # PostgreSQL's client connections after the run, by state
@@ -82,6 +86,10 @@ class PoolExhaustion(Fault):
     name = NAME
 
     def run(self, stack: Stack) -> Outcome:
+        deployed = stack.deployment
+        per_process = deployed.slots / deployed.processes if deployed.slots else None
+        if per_process is not None and per_process <= POOL_SIZE:
+            return self.judge(None, Observation(deployed.db_mode, per_process))
         pool = {"flask_app_db_pool_max": POOL_SIZE, "flask_app_db_pool_min": POOL_SIZE}
         note(f"converge the app with a pool of {POOL_SIZE}")
         converged = stack.converge(f"{NAME}--converge", pool, tags="app")
@@ -138,6 +146,13 @@ class PoolExhaustion(Fault):
         if seen.db_mode != "pool":
             return Outcome.skipped(
                 NAME, seen, f"db_mode={seen.db_mode}: there is no pool to exhaust"
+            )
+        if seen.per_process is not None and seen.per_process <= POOL_SIZE:
+            return Outcome.skipped(
+                NAME,
+                seen,
+                f"the server holds {seen.per_process:g} request(s) per process, no more than a "
+                f"pool of {POOL_SIZE}: its requests wait for a worker, never for a connection",
             )
         missed = []
         why = cannot_judge(seen.requests, *REFUSAL_FIELDS)

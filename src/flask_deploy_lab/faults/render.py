@@ -629,7 +629,7 @@ def upstream_stop_words(outcome: Outcome):
             f"p99 {known(p99)} s of the failures (limit {upstream_stop.MAX_FAILED_P99_S:g} s)",
             f"{len(seen.outside)} outside the outage (+-{upstream_stop.WINDOW_SLACK_S:g} s)",
             f"in flight during it: at most {seen.in_flight_max}, {seen.stuck} for more than "
-            f"{upstream_stop.STUCK_S:g} s (limit {upstream_stop.MAX_STUCK})",
+            f"{upstream_stop.STUCK_S:g} s of it (limit {upstream_stop.MAX_STUCK})",
             (
                 f"first success {resume} s after it was back"
                 if resume is not None

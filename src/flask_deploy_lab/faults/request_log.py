@@ -252,19 +252,21 @@ def mean_and_sd(values) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def in_flight_longer_than(requests, moment: float, seconds: float) -> int:
-    """Requests in flight at `moment` that had been waiting more than `seconds` then."""
-    return sum(1 for r in requests if r.start <= moment - seconds and moment < r.end)
+def in_flight_longer_than(requests, moment: float, seconds: float, since: float = -math.inf) -> int:
+    """Requests in flight at `moment` that had been waiting more than `seconds` then,
+    counted from their start or `since`, whichever is later."""
+    return sum(1 for r in requests if max(r.start, since) <= moment - seconds and moment < r.end)
 
 
 def most_in_flight(requests, start: float, end: float, older_than: float = 0.0,
-                   step: float = 0.1) -> int:  # fmt: skip
-    """The most requests in flight (waiting longer than `older_than`) at any moment
-    of [start, end), looked at every `step` seconds."""
+                   step: float = 0.1, since: float = -math.inf) -> int:  # fmt: skip
+    """The most requests in flight (waiting longer than `older_than`, counted from
+    their start or `since`, whichever is later) at any moment of [start, end),
+    looked at every `step` seconds."""
     requests = list(requests)
     count, moment, most = 0, start, 0
     while moment < end:
-        most = max(most, in_flight_longer_than(requests, moment, older_than))
+        most = max(most, in_flight_longer_than(requests, moment, older_than, since))
         count += 1
         moment = start + count * step
     return most

@@ -10,8 +10,11 @@ or 504 (no 500, no answerless failure); the p99 latency of the failures is at
 most MAX_FAILED_P99_S; no failure is answered outside the outage (from the
 stop being asked to its answering again, WINDOW_SLACK_S either side); the
 requests do not pile up: at no moment of the outage are more than MAX_STUCK
-requests in flight for longer than STUCK_S (a closed loop never has more in
-flight than its users; a pile-up shows as requests that wait); the first
+requests in flight for longer than STUCK_S of it (a closed loop never has more
+in flight than its users; a pile-up shows as requests that wait; a request
+sent before the stop counts from the stop, as a server with fewer slots than
+users, Gunicorn's sync workers, queues requests for seconds in normal running:
+only the wait the outage adds counts); the first
 success of a request started after the stop comes at most MAX_RESUME_S after
 the slow API answers again; and at least one request failed (the outage was
 seen). A probe from a load generator, 10 a second while it is down, must see
@@ -110,10 +113,13 @@ class Observation:
 
     @property
     def stuck(self) -> int:
-        """The most requests in flight for longer than STUCK_S at any moment of the outage."""
+        """The most requests in flight for longer than STUCK_S of the outage at any
+        moment of it (a request sent before the stop counted from the stop)."""
         if not self.requests:
             return 0
-        return most_in_flight(self.requests.requests, self.stopping_at, self.back_at, STUCK_S)
+        return most_in_flight(
+            self.requests.requests, self.stopping_at, self.back_at, STUCK_S, since=self.stopping_at
+        )
 
     @property
     def in_flight_max(self) -> int:
@@ -232,8 +238,8 @@ def judge_requests(seen: Observation) -> list[str]:
         missed.append(f"{len(seen.outside)} failures outside the outage (+-{WINDOW_SLACK_S:g} s)")
     if seen.stuck > MAX_STUCK:
         missed.append(
-            f"{seen.stuck} requests in flight for more than {STUCK_S:g} s at once during the "
-            f"outage, more than {MAX_STUCK}: they piled up"
+            f"{seen.stuck} requests in flight for more than {STUCK_S:g} s of the outage at "
+            f"once, more than {MAX_STUCK}: they piled up"
         )
     resume = seen.resume_s
     if resume is None:
