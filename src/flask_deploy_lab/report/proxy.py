@@ -132,31 +132,47 @@ def _ms(seconds: str) -> float:
     return float(Decimal(seconds) * 1000)
 
 
+def _requests(lines):
+    """(match, the second nginx ended it) of each line of the role's format,
+    ``/healthz`` (the playbook's drain checks) left out."""
+    for line in lines:
+        match = LINE.match(line)
+        if match and not match["path"].startswith(HEALTH):
+            yield match, datetime.strptime(match["time"], TIME_FORMAT).timestamp()
+
+
+def _upstream_ms(match) -> float | None:
+    """The last try's $upstream_response_time in ms; None when no upstream answered."""
+    waited = _TRIES.split(match["urt"])[-1].strip()
+    return _ms(waited) if waited and waited != "-" else None
+
+
+def _timing(match) -> dict[str, float]:
+    """The app's Server-Timing (st=) as {part: ms}; empty without it."""
+    return {name: float(ms) for name, ms in TIMING.findall(match["st"] or "")}
+
+
 def tally(lines, window_start: float, window_end: float) -> Tally:
     """The lines that lie in the window's whole seconds, ``/healthz`` left out, in
     one pass: each counted by the last upstream address, its ``rt`` and (unless
     ``-``) its last ``urt`` kept."""
     first, last = math.ceil(window_start), math.floor(window_end)
     result = Tally(seconds=max(last - first, 0))
-    for line in lines:
-        match = LINE.match(line)
-        if not match or match["path"].startswith(HEALTH):
-            continue
-        second = datetime.strptime(match["time"], TIME_FORMAT).timestamp()
+    for match, second in _requests(lines):
         if not first <= second < last:
             continue
         answered = match["ua"].split(",")[-1].strip()
         if answered and answered != "-":
             result.counts[answered] = result.counts.get(answered, 0) + 1
         result.proxy_ms.append(_ms(match["rt"]))
-        waited = _TRIES.split(match["urt"])[-1].strip()
-        if waited and waited != "-":
-            result.upstream_ms.append(_ms(waited))
-        timing = dict(TIMING.findall(match["st"] or ""))
+        waited = _upstream_ms(match)
+        if waited is not None:
+            result.upstream_ms.append(waited)
+        timing = _timing(match)
         if "queue" in timing:
-            result.queue_ms.append(float(timing["queue"]))
+            result.queue_ms.append(timing["queue"])
         if "app" in timing:
-            result.app_ms.append(float(timing["app"]))
+            result.app_ms.append(timing["app"])
     return result
 
 
@@ -248,20 +264,16 @@ def by_second(lines, path_prefix: str = "") -> list[dict[str, object]]:
     with ``path_prefix`` only the requests whose path starts with it."""
     seconds: dict[int, dict[str, list[float]]] = {}
     parts: list[str] = []
-    for line in lines:
-        match = LINE.match(line)
-        if not match or match["path"].startswith(HEALTH):
-            continue
+    for match, second in _requests(lines):
         if not match["path"].startswith(path_prefix):
             continue
-        second = int(datetime.strptime(match["time"], TIME_FORMAT).timestamp())
-        times = seconds.setdefault(second, {"nginx": [], "upstream": []})
+        times = seconds.setdefault(int(second), {"nginx": [], "upstream": []})
         times["nginx"].append(_ms(match["rt"]))
-        waited = _TRIES.split(match["urt"])[-1].strip()
-        if waited and waited != "-":
-            times["upstream"].append(_ms(waited))
-        for name, ms in TIMING.findall(match["st"] or ""):
-            times.setdefault(name, []).append(float(ms))
+        waited = _upstream_ms(match)
+        if waited is not None:
+            times["upstream"].append(waited)
+        for name, ms in _timing(match).items():
+            times.setdefault(name, []).append(ms)
             if name not in parts:
                 parts.append(name)
     ordered = ["nginx", "upstream"]
