@@ -1,12 +1,13 @@
 """What testinfra reads of nginx's access log on a lab host, for the Molecule
 scenarios (their verifiers put the project on PYTHONPATH): a request's line,
-in the nginx role's ``timed`` format, and the app's Server-Timing in it."""
+in the nginx role's ``timed`` format, and the app's Server-Timing in it
+(its st= is read with report.proxy.server_timing)."""
 
 from __future__ import annotations
 
 import time
 
-from flask_deploy_lab.report.proxy import LINE, TIMING
+from flask_deploy_lab.report.proxy import LINE
 
 ACCESS_LOG = "/var/log/nginx/access.log"
 
@@ -24,8 +25,3 @@ def logged(host, method, path, timeout=15):
             return match
         assert time.monotonic() < deadline, f"no line of {method} {path} in {ACCESS_LOG}"
         time.sleep(0.5)
-
-
-def server_timing(match):
-    """The logged Server-Timing (st=) as {metric: ms}."""
-    return {name: float(ms) for name, ms in TIMING.findall(match["st"] or "")}

@@ -13,7 +13,8 @@ import yaml
 from conftest import fact, inventory_dir
 
 from flask_deploy_lab import catalogue
-from tests.nginx_log import logged, server_timing
+from flask_deploy_lab.report.proxy import server_timing
+from tests.nginx_log import logged
 
 ROOT = Path(__file__).resolve().parents[3]
 WORKER_UNIT = "labapp-celery.service"

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from tests.nginx_log import logged, server_timing
+from flask_deploy_lab.report.proxy import server_timing
+from tests.nginx_log import logged
 from tests.systemd_units import exposure, main_process, proc_status, show
 
 CONNECTS = "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 8000))' 2>/dev/null"

@@ -147,7 +147,7 @@ def _upstream_ms(match) -> float | None:
     return _ms(waited) if waited and waited != "-" else None
 
 
-def _timing(match) -> dict[str, float]:
+def server_timing(match) -> dict[str, float]:
     """The app's Server-Timing (st=) as {part: ms}; empty without it."""
     return {name: float(ms) for name, ms in TIMING.findall(match["st"] or "")}
 
@@ -168,7 +168,7 @@ def tally(lines, window_start: float, window_end: float) -> Tally:
         waited = _upstream_ms(match)
         if waited is not None:
             result.upstream_ms.append(waited)
-        timing = _timing(match)
+        timing = server_timing(match)
         if "queue" in timing:
             result.queue_ms.append(timing["queue"])
         if "app" in timing:
@@ -272,7 +272,7 @@ def by_second(lines, path_prefix: str = "") -> list[dict[str, object]]:
         waited = _upstream_ms(match)
         if waited is not None:
             times["upstream"].append(waited)
-        for name, ms in _timing(match).items():
+        for name, ms in server_timing(match).items():
             times.setdefault(name, []).append(ms)
             if name not in parts:
                 parts.append(name)
